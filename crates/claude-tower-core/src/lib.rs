@@ -1,0 +1,78 @@
+//! The shared vocabulary of claude-tower.
+//!
+//! Every layer in the claude-tower family speaks these types, so that a
+//! response classified by `claude-tower-normalize` can be acted on by
+//! `claude-tower-retry` and `claude-tower-failover` without either of them
+//! knowing which route answered:
+//!
+//! - [`RouteId`]: a route's name (`"anthropic"`, `"foundry-eastus2"`).
+//! - [`Face`]: which error surface a route speaks (Anthropic's or Azure's).
+//! - [`RetryAfter`]: the wait a server asked for, already folded from its headers.
+//! - [`ErrorClass`]: what kind of failure a response is, with two separate
+//!   answers: [`retryable`](ErrorClass::retryable) (try the same route again)
+//!   and [`failover_worthy`](ErrorClass::failover_worthy) (move to another route).
+//! - [`ClaudeError`]: a classified failure, with everything a log line or a
+//!   support ticket needs.
+//! - [`RequestIds`]: every request id either platform hands out.
+//! - [`Attempt`]: which attempt on which route produced a response.
+//! - [`ReplayBody`]: a request body buffered once, cheap to clone, so retry
+//!   and failover can send it again.
+//! - [`error_response`]: renders any [`ClaudeError`] as Anthropic's error
+//!   envelope; every layer that answers locally uses it.
+//!
+//! This crate does no I/O.
+//!
+//! # Classify, then decide
+//!
+//! Classification ("what kind of failure is this?") and policy ("what do we
+//! do about it?") are kept apart, as in `tower-http`'s `classify` module.
+//! The class table is fixed here; the policies live in the layers.
+//!
+//! ```
+//! use claude_tower_core::{ClaudeError, ErrorClass, RetryAfter, RouteId, error_response};
+//! use http::StatusCode;
+//! use std::time::Duration;
+//!
+//! let err = ClaudeError::new(ErrorClass::RateLimited, "slow down")
+//!     .with_route(RouteId::new("foundry"))
+//!     .with_status(StatusCode::TOO_MANY_REQUESTS)
+//!     .with_retry_after(RetryAfter::new(Duration::from_millis(1500)));
+//!
+//! assert!(err.class().retryable());
+//! assert!(err.class().failover_worthy());
+//!
+//! let response = error_response::<bytes::Bytes>(&err);
+//! assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+//! assert_eq!(response.headers()["retry-after"], "2");
+//! let json: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+//! assert_eq!(json["error"]["type"], "rate_limit_error");
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms
+)]
+
+mod attempt;
+mod body;
+mod class;
+mod envelope;
+mod error;
+mod face;
+pub mod headers;
+mod request_ids;
+mod retry_after;
+mod route;
+
+pub use attempt::Attempt;
+pub use body::{BufferError, DEFAULT_REQUEST_BODY_LIMIT, ReplayBody};
+pub use class::ErrorClass;
+pub use envelope::{envelope_json, error_response};
+pub use error::ClaudeError;
+pub use face::Face;
+pub use request_ids::RequestIds;
+pub use retry_after::RetryAfter;
+pub use route::RouteId;
