@@ -1,7 +1,4 @@
-//! One error surface for both routes: retry hints, error envelopes and request ids.
-//!
-//! **Not implemented yet.** This crate will hold `retry_after`, `classify` and `NormalizeLayer`, which attach `ClaudeError`, `RetryAfter` and `RequestIds` to every response.
-
+//! One error surface for both routes.
 #![forbid(unsafe_code)]
 #![warn(
     missing_docs,
@@ -9,3 +6,10 @@
     unreachable_pub,
     rust_2018_idioms
 )]
+
+mod classify;
+mod envelope;
+mod retry_after;
+
+pub use classify::{TRANSIENT_AUTH_CODE, classify};
+pub use retry_after::{MAX_RETRY_AFTER, retry_after};
