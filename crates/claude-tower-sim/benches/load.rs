@@ -1,0 +1,3 @@
+//! Placeholder; the loopback load bench lands in a later commit.
+
+fn main() {}
