@@ -77,7 +77,7 @@ where
         });
         let mut this = Self {
             state: State::Exhausted,
-            report: FailoverReport::with_capacity(usize::from(first.is_some())),
+            report: FailoverReport::new(),
             table,
             request: Some(request),
             current: 0,

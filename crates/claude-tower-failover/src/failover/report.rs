@@ -12,20 +12,42 @@ use claude_tower_core::{ClaudeError, ErrorClass, RouteId};
 pub struct FailoverReport {
     answered_by: Option<RouteId>,
     succeeded: bool,
-    attempts: Vec<(RouteId, u32)>,
+    attempts: Attempts,
+}
+
+/// Inline for the common single-route case: no allocation on the healthy path.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+enum Attempts {
+    #[default]
+    None,
+    One([(RouteId, u32); 1]),
+    Many(Vec<(RouteId, u32)>),
+}
+
+impl Attempts {
+    fn as_slice(&self) -> &[(RouteId, u32)] {
+        match self {
+            Attempts::None => &[],
+            Attempts::One(one) => one,
+            Attempts::Many(many) => many,
+        }
+    }
 }
 
 impl FailoverReport {
-    pub(crate) fn with_capacity(routes: usize) -> Self {
-        Self {
-            answered_by: None,
-            succeeded: false,
-            attempts: Vec::with_capacity(routes),
-        }
+    pub(crate) fn new() -> Self {
+        Self::default()
     }
 
     pub(crate) fn record(&mut self, route: RouteId, attempts: u32) {
-        self.attempts.push((route, attempts));
+        self.attempts = match std::mem::take(&mut self.attempts) {
+            Attempts::None => Attempts::One([(route, attempts)]),
+            Attempts::One([first]) => Attempts::Many(vec![first, (route, attempts)]),
+            Attempts::Many(mut many) => {
+                many.push((route, attempts));
+                Attempts::Many(many)
+            }
+        };
     }
 
     pub(crate) fn finish(&mut self, answered_by: Option<RouteId>, succeeded: bool) {
@@ -54,12 +76,12 @@ impl FailoverReport {
     /// route's final response; 1 when the route ended in an error, which
     /// carries no extensions). Routes skipped by an open breaker are absent.
     pub fn attempts(&self) -> &[(RouteId, u32)] {
-        &self.attempts
+        self.attempts.as_slice()
     }
 
     /// Attempts spent on one route (0 if it was not tried).
     pub fn attempts_on(&self, route: &str) -> u32 {
-        self.attempts
+        self.attempts()
             .iter()
             .filter(|(id, _)| *id == route)
             .map(|(_, n)| *n)
@@ -68,7 +90,7 @@ impl FailoverReport {
 
     /// Attempts spent across every route.
     pub fn total_attempts(&self) -> u32 {
-        self.attempts.iter().map(|(_, n)| *n).sum()
+        self.attempts().iter().map(|(_, n)| *n).sum()
     }
 
     /// The report attached to an error returned by `Failover`, found by
@@ -88,7 +110,7 @@ impl FailoverReport {
 impl fmt::Display for FailoverReport {
     /// `anthropic=3, foundry=1`: the form the gateway puts in a header.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, (route, n)) in self.attempts.iter().enumerate() {
+        for (i, (route, n)) in self.attempts().iter().enumerate() {
             if i > 0 {
                 f.write_str(", ")?;
             }
@@ -185,7 +207,7 @@ mod tests {
 
     #[test]
     fn report_reads_well() {
-        let mut report = FailoverReport::with_capacity(2);
+        let mut report = FailoverReport::new();
         report.record(RouteId::new("anthropic"), 3);
         report.record(RouteId::new("foundry"), 1);
         report.finish(Some(RouteId::new("foundry")), true);
