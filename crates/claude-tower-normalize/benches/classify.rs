@@ -25,7 +25,10 @@ fn foundry_error_body() -> Vec<u8> {
 fn bench(c: &mut Criterion) {
     let now = SystemTime::now();
     let mut ok_headers = HeaderMap::new();
-    ok_headers.insert("content-type", HeaderValue::from_static("text/event-stream"));
+    ok_headers.insert(
+        "content-type",
+        HeaderValue::from_static("text/event-stream"),
+    );
     ok_headers.insert("request-id", HeaderValue::from_static("req_011CSim"));
     c.bench_function("classify/success", |b| {
         b.iter(|| {

@@ -59,7 +59,9 @@ fn millis_header(headers: &HeaderMap, name: &HeaderName) -> Option<Duration> {
     // `nanos` are billionths of a millisecond here: a thousandth of a nanosecond each.
     let whole = Duration::from_millis(whole);
     let frac = Duration::from_nanos(nanos.div_ceil(1000));
-    whole.checked_add(frac).filter(|wait| *wait <= MAX_RETRY_AFTER)
+    whole
+        .checked_add(frac)
+        .filter(|wait| *wait <= MAX_RETRY_AFTER)
 }
 
 fn seconds(value: &str) -> Option<Duration> {
@@ -148,8 +150,14 @@ mod tests {
     fn integer_and_decimal_seconds() {
         assert_eq!(wait("retry-after", "2"), Some(Duration::from_secs(2)));
         assert_eq!(wait("retry-after", " 2 "), Some(Duration::from_secs(2)));
-        assert_eq!(wait("retry-after", "1.5"), Some(Duration::from_millis(1500)));
-        assert_eq!(wait("retry-after", "0.25"), Some(Duration::from_millis(250)));
+        assert_eq!(
+            wait("retry-after", "1.5"),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            wait("retry-after", "0.25"),
+            Some(Duration::from_millis(250))
+        );
         assert_eq!(wait("retry-after", ".5"), Some(Duration::from_millis(500)));
         assert_eq!(wait("retry-after", "3."), Some(Duration::from_secs(3)));
         assert_eq!(wait("retry-after", "0"), Some(Duration::ZERO));
@@ -259,7 +267,11 @@ mod tests {
     fn absurd_waits_are_none() {
         assert_eq!(wait("retry-after", "86400"), Some(MAX_RETRY_AFTER));
         assert_eq!(wait("retry-after", "86400.001"), None);
-        assert_eq!(wait("retry-after", "1700000000"), None, "an epoch, not a wait");
+        assert_eq!(
+            wait("retry-after", "1700000000"),
+            None,
+            "an epoch, not a wait"
+        );
         assert_eq!(wait("retry-after-ms", "86400001"), None);
         assert_eq!(wait("retry-after", "Fri, 31 Dec 9999 23:59:59 GMT"), None);
         // An absurd millisecond header does not hide a sane `retry-after`.

@@ -25,7 +25,10 @@ fn foundry_body(code: &str, message: &str) -> String {
 }
 
 fn anthropic_headers() -> HeaderMap {
-    headers(&[("request-id", "req_011CSim"), ("content-type", "application/json")])
+    headers(&[
+        ("request-id", "req_011CSim"),
+        ("content-type", "application/json"),
+    ])
 }
 
 fn foundry_headers() -> HeaderMap {
@@ -87,7 +90,14 @@ fn success_is_none_on_both_faces() {
         for code in [200, 201, 204, 299, 304] {
             let body = anthropic_body("rate_limit_error", "not really");
             assert!(
-                classify(face, status(code), &HeaderMap::new(), body.as_bytes(), now()).is_none(),
+                classify(
+                    face,
+                    status(code),
+                    &HeaderMap::new(),
+                    body.as_bytes(),
+                    now()
+                )
+                .is_none(),
                 "{face} {code}"
             );
         }
@@ -100,11 +110,17 @@ fn success_is_none_on_both_faces() {
 fn rate_limited_anthropic() {
     let mut h = anthropic_headers();
     h.insert("retry-after", HeaderValue::from_static("2"));
-    let body = anthropic_body("rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit");
+    let body = anthropic_body(
+        "rate_limit_error",
+        "Number of request tokens has exceeded your per-minute rate limit",
+    );
     let err = classify(Face::Anthropic, status(429), &h, body.as_bytes(), now()).unwrap();
     assert_class(&err, ErrorClass::RateLimited);
     assert_eq!(err.code(), Some("rate_limit_error"));
-    assert_eq!(err.retry_after().map(|w| w.duration()), Some(Duration::from_secs(2)));
+    assert_eq!(
+        err.retry_after().map(|w| w.duration()),
+        Some(Duration::from_secs(2))
+    );
     assert_eq!(err.request_ids().request_id(), Some("req_011CSim"));
     assert_eq!(err.status(), Some(StatusCode::TOO_MANY_REQUESTS));
     assert!(err.message().starts_with("Number of request tokens"));
@@ -112,7 +128,10 @@ fn rate_limited_anthropic() {
 
 #[test]
 fn rate_limited_foundry_with_every_retry_form() {
-    let body = foundry_body("429", "Requests to the Anthropic API have exceeded the rate limit.");
+    let body = foundry_body(
+        "429",
+        "Requests to the Anthropic API have exceeded the rate limit.",
+    );
     let cases: [(&str, &str, Duration); 4] = [
         ("Retry-After", "2", Duration::from_secs(2)),
         ("Retry-After", "1.5", Duration::from_millis(1500)),
@@ -121,11 +140,18 @@ fn rate_limited_foundry_with_every_retry_form() {
     ];
     for (name, value, wait) in cases {
         let mut h = foundry_headers();
-        h.insert(HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_str(value).unwrap());
+        h.insert(
+            HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            HeaderValue::from_str(value).unwrap(),
+        );
         let err = classify(Face::Foundry, status(429), &h, body.as_bytes(), now()).unwrap();
         assert_class(&err, ErrorClass::RateLimited);
         assert_eq!(err.code(), Some("429"));
-        assert_eq!(err.retry_after().map(|w| w.duration()), Some(wait), "{name}: {value}");
+        assert_eq!(
+            err.retry_after().map(|w| w.duration()),
+            Some(wait),
+            "{name}: {value}"
+        );
         assert_eq!(err.request_ids().apim_request_id(), Some("5b1c-apim"));
         assert_eq!(err.request_ids().x_ms_request_id(), Some("9f2e-ms"));
     }
@@ -134,16 +160,25 @@ fn rate_limited_foundry_with_every_retry_form() {
     let date = httpdate::fmt_http_date(now() + Duration::from_secs(2));
     h.insert("retry-after", HeaderValue::from_str(&date).unwrap());
     let err = classify(Face::Foundry, status(429), &h, body.as_bytes(), now()).unwrap();
-    assert_eq!(err.retry_after().map(|w| w.duration()), Some(Duration::from_secs(2)));
+    assert_eq!(
+        err.retry_after().map(|w| w.duration()),
+        Some(Duration::from_secs(2))
+    );
 }
 
 // === Overloaded ===
 
 #[test]
 fn overloaded_anthropic_529_and_by_type() {
-    assert_class(&anthropic(529, "overloaded_error", "Overloaded"), ErrorClass::Overloaded);
+    assert_class(
+        &anthropic(529, "overloaded_error", "Overloaded"),
+        ErrorClass::Overloaded,
+    );
     // `error.type` is more specific than a 500.
-    assert_class(&anthropic(500, "overloaded_error", "Overloaded"), ErrorClass::Overloaded);
+    assert_class(
+        &anthropic(500, "overloaded_error", "Overloaded"),
+        ErrorClass::Overloaded,
+    );
 }
 
 #[test]
@@ -157,25 +192,43 @@ fn overloaded_foundry_503() {
 
 #[test]
 fn server_anthropic() {
-    assert_class(&anthropic(500, "api_error", "Internal server error"), ErrorClass::Server);
-    assert_class(&anthropic(502, "api_error", "Bad gateway"), ErrorClass::Server);
+    assert_class(
+        &anthropic(500, "api_error", "Internal server error"),
+        ErrorClass::Server,
+    );
+    assert_class(
+        &anthropic(502, "api_error", "Bad gateway"),
+        ErrorClass::Server,
+    );
     // `api_error` defers to the status.
     assert_class(&anthropic(503, "api_error", "x"), ErrorClass::Overloaded);
 }
 
 #[test]
 fn server_foundry() {
-    assert_class(&foundry(500, "500", "Internal server error"), ErrorClass::Server);
+    assert_class(
+        &foundry(500, "500", "Internal server error"),
+        ErrorClass::Server,
+    );
     assert_class(&foundry(502, "502", "Bad gateway"), ErrorClass::Server);
-    assert_class(&foundry(500, "InternalServerError", "x"), ErrorClass::Server);
+    assert_class(
+        &foundry(500, "InternalServerError", "x"),
+        ErrorClass::Server,
+    );
 }
 
 // === Timeout ===
 
 #[test]
 fn timeout_anthropic() {
-    assert_class(&anthropic(504, "timeout_error", "Request timed out"), ErrorClass::Timeout);
-    assert_class(&anthropic(408, "timeout_error", "Request timed out"), ErrorClass::Timeout);
+    assert_class(
+        &anthropic(504, "timeout_error", "Request timed out"),
+        ErrorClass::Timeout,
+    );
+    assert_class(
+        &anthropic(408, "timeout_error", "Request timed out"),
+        ErrorClass::Timeout,
+    );
 }
 
 #[test]
@@ -189,13 +242,20 @@ fn timeout_foundry() {
 #[test]
 fn transient_auth_foundry_at_any_status() {
     for code in [401, 403, 500, 503, 400] {
-        let err = foundry(code, TRANSIENT_AUTH_CODE, "Backend authentication failed for the model endpoint.");
+        let err = foundry(
+            code,
+            TRANSIENT_AUTH_CODE,
+            "Backend authentication failed for the model endpoint.",
+        );
         assert_class(&err, ErrorClass::TransientAuth);
         assert_eq!(err.code(), Some(TRANSIENT_AUTH_CODE));
         assert!(err.retryable() && err.failover_worthy());
     }
     // Case-insensitive, and found in `innererror` behind a numeric code.
-    assert_class(&foundry(401, "Invalid_Model_Endpoint_Authentication", "x"), ErrorClass::TransientAuth);
+    assert_class(
+        &foundry(401, "Invalid_Model_Endpoint_Authentication", "x"),
+        ErrorClass::TransientAuth,
+    );
     let body = br#"{"error":{"code":"401","message":"Unauthorized","innererror":{"code":"invalid_model_endpoint_authentication"}}}"#;
     let err = classify(Face::Foundry, status(401), &foundry_headers(), body, now()).unwrap();
     assert_class(&err, ErrorClass::TransientAuth);
@@ -206,7 +266,14 @@ fn transient_auth_foundry_at_any_status() {
 fn transient_auth_recognised_on_the_anthropic_face_too() {
     // A gateway in front of Foundry may present itself as the Anthropic face.
     let body = foundry_body(TRANSIENT_AUTH_CODE, "blip");
-    let err = classify(Face::Anthropic, status(401), &HeaderMap::new(), body.as_bytes(), now()).unwrap();
+    let err = classify(
+        Face::Anthropic,
+        status(401),
+        &HeaderMap::new(),
+        body.as_bytes(),
+        now(),
+    )
+    .unwrap();
     assert_class(&err, ErrorClass::TransientAuth);
 }
 
@@ -214,7 +281,10 @@ fn transient_auth_recognised_on_the_anthropic_face_too() {
 
 #[test]
 fn conflict_on_both_faces() {
-    assert_class(&anthropic(409, "conflict_error", "Conflict"), ErrorClass::Conflict);
+    assert_class(
+        &anthropic(409, "conflict_error", "Conflict"),
+        ErrorClass::Conflict,
+    );
     assert_class(&foundry(409, "409", "Conflict"), ErrorClass::Conflict);
 }
 
@@ -222,20 +292,38 @@ fn conflict_on_both_faces() {
 
 #[test]
 fn route_unavailable_foundry_deployment_or_model_not_found() {
-    for code in ["DeploymentNotFound", "deploymentnotfound", "ModelNotFound", "model_not_found"] {
-        let err = foundry(404, code, "The API deployment for this resource does not exist.");
+    for code in [
+        "DeploymentNotFound",
+        "deploymentnotfound",
+        "ModelNotFound",
+        "model_not_found",
+    ] {
+        let err = foundry(
+            404,
+            code,
+            "The API deployment for this resource does not exist.",
+        );
         assert_class(&err, ErrorClass::RouteUnavailable);
         assert_eq!(err.code(), Some(code));
         assert!(!err.retryable() && err.failover_worthy());
     }
     // A plain 404 with a numeric code says nothing about the deployment.
-    assert_class(&foundry(404, "404", "Resource not found"), ErrorClass::InvalidRequest);
+    assert_class(
+        &foundry(404, "404", "Resource not found"),
+        ErrorClass::InvalidRequest,
+    );
 }
 
 #[test]
 fn route_unavailable_billing() {
-    assert_class(&anthropic(402, "billing_error", "Your credit balance is too low"), ErrorClass::RouteUnavailable);
-    assert_class(&foundry(402, "402", "Payment required"), ErrorClass::RouteUnavailable);
+    assert_class(
+        &anthropic(402, "billing_error", "Your credit balance is too low"),
+        ErrorClass::RouteUnavailable,
+    );
+    assert_class(
+        &foundry(402, "402", "Payment required"),
+        ErrorClass::RouteUnavailable,
+    );
 }
 
 // === Auth ===
@@ -245,48 +333,84 @@ fn auth_anthropic() {
     let err = anthropic(401, "authentication_error", "invalid x-api-key");
     assert_class(&err, ErrorClass::Auth);
     assert!(!err.retryable() && !err.failover_worthy());
-    assert_class(&anthropic(403, "permission_error", "no access"), ErrorClass::Auth);
+    assert_class(
+        &anthropic(403, "permission_error", "no access"),
+        ErrorClass::Auth,
+    );
 }
 
 #[test]
 fn auth_foundry() {
     assert_class(
-        &foundry(401, "401", "Access denied due to invalid subscription key or wrong API endpoint."),
+        &foundry(
+            401,
+            "401",
+            "Access denied due to invalid subscription key or wrong API endpoint.",
+        ),
         ErrorClass::Auth,
     );
     assert_class(&foundry(403, "PermissionDenied", "x"), ErrorClass::Auth);
     // API Management's own shape.
-    let body = br#"{ "statusCode": 401, "message": "Access denied due to missing subscription key." }"#;
+    let body =
+        br#"{ "statusCode": 401, "message": "Access denied due to missing subscription key." }"#;
     let err = classify(Face::Foundry, status(401), &foundry_headers(), body, now()).unwrap();
     assert_class(&err, ErrorClass::Auth);
-    assert_eq!(err.message(), "Access denied due to missing subscription key.");
+    assert_eq!(
+        err.message(),
+        "Access denied due to missing subscription key."
+    );
 }
 
 // === InvalidRequest ===
 
 #[test]
 fn invalid_request_anthropic() {
-    assert_class(&anthropic(400, "invalid_request_error", "messages: field required"), ErrorClass::InvalidRequest);
-    assert_class(&anthropic(413, "request_too_large", "too large"), ErrorClass::InvalidRequest);
-    assert_class(&anthropic(404, "not_found_error", "model: claude-x"), ErrorClass::InvalidRequest);
-    assert_class(&anthropic(422, "invalid_request_error", "x"), ErrorClass::InvalidRequest);
+    assert_class(
+        &anthropic(400, "invalid_request_error", "messages: field required"),
+        ErrorClass::InvalidRequest,
+    );
+    assert_class(
+        &anthropic(413, "request_too_large", "too large"),
+        ErrorClass::InvalidRequest,
+    );
+    assert_class(
+        &anthropic(404, "not_found_error", "model: claude-x"),
+        ErrorClass::InvalidRequest,
+    );
+    assert_class(
+        &anthropic(422, "invalid_request_error", "x"),
+        ErrorClass::InvalidRequest,
+    );
 }
 
 #[test]
 fn invalid_request_foundry() {
-    let err = foundry(400, "content_filter", "The response was filtered due to the prompt triggering content management policy.");
+    let err = foundry(
+        400,
+        "content_filter",
+        "The response was filtered due to the prompt triggering content management policy.",
+    );
     assert_class(&err, ErrorClass::InvalidRequest);
     assert_eq!(err.code(), Some("content_filter"));
     assert!(!err.retryable() && !err.failover_worthy());
-    assert_class(&foundry(400, "400", "Bad request"), ErrorClass::InvalidRequest);
-    assert_class(&foundry(422, "422", "Unprocessable"), ErrorClass::InvalidRequest);
+    assert_class(
+        &foundry(400, "400", "Bad request"),
+        ErrorClass::InvalidRequest,
+    );
+    assert_class(
+        &foundry(422, "422", "Unprocessable"),
+        ErrorClass::InvalidRequest,
+    );
 }
 
 // === the body never makes a server error final ===
 
 #[test]
 fn server_errors_stay_retryable_whatever_the_body() {
-    assert_class(&anthropic(500, "invalid_request_error", "?"), ErrorClass::Server);
+    assert_class(
+        &anthropic(500, "invalid_request_error", "?"),
+        ErrorClass::Server,
+    );
     assert_class(&foundry(503, "content_filter", "?"), ErrorClass::Overloaded);
     assert_class(&foundry(500, "DeploymentNotFound", "?"), ErrorClass::Server);
 }
@@ -305,7 +429,11 @@ fn garbage_bodies_classify_by_status() {
     ];
     for face in [Face::Anthropic, Face::Foundry] {
         for body in bodies {
-            for (code, class) in [(502, ErrorClass::Server), (429, ErrorClass::RateLimited), (404, ErrorClass::InvalidRequest)] {
+            for (code, class) in [
+                (502, ErrorClass::Server),
+                (429, ErrorClass::RateLimited),
+                (404, ErrorClass::InvalidRequest),
+            ] {
                 let err = classify(face, status(code), &HeaderMap::new(), body, now()).unwrap();
                 assert_class(&err, class);
                 assert_eq!(err.code(), None);
@@ -337,7 +465,14 @@ fn should_retry_header_is_read() {
 #[test]
 fn body_request_id_fills_a_missing_header() {
     let body = anthropic_body("api_error", "x");
-    let err = classify(Face::Anthropic, status(500), &HeaderMap::new(), body.as_bytes(), now()).unwrap();
+    let err = classify(
+        Face::Anthropic,
+        status(500),
+        &HeaderMap::new(),
+        body.as_bytes(),
+        now(),
+    )
+    .unwrap();
     assert_eq!(err.request_ids().request_id(), Some("req_011CSim"));
     // The header wins over the body.
     let h = headers(&[("request-id", "req_header")]);
@@ -348,9 +483,23 @@ fn body_request_id_fills_a_missing_header() {
 #[test]
 fn shape_is_reported() {
     let body = anthropic_body("api_error", "x");
-    let (_, shape) = classify_shaped(Face::Foundry, status(500), &HeaderMap::new(), body.as_bytes(), now()).unwrap();
+    let (_, shape) = classify_shaped(
+        Face::Foundry,
+        status(500),
+        &HeaderMap::new(),
+        body.as_bytes(),
+        now(),
+    )
+    .unwrap();
     assert_eq!(shape, Shape::Anthropic);
     let body = foundry_body("500", "x");
-    let (_, shape) = classify_shaped(Face::Foundry, status(500), &HeaderMap::new(), body.as_bytes(), now()).unwrap();
+    let (_, shape) = classify_shaped(
+        Face::Foundry,
+        status(500),
+        &HeaderMap::new(),
+        body.as_bytes(),
+        now(),
+    )
+    .unwrap();
     assert_eq!(shape, Shape::Azure);
 }
