@@ -59,11 +59,38 @@ impl Body for SimBody {
 pub(crate) const DEFAULT_WORDS: [&str; 6] =
     ["Hello", " from", " the", " claude-tower", " simulator", "."];
 
+macro_rules! filler_text {
+    () => {
+        "The quick brown fox jumps over the lazy dog while the simulator streams. "
+    };
+}
+
 /// Text repeated to fill a large stream (`x-sim-stream-bytes`): plain ASCII, no
 /// character that needs JSON escaping.
-const FILLER: &str = "The quick brown fox jumps over the lazy dog while the simulator streams. ";
+const FILLER: &str = filler_text!();
+/// [`FILLER`] repeated past [`CHUNK`] bytes, so one delta can be cut from it
+/// at any offset within the first [`FILLER`].
+const FILLER_RUN: &str = concat!(
+    filler_text!(),
+    filler_text!(),
+    filler_text!(),
+    filler_text!(),
+    filler_text!(),
+    filler_text!(),
+    filler_text!(),
+    filler_text!(),
+    filler_text!(),
+    filler_text!(),
+    filler_text!(),
+    filler_text!(),
+    filler_text!(),
+    filler_text!(),
+    filler_text!(),
+    filler_text!(),
+);
 /// Text bytes per delta of a large stream.
 const CHUNK: usize = 1024;
+const _: () = assert!(FILLER_RUN.len() >= FILLER.len() + CHUNK);
 /// A ping goes out after every this many text deltas.
 const PING_EVERY: u32 = 4;
 
@@ -178,9 +205,10 @@ impl SseBody {
                         (first, rest.is_empty())
                     }
                     TextSource::Filler { remaining, offset } => {
-                        // NOTE: FILLER is ASCII, so any byte offset is a char boundary.
-                        let take = (*remaining).min(CHUNK).min(FILLER.len() - *offset);
-                        let text = &FILLER[*offset..*offset + take];
+                        // NOTE: FILLER is ASCII, so any byte offset is a char boundary,
+                        // and `offset < FILLER.len()` keeps the slice inside FILLER_RUN.
+                        let take = (*remaining).min(CHUNK);
+                        let text = FILLER_RUN.get(*offset..*offset + take).unwrap_or("");
                         *offset = (*offset + take) % FILLER.len();
                         *remaining -= take;
                         (text, *remaining == 0)
@@ -254,6 +282,9 @@ mod tests {
         while let Some(frame) = body.frame().await {
             let data = frame.unwrap().into_data().unwrap();
             assert!(data.len() < CHUNK + 200);
+            if frames == 0 {
+                assert!(data.len() > CHUNK);
+            }
             let s = std::str::from_utf8(&data).unwrap();
             if let Some(json) = s.strip_prefix("event: content_block_delta\ndata: ") {
                 let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
