@@ -445,13 +445,33 @@ impl RouteHealth {
 ///
 /// Get it from [`Failover::breakers`](crate::Failover::breakers) before the
 /// service is moved into a stack; it keeps seeing the live state.
+///
+/// ```
+/// use claude_tower_core::{ReplayBody, RouteId};
+/// use claude_tower_failover::{CircuitState, Failover};
+/// use http::{Request, Response};
+/// use tower::service_fn;
+///
+/// let route = service_fn(|_: Request<ReplayBody>| async {
+///     Ok::<_, std::convert::Infallible>(Response::new(()))
+/// });
+/// let failover = Failover::new([(RouteId::new("anthropic"), route)]);
+/// let health = failover.breakers();
+/// for route in health.snapshot() {
+///     // e.g. {"route":"anthropic","state":"closed","consecutive_failures":0,"reopens_in_s":0}
+///     assert_eq!(route.route(), "anthropic");
+///     assert_eq!(route.state(), CircuitState::Closed);
+///     assert_eq!(route.seconds_until_reopen(), 0);
+/// }
+/// ```
 #[derive(Clone)]
 pub struct Breakers {
     pub(crate) breakers: Arc<[Breaker]>,
 }
 
 impl Breakers {
-    /// Every route's breaker, in the order the routes were configured.
+    /// Every route's breaker, in priority order (configuration order within a
+    /// priority).
     pub fn snapshot(&self) -> Vec<RouteHealth> {
         let now = Instant::now();
         self.breakers.iter().map(|b| b.health(now)).collect()

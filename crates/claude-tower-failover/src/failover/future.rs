@@ -22,15 +22,7 @@ pin_project! {
     {
         #[pin]
         state: State<Oneshot<S, Request<ReplayBody>>>,
-        table: Arc<Table<S>>,
-        // Kept for the next route; `None` once the last possible route has it.
-        request: Option<Request<ReplayBody>>,
-        current: usize,
-        admission: Admission,
-        probe: Option<ProbeGuard>,
-        tried: u64,
-        report: FailoverReport,
-        best: Option<Best<B>>,
+        ctx: Ctx<S, B>,
     }
 }
 
@@ -41,6 +33,20 @@ pin_project! {
         // No route left to try: return the best outcome seen.
         Exhausted,
     }
+}
+
+/// Everything but the in-flight call.
+struct Ctx<S, B> {
+    table: Arc<Table<S>>,
+    /// Kept for the next route; `None` once the last possible route has it.
+    request: Option<Request<ReplayBody>>,
+    current: usize,
+    admission: Admission,
+    probe: Option<ProbeGuard>,
+    /// Bit `k` set: route `k` was tried (each route at most once).
+    tried: u64,
+    report: FailoverReport,
+    best: Option<Best<B>>,
 }
 
 /// A failed outcome kept as a candidate for "the most informative".
@@ -64,6 +70,14 @@ impl<B> Best<B> {
     }
 }
 
+/// What one route's outcome means for the request.
+enum Verdict<B> {
+    /// Return this now (a success, or a failure no other route would change).
+    Return(Result<Response<B>, ClaudeError>),
+    /// Failover-worthy: keep it as a candidate and try the next route.
+    Next(Best<B>),
+}
+
 impl<S, B> ResponseFuture<S, B>
 where
     S: Service<Request<ReplayBody>, Response = Response<B>> + Clone,
@@ -75,68 +89,131 @@ where
             // try the route that will reopen soonest.
             table.soonest(0, &mut now).map(|k| (k, Admission::Forced))
         });
-        let mut this = Self {
-            state: State::Exhausted,
-            report: FailoverReport::new(),
+        let mut ctx = Ctx {
             table,
             request: Some(request),
             current: 0,
             admission: Admission::Closed,
             probe: None,
             tried: 0,
+            report: FailoverReport::new(),
             best: None,
         };
-        if let Some((k, admission)) = first {
-            this.state = this.start(k, admission);
-        }
-        this
-    }
-
-    /// Marks route `k` tried and builds its call (readiness is driven inside
-    /// the `Oneshot`, on the clone).
-    fn start(&mut self, k: usize, admission: Admission) -> State<Oneshot<S, Request<ReplayBody>>> {
-        start(
-            &self.table,
-            &mut self.request,
-            &mut self.current,
-            &mut self.admission,
-            &mut self.probe,
-            &mut self.tried,
-            k,
-            admission,
-        )
+        let state = match first {
+            Some((k, admission)) => ctx.start(k, admission),
+            None => State::Exhausted,
+        };
+        Self { state, ctx }
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn start<S>(
-    table: &Arc<Table<S>>,
-    request: &mut Option<Request<ReplayBody>>,
-    current: &mut usize,
-    slot: &mut Admission,
-    probe: &mut Option<ProbeGuard>,
-    tried: &mut u64,
-    k: usize,
-    admission: Admission,
-) -> State<Oneshot<S, Request<ReplayBody>>>
+impl<S, B> Ctx<S, B>
 where
-    S: Service<Request<ReplayBody>> + Clone,
+    S: Service<Request<ReplayBody>, Response = Response<B>> + Clone,
 {
-    *tried |= 1 << k;
-    *current = k;
-    *slot = admission;
-    *probe = (admission == Admission::Probe).then(|| ProbeGuard::new(table.breakers.clone(), k));
-    // The last route that could be tried takes the request; earlier ones a clone.
-    let req = if *tried == table.all() {
-        request.take()
-    } else {
-        request.clone()
-    };
-    match req {
-        Some(req) => State::Calling {
-            call: Oneshot::new(table.routes[k].service.clone(), req),
-        },
-        None => State::Exhausted,
+    /// Marks route `k` tried and builds its call; readiness is driven inside
+    /// the `Oneshot`, on the clone (see the module docs).
+    fn start(&mut self, k: usize, admission: Admission) -> State<Oneshot<S, Request<ReplayBody>>> {
+        self.tried |= 1 << k;
+        self.current = k;
+        self.admission = admission;
+        self.probe = (admission == Admission::Probe)
+            .then(|| ProbeGuard::new(self.table.breakers.clone(), k));
+        // The last route that could be tried takes the request; earlier ones a clone.
+        let request = if self.tried == self.table.all() {
+            self.request.take()
+        } else {
+            self.request.clone()
+        };
+        match request {
+            Some(request) => State::Calling {
+                call: Oneshot::new(self.table.routes[k].service.clone(), request),
+            },
+            None => State::Exhausted,
+        }
+    }
+
+    /// Records the current route's outcome in the report and its breaker.
+    fn judge(&mut self, outcome: Result<Response<B>, S::Error>) -> Verdict<B>
+    where
+        S::Error: Into<tower::BoxError>,
+    {
+        let k = self.current;
+        let route = self.table.routes[k].id.clone();
+        let breaker = &self.table.breakers[k];
+        let admission = self.admission;
+        // Whatever happens next, the outcome is recorded: the probe slot is
+        // not given back.
+        if let Some(probe) = self.probe.take() {
+            probe.disarm();
+        }
+        match outcome {
+            Ok(mut response) => {
+                let attempts = response
+                    .extensions()
+                    .get::<Attempt>()
+                    .map_or(1, Attempt::number);
+                self.report.record(route.clone(), attempts);
+                match response.extensions().get::<ClaudeError>() {
+                    Some(err) if err.failover_worthy() => {
+                        let wait = err
+                            .retry_after()
+                            .or_else(|| response.extensions().get::<RetryAfter>().copied())
+                            .map(RetryAfter::duration);
+                        tracing::debug!(%route, error = %err, "route failed; failing over");
+                        breaker.on_failure(admission, wait, Instant::now());
+                        Verdict::Next(Best::Response(response))
+                    }
+                    // A success, or a failure no other route would answer
+                    // differently (400, 401, 409). Either way the route is
+                    // up, which is all the breaker tracks.
+                    other => {
+                        let succeeded = other.is_none();
+                        breaker.on_success(admission);
+                        self.report.finish(Some(route), succeeded);
+                        response
+                            .extensions_mut()
+                            .insert(std::mem::take(&mut self.report));
+                        Verdict::Return(Ok(response))
+                    }
+                }
+            }
+            Err(err) => {
+                let err: tower::BoxError = err.into();
+                let classified = classify_error(&route, &err);
+                // An error carries no extensions, so no `Attempt`: count one.
+                self.report.record(route.clone(), 1);
+                if !classified.failover_worthy() {
+                    // e.g. Auth could not get this route's credential: the
+                    // class table says fail fast, so a misconfiguration is
+                    // seen rather than hidden behind another route.
+                    breaker.on_success(admission);
+                    self.report.finish(Some(route), false);
+                    let report = std::mem::take(&mut self.report);
+                    return Verdict::Return(Err(reported(classified, report, err)));
+                }
+                tracing::debug!(%route, error = %classified, "route errored; failing over");
+                let wait = classified.retry_after().map(RetryAfter::duration);
+                breaker.on_failure(admission, wait, Instant::now());
+                Verdict::Next(Best::Error(classified, err))
+            }
+        }
+    }
+
+    /// Keeps `failed` if it is more informative than the best so far.
+    fn keep(&mut self, failed: Best<B>) {
+        // NOTE: ties keep the earlier candidate: routes are tried in
+        // priority order, so that is the primary's failure.
+        if self
+            .best
+            .as_ref()
+            .is_some_and(|b| b.rank() >= failed.rank())
+        {
+            return;
+        }
+        self.best = Some(failed);
+        let route = self.table.routes[self.current].id.clone();
+        self.report.finish(Some(route), false);
     }
 }
 
@@ -152,103 +229,19 @@ where
         loop {
             let outcome = match this.state.as_mut().project() {
                 StateProj::Calling { call } => ready!(call.poll(cx)),
-                StateProj::Exhausted => return Poll::Ready(finish(this.report, this.best.take())),
-            };
-            let k = *this.current;
-            let route = &this.table.routes[k].id;
-            let breaker = &this.table.breakers[k];
-            let admission = *this.admission;
-            let probe = this.probe.take();
-
-            let failed = match outcome {
-                Ok(response) => {
-                    let attempts = response
-                        .extensions()
-                        .get::<Attempt>()
-                        .map_or(1, Attempt::number);
-                    this.report.record(route.clone(), attempts);
-                    match response.extensions().get::<ClaudeError>() {
-                        Some(err) if err.failover_worthy() => {
-                            let wait = err
-                                .retry_after()
-                                .or_else(|| response.extensions().get::<RetryAfter>().copied())
-                                .map(RetryAfter::duration);
-                            tracing::debug!(%route, error = %err, "route failed; failing over");
-                            breaker.on_failure(admission, wait, Instant::now());
-                            Best::Response(response)
-                        }
-                        // A success, or a failure no other route would answer
-                        // differently (400, 401, 409): return it at once. Either
-                        // way the route is up, which is what the breaker tracks.
-                        other => {
-                            let succeeded = other.is_none();
-                            breaker.on_success(admission);
-                            if let Some(probe) = probe {
-                                probe.disarm();
-                            }
-                            this.report.finish(Some(route.clone()), succeeded);
-                            let mut response = response;
-                            response
-                                .extensions_mut()
-                                .insert(std::mem::take(this.report));
-                            return Poll::Ready(Ok(response));
-                        }
-                    }
-                }
-                Err(err) => {
-                    let err: tower::BoxError = err.into();
-                    let classified = classify_error(route, &err);
-                    this.report.record(route.clone(), 1);
-                    if !classified.failover_worthy() {
-                        // e.g. Auth could not get this route's credential: the
-                        // class table says fail fast, so a misconfiguration
-                        // is seen rather than hidden behind another route.
-                        breaker.on_success(admission);
-                        if let Some(probe) = probe {
-                            probe.disarm();
-                        }
-                        this.report.finish(Some(route.clone()), false);
-                        return Poll::Ready(Err(reported(
-                            classified,
-                            std::mem::take(this.report),
-                            err,
-                        )));
-                    }
-                    tracing::debug!(%route, error = %classified, "route errored; failing over");
-                    let wait = classified.retry_after().map(RetryAfter::duration);
-                    breaker.on_failure(admission, wait, Instant::now());
-                    Best::Error(classified, err)
+                StateProj::Exhausted => {
+                    let ctx = &mut *this.ctx;
+                    return Poll::Ready(finish(&mut ctx.report, ctx.best.take()));
                 }
             };
-            if let Some(probe) = probe {
-                probe.disarm();
+            match this.ctx.judge(outcome) {
+                Verdict::Return(out) => return Poll::Ready(out),
+                Verdict::Next(failed) => this.ctx.keep(failed),
             }
-            // NOTE: ties keep the earlier candidate: routes are tried in
-            // priority order, so that is the primary's failure.
-            let keep_old = this
-                .best
-                .as_ref()
-                .is_some_and(|b| b.rank() >= failed.rank());
-            if keep_old {
-                drop(failed);
-            } else {
-                *this.best = Some(failed);
-                // The answering route for the report is the candidate's.
-                this.report.finish(Some(route.clone()), false);
-            }
-
-            let next = this.table.pick(*this.tried, &mut LazyNow::new());
+            // Breakers may have changed while this route was busy: pick afresh.
+            let next = this.ctx.table.pick(this.ctx.tried, &mut LazyNow::new());
             let state = match next {
-                Some((k, admission)) => start(
-                    this.table,
-                    this.request,
-                    this.current,
-                    this.admission,
-                    this.probe,
-                    this.tried,
-                    k,
-                    admission,
-                ),
+                Some((k, admission)) => this.ctx.start(k, admission),
                 None => State::Exhausted,
             };
             this.state.set(state);
@@ -298,10 +291,10 @@ where
         f.debug_struct("ResponseFuture")
             .field(
                 "current",
-                &self.table.routes.get(self.current).map(|r| &r.id),
+                &self.ctx.table.routes.get(self.ctx.current).map(|r| &r.id),
             )
-            .field("tried", &format_args!("{:#b}", self.tried))
-            .field("report", &self.report)
+            .field("tried", &format_args!("{:#b}", self.ctx.tried))
+            .field("report", &self.ctx.report)
             .finish()
     }
 }

@@ -168,6 +168,34 @@ impl<S> fmt::Debug for FailoverBuilder<S> {
 ///
 /// A layer over a *list* of services rather than one: each route is its own
 /// stack (Retry, Normalize, ModelMap, Auth, transport) built before this.
+///
+/// ```
+/// use claude_tower_core::{BufferError, ReplayBody, RouteId};
+/// use claude_tower_failover::{BreakerConfig, FailoverLayer};
+/// use http::{Request, Response};
+/// use std::time::Duration;
+/// use tower::{service_fn, Layer, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let route = |name: &'static str| {
+///     service_fn(move |_: Request<ReplayBody>| async move {
+///         Ok::<_, BufferError>(Response::new(name))
+///     })
+/// };
+/// let failover = FailoverLayer::new()
+///     .breaker(BreakerConfig::new().retry_after_cap(Duration::from_secs(20)))
+///     .layer(vec![
+///         (RouteId::new("foundry-eastus2"), route("east")),
+///         (RouteId::new("anthropic"), route("direct")),
+///     ]);
+/// let response = failover
+///     .oneshot(Request::post("/v1/messages").body(ReplayBody::empty()).unwrap())
+///     .await
+///     .unwrap();
+/// assert_eq!(*response.body(), "east");
+/// # }
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct FailoverLayer {
     breaker: BreakerConfig,
