@@ -1,0 +1,122 @@
+//! Cost of [`Auth`] per request: strip inbound credentials, rewrite the URI,
+//! set `anthropic-version`, inject the route's credential (an API key, or a
+//! cached Entra ID token). The inner service answers at once, so the figure
+//! is the layer's own work plus building and dropping the request.
+
+use std::convert::Infallible;
+use std::future::{Ready, ready};
+use std::hint::black_box;
+use std::task::{Context, Poll};
+
+use claude_tower_auth::{Auth, AuthLayer, Credential, Endpoint, Secret};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use futures_util::FutureExt;
+use http::{Request, Response};
+use tower::{Layer, Service};
+
+#[derive(Clone)]
+struct Answer;
+
+impl Service<Request<()>> for Answer {
+    type Response = Response<()>;
+    type Error = Infallible;
+    type Future = Ready<Result<Response<()>, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<()>) -> Self::Future {
+        black_box(&req);
+        ready(Ok(Response::new(())))
+    }
+}
+
+/// What Claude Code sends a gateway, minus the body.
+fn inbound() -> Request<()> {
+    Request::post("/anthropic/v1/messages?beta=true")
+        .header("authorization", "Bearer developer-gateway-token")
+        .header("x-api-key", "caller-key")
+        .header("content-type", "application/json")
+        .header(
+            "anthropic-beta",
+            "interleaved-thinking-2025-05-14,context-management-2025-06-27",
+        )
+        .header("x-stainless-lang", "js")
+        .body(())
+        .expect("request")
+}
+
+fn run(c: &mut Criterion, name: &str, mut svc: Auth<Answer>) {
+    c.bench_function(name, |b| {
+        b.iter_batched(
+            inbound,
+            |req| svc.call(req).now_or_never(),
+            BatchSize::SmallInput,
+        )
+    });
+}
+
+fn keys(c: &mut Criterion) {
+    let anthropic = AuthLayer::new(
+        Endpoint::anthropic(),
+        Credential::anthropic_api_key(Secret::new("sk-ant-bench")).expect("key"),
+    );
+    run(c, "inject/anthropic-api-key", anthropic.layer(Answer));
+
+    let foundry = AuthLayer::new(
+        Endpoint::foundry_resource("bench").expect("resource"),
+        Credential::foundry_api_key(Secret::new("foundry-bench")).expect("key"),
+    );
+    run(c, "inject/foundry-api-key", foundry.layer(Answer));
+
+    // Baseline: building and dropping the request alone.
+    c.bench_function("inject/baseline-request-only", |b| {
+        b.iter_batched(inbound, drop, BatchSize::SmallInput)
+    });
+}
+
+#[cfg(feature = "entra")]
+fn entra(c: &mut Criterion) {
+    use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
+    use azure_core::time::{Duration, OffsetDateTime};
+    use std::sync::Arc;
+    use tower::ServiceExt;
+
+    #[derive(Debug)]
+    struct Fixed;
+
+    #[async_trait::async_trait]
+    impl TokenCredential for Fixed {
+        async fn get_token(
+            &self,
+            _: &[&str],
+            _: Option<TokenRequestOptions<'_>>,
+        ) -> azure_core::Result<AccessToken> {
+            Ok(AccessToken::new(
+                "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.bench",
+                OffsetDateTime::now_utc() + Duration::hours(24),
+            ))
+        }
+    }
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    let _entered = rt.enter();
+    let layer = AuthLayer::new(
+        Endpoint::foundry_resource("bench").expect("resource"),
+        Credential::entra(Arc::new(Fixed)),
+    );
+    let svc = layer.layer(Answer);
+    // Warm the cache: the first request fetches the token.
+    rt.block_on(svc.clone().oneshot(inbound())).expect("warm");
+    run(c, "inject/entra-cached-token", svc);
+}
+
+#[cfg(not(feature = "entra"))]
+fn entra(_: &mut Criterion) {}
+
+criterion_group!(benches, keys, entra);
+criterion_main!(benches);

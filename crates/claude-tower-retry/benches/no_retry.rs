@@ -1,0 +1,80 @@
+//! The cost of a request that needs no retry: `Retry<RetryAfterPolicy, S>`
+//! against the bare service `S`, which answers at once.
+//!
+//! The difference between `bare` and `retry/*` is the policy's overhead:
+//! the request clone tower's `Retry` keeps, the policy clone, a clock read,
+//! a budget deposit and the final response's `Attempt` extension.
+
+use std::convert::Infallible;
+use std::hint::black_box;
+
+use bytes::Bytes;
+use claude_tower_core::ReplayBody;
+use claude_tower_retry::{Retry, RetryAfterPolicy};
+use criterion::{Criterion, criterion_group, criterion_main};
+use futures_util::FutureExt;
+use http::{Request, Response};
+use tower::{Service, ServiceExt};
+
+const BODY: &str = r#"{"model":"claude-sonnet-4-5","max_tokens":1024,"messages":[{"role":"user","content":"hi"}]}"#;
+
+fn request() -> Request<ReplayBody> {
+    Request::post("http://127.0.0.1/v1/messages")
+        .header("anthropic-version", "2023-06-01")
+        .header("content-type", "application/json")
+        .header("x-api-key", "sk-bench")
+        .body(ReplayBody::from(BODY))
+        .expect("a valid request")
+}
+
+fn ok_service() -> impl Service<
+    Request<ReplayBody>,
+    Response = Response<Bytes>,
+    Error = Infallible,
+    Future = std::future::Ready<Result<Response<Bytes>, Infallible>>,
+> + Clone {
+    tower::service_fn(|_req: Request<ReplayBody>| {
+        std::future::ready(Ok::<_, Infallible>(Response::new(Bytes::from_static(
+            b"ok",
+        ))))
+    })
+}
+
+fn drive<S>(svc: &mut S) -> Response<Bytes>
+where
+    S: Service<Request<ReplayBody>, Response = Response<Bytes>, Error = Infallible>,
+{
+    // Both services are ready and answer at once: no runtime is needed.
+    svc.ready()
+        .now_or_never()
+        .expect("ready")
+        .expect("infallible");
+    svc.call(request())
+        .now_or_never()
+        .expect("answered at once")
+        .expect("infallible")
+}
+
+fn no_retry(c: &mut Criterion) {
+    let mut group = c.benchmark_group("no_retry");
+
+    let mut bare = ok_service();
+    group.bench_function("bare", |b| b.iter(|| black_box(drive(&mut bare))));
+
+    let mut retry = Retry::new(RetryAfterPolicy::new("anthropic"), ok_service());
+    group.bench_function("retry/default", |b| b.iter(|| black_box(drive(&mut retry))));
+
+    let policy = RetryAfterPolicy::builder("anthropic")
+        .no_budget()
+        .build()
+        .expect("valid settings");
+    let mut retry = Retry::new(policy, ok_service());
+    group.bench_function("retry/no_budget", |b| {
+        b.iter(|| black_box(drive(&mut retry)))
+    });
+
+    group.finish();
+}
+
+criterion_group!(benches, no_retry);
+criterion_main!(benches);

@@ -1,0 +1,280 @@
+//! The Messages API itself: request parsing and validation, and the answers
+//! (a `message` object, an SSE stream, a token count).
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::body::{self, DEFAULT_WORDS, Segment, SseBody, TextSource};
+use crate::toolpair::check_tool_pairing;
+
+/// The marker that makes the simulator answer with a `tool_use` block.
+pub const TOOL_USE_MARKER: &str = "sim:tool_use";
+
+/// The parts of a Messages request the simulator looks at; everything else is
+/// skipped without being kept.
+#[derive(Debug, Deserialize)]
+pub(crate) struct MessagesRequest {
+    pub(crate) model: Option<String>,
+    #[serde(default)]
+    pub(crate) stream: Option<bool>,
+    pub(crate) max_tokens: Option<u64>,
+    pub(crate) messages: Option<Vec<Value>>,
+    #[serde(default)]
+    pub(crate) tools: Option<Vec<ToolDef>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct ToolDef {
+    pub(crate) name: Option<String>,
+}
+
+/// Which endpoint a request was for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Endpoint {
+    Messages,
+    CountTokens,
+}
+
+impl MessagesRequest {
+    pub(crate) fn parse(body: &[u8]) -> Result<Self, String> {
+        match serde_json::from_slice::<MessagesRequest>(body) {
+            Ok(req) => Ok(req),
+            Err(e) if e.is_syntax() || e.is_eof() => {
+                Err(format!("The request body is not valid JSON: {e}"))
+            }
+            Err(e) => Err(format!("Invalid request body: {e}")),
+        }
+    }
+
+    /// The API's 400 message for a request it would refuse, if any.
+    pub(crate) fn validate(&self, endpoint: Endpoint) -> Result<(), String> {
+        if self.model.as_deref().is_none_or(str::is_empty) {
+            return Err("model: Field required".to_owned());
+        }
+        if endpoint == Endpoint::Messages && self.max_tokens.is_none() {
+            return Err("max_tokens: Field required".to_owned());
+        }
+        let Some(messages) = &self.messages else {
+            return Err("messages: Field required".to_owned());
+        };
+        check_tool_pairing(messages).map_err(|v| v.message().to_owned())
+    }
+
+    /// The tool to call, when the request offers tools and its last user
+    /// message contains [`TOOL_USE_MARKER`] (optionally `sim:tool_use:NAME`).
+    pub(crate) fn tool_to_call(&self) -> Option<String> {
+        let tools = self.tools.as_ref()?;
+        let last = self.messages.as_ref()?.last()?;
+        if last.get("role").and_then(Value::as_str) != Some("user") {
+            return None;
+        }
+        let text = match last.get("content")? {
+            Value::String(s) => s.clone(),
+            Value::Array(blocks) => blocks
+                .iter()
+                .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
+                .filter_map(|b| b.get("text").and_then(Value::as_str))
+                .collect::<Vec<_>>()
+                .join(" "),
+            _ => return None,
+        };
+        let at = text.find(TOOL_USE_MARKER)?;
+        let names: Vec<&str> = tools.iter().filter_map(|t| t.name.as_deref()).collect();
+        let wanted = text[at + TOOL_USE_MARKER.len()..]
+            .strip_prefix(':')
+            .and_then(|rest| rest.split_whitespace().next())
+            .filter(|name| names.contains(name));
+        wanted.or(names.first().copied()).map(str::to_owned)
+    }
+}
+
+/// A plausible input token count: about four bytes per token.
+pub(crate) fn input_tokens(body_len: usize) -> u64 {
+    (body_len as u64).div_ceil(4).max(1)
+}
+
+/// What a successful answer contains.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub(crate) message_id: String,
+    pub(crate) model: String,
+    pub(crate) input_tokens: u64,
+    pub(crate) text: TextSource,
+    /// `(tool_use id, tool name)` when answering with a tool call.
+    pub(crate) tool: Option<(String, String)>,
+}
+
+const TOOL_INPUT: [&str; 2] = ["{\"query\": ", "\"simulated\"}"];
+
+impl Answer {
+    fn output_tokens(&self) -> u64 {
+        let tool = if self.tool.is_some() { 10 } else { 0 };
+        (self.text.len() as u64).div_ceil(4).max(1) + tool
+    }
+
+    fn stop_reason(&self) -> &'static str {
+        if self.tool.is_some() {
+            "tool_use"
+        } else {
+            "end_turn"
+        }
+    }
+
+    fn usage(&self, output_tokens: u64) -> Value {
+        json!({
+            "input_tokens": self.input_tokens,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+            "output_tokens": output_tokens,
+        })
+    }
+
+    /// The non-streaming `message` object.
+    pub(crate) fn message_json(&self) -> Vec<u8> {
+        let mut content = vec![json!({"type": "text", "text": self.text.collect()})];
+        if let Some((id, name)) = &self.tool {
+            content.push(json!({
+                "type": "tool_use", "id": id, "name": name,
+                "input": {"query": "simulated"},
+            }));
+        }
+        let message = json!({
+            "id": self.message_id,
+            "type": "message",
+            "role": "assistant",
+            "model": self.model,
+            "content": content,
+            "stop_reason": self.stop_reason(),
+            "stop_sequence": null,
+            "usage": self.usage(self.output_tokens()),
+        });
+        serde_json::to_vec(&message).unwrap_or_default()
+    }
+
+    /// The SSE stream. `fail` ends it early with an overloaded `event: error`.
+    pub(crate) fn stream(self, fail: bool, gap: Option<Duration>) -> SseBody {
+        let mut segs = VecDeque::new();
+        let start = json!({
+            "type": "message_start",
+            "message": {
+                "id": self.message_id, "type": "message", "role": "assistant",
+                "model": self.model, "content": [], "stop_reason": null,
+                "stop_sequence": null, "usage": self.usage(1),
+            }
+        });
+        segs.push_back(Segment::Event(body::event("message_start", &start)));
+        segs.push_back(Segment::Event(body::ping()));
+        segs.push_back(Segment::Event(body::event(
+            "content_block_start",
+            &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        )));
+        if fail {
+            segs.push_back(Segment::Text {
+                index: 0,
+                source: TextSource::Words(&DEFAULT_WORDS[..2]),
+                sent: 0,
+            });
+            let error = json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}});
+            segs.push_back(Segment::Event(body::event("error", &error)));
+            return SseBody::new(segs, gap);
+        }
+        let output_tokens = self.output_tokens();
+        let stop_reason = self.stop_reason();
+        let usage = self.usage(output_tokens);
+        segs.push_back(Segment::Text {
+            index: 0,
+            source: self.text,
+            sent: 0,
+        });
+        segs.push_back(Segment::Event(body::event(
+            "content_block_stop",
+            &json!({"type": "content_block_stop", "index": 0}),
+        )));
+        if let Some((id, name)) = self.tool {
+            segs.push_back(Segment::Event(body::event(
+                "content_block_start",
+                &json!({"type": "content_block_start", "index": 1,
+                        "content_block": {"type": "tool_use", "id": id, "name": name, "input": {}}}),
+            )));
+            for part in TOOL_INPUT {
+                segs.push_back(Segment::Event(body::event(
+                    "content_block_delta",
+                    &json!({"type": "content_block_delta", "index": 1,
+                            "delta": {"type": "input_json_delta", "partial_json": part}}),
+                )));
+            }
+            segs.push_back(Segment::Event(body::event(
+                "content_block_stop",
+                &json!({"type": "content_block_stop", "index": 1}),
+            )));
+        }
+        segs.push_back(Segment::Event(body::event(
+            "message_delta",
+            &json!({"type": "message_delta",
+                    "delta": {"stop_reason": stop_reason, "stop_sequence": null},
+                    "usage": usage}),
+        )));
+        segs.push_back(Segment::Event(body::event(
+            "message_stop",
+            &json!({"type": "message_stop"}),
+        )));
+        SseBody::new(segs, gap)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tool_trigger_needs_tools_and_the_marker_in_the_last_user_message() {
+        let req = |body: Value| MessagesRequest::parse(body.to_string().as_bytes()).unwrap();
+        let tools = json!([{"name": "search", "input_schema": {}}, {"name": "weather"}]);
+        let r = req(json!({"model": "m", "max_tokens": 1, "tools": tools,
+                           "messages": [{"role": "user", "content": "please sim:tool_use"}]}));
+        assert_eq!(r.tool_to_call().as_deref(), Some("search"));
+        let r = req(json!({"model": "m", "max_tokens": 1, "tools": tools,
+                           "messages": [{"role": "user", "content": [{"type": "text", "text": "sim:tool_use:weather now"}]}]}));
+        assert_eq!(r.tool_to_call().as_deref(), Some("weather"));
+        let r = req(json!({"model": "m", "max_tokens": 1,
+                           "messages": [{"role": "user", "content": "sim:tool_use"}]}));
+        assert_eq!(r.tool_to_call(), None);
+        let r = req(json!({"model": "m", "max_tokens": 1, "tools": tools,
+                           "messages": [{"role": "user", "content": "hello"}]}));
+        assert_eq!(r.tool_to_call(), None);
+    }
+
+    #[test]
+    fn validation_messages() {
+        let v = |body: Value, e| {
+            MessagesRequest::parse(body.to_string().as_bytes())
+                .unwrap()
+                .validate(e)
+        };
+        assert_eq!(
+            v(json!({"max_tokens": 1, "messages": []}), Endpoint::Messages),
+            Err("model: Field required".into())
+        );
+        assert_eq!(
+            v(json!({"model": "m", "messages": []}), Endpoint::Messages),
+            Err("max_tokens: Field required".into())
+        );
+        assert_eq!(
+            v(json!({"model": "m", "messages": []}), Endpoint::CountTokens),
+            Ok(())
+        );
+        assert_eq!(
+            v(json!({"model": "m", "max_tokens": 1}), Endpoint::Messages),
+            Err("messages: Field required".into())
+        );
+        assert!(
+            MessagesRequest::parse(b"{nope")
+                .unwrap_err()
+                .contains("not valid JSON")
+        );
+        assert!(MessagesRequest::parse(b"{\"stream\": 3}").is_err());
+    }
+}

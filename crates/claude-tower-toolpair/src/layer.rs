@@ -1,0 +1,192 @@
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use claude_tower_core::{ClaudeError, ErrorClass, ReplayBody, error_response};
+use http::header::CONTENT_LENGTH;
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::future::ResponseFuture;
+use crate::{Change, PairingError, ResponseBody, repair_bytes, validate};
+
+/// What [`ToolPairing`] does with a request whose pairing is broken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Answer locally with a 400 in Anthropic's envelope and the API's own
+    /// wording; nothing is sent upstream. The default.
+    #[default]
+    Reject,
+    /// Send the [repaired](crate::repair) body; the changes go into a
+    /// [`Repairs`] response extension and a tracing event. A body repair
+    /// cannot fix (repeated `tool_use` ids) is rejected as in `Reject`.
+    Repair,
+    /// Log the violation and send the request unchanged.
+    Observe,
+}
+
+/// The changes [`Mode::Repair`] made to a request, as a response extension.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repairs(Arc<[Change]>);
+
+impl Repairs {
+    /// The changes, in message order.
+    pub fn changes(&self) -> &[Change] {
+        &self.0
+    }
+}
+
+/// Applies [`ToolPairing`]: checks tool pairing of Messages requests.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ToolPairingLayer {
+    mode: Mode,
+}
+
+impl ToolPairingLayer {
+    /// A layer in the given mode.
+    pub fn new(mode: Mode) -> Self {
+        Self { mode }
+    }
+
+    /// Rejects broken requests locally (the default).
+    pub fn reject() -> Self {
+        Self::new(Mode::Reject)
+    }
+
+    /// Repairs broken requests before sending them.
+    pub fn repair() -> Self {
+        Self::new(Mode::Repair)
+    }
+
+    /// Only logs broken requests.
+    pub fn observe() -> Self {
+        Self::new(Mode::Observe)
+    }
+
+    /// The mode.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+}
+
+impl<S> Layer<S> for ToolPairingLayer {
+    type Service = ToolPairing<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ToolPairing {
+            inner,
+            mode: self.mode,
+        }
+    }
+}
+
+/// Checks (and in [`Mode::Repair`] fixes) `tool_use` / `tool_result`
+/// pairing of `POST .../v1/messages` and `.../v1/messages/count_tokens`
+/// requests before they cost a round trip. See the [crate docs](crate).
+#[derive(Clone)]
+pub struct ToolPairing<S> {
+    inner: S,
+    mode: Mode,
+}
+
+impl<S> ToolPairing<S> {
+    /// Wraps `inner` in the given mode.
+    pub fn new(inner: S, mode: Mode) -> Self {
+        Self { inner, mode }
+    }
+
+    /// The layer for this service.
+    pub fn layer(mode: Mode) -> ToolPairingLayer {
+        ToolPairingLayer::new(mode)
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// Consumes `self`, returning the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S> fmt::Debug for ToolPairing<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ToolPairing")
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether the request is a Messages (or count_tokens) call: `POST`, any
+/// prefix (`/anthropic`), any query string.
+pub(crate) fn is_messages_request<B>(req: &Request<B>) -> bool {
+    if req.method() != Method::POST {
+        return false;
+    }
+    let path = req.uri().path();
+    let path = path.strip_suffix('/').unwrap_or(path);
+    path.ends_with("/v1/messages") || path.ends_with("/v1/messages/count_tokens")
+}
+
+fn rejection(err: &PairingError) -> Response<Bytes> {
+    let err = ClaudeError::new(ErrorClass::InvalidRequest, err.to_string())
+        .with_status(StatusCode::BAD_REQUEST);
+    error_response::<Bytes>(&err)
+}
+
+impl<S, ResBody> Service<Request<ReplayBody>> for ToolPairing<S>
+where
+    S: Service<Request<ReplayBody>, Response = Response<ResBody>>,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReplayBody>) -> Self::Future {
+        if !is_messages_request(&req) {
+            return ResponseFuture::called(self.inner.call(req), None);
+        }
+        let err = match validate(req.body().as_bytes()) {
+            Ok(_) => return ResponseFuture::called(self.inner.call(req), None),
+            Err(err) => err,
+        };
+        match self.mode {
+            Mode::Observe => {
+                tracing::warn!(error = %err, "tool pairing broken; sending as is (observe mode)");
+                ResponseFuture::called(self.inner.call(req), None)
+            }
+            Mode::Reject => {
+                tracing::warn!(error = %err, "tool pairing broken; rejected locally");
+                ResponseFuture::local(rejection(&err))
+            }
+            Mode::Repair => {
+                let repaired = repair_bytes(req.body().as_bytes().clone());
+                if let Err(left) = validate(&repaired.body) {
+                    tracing::warn!(error = %left, "tool pairing broken beyond repair; rejected locally");
+                    return ResponseFuture::local(rejection(&left));
+                }
+                tracing::warn!(
+                    error = %err,
+                    changes = repaired.changes.len(),
+                    details = ?repaired.changes.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    "tool pairing repaired",
+                );
+                if req.headers().contains_key(CONTENT_LENGTH) {
+                    req.headers_mut()
+                        .insert(CONTENT_LENGTH, HeaderValue::from(repaired.body.len()));
+                }
+                *req.body_mut() = ReplayBody::new(repaired.body);
+                let repairs = Repairs(repaired.changes.into());
+                ResponseFuture::called(self.inner.call(req), Some(repairs))
+            }
+        }
+    }
+}

@@ -1,0 +1,780 @@
+//! The scanner: one pass over the body that skips everything except the
+//! handful of fields pairing depends on.
+//!
+//! It materializes, per message, the `role` and the byte span of the message
+//! and of its `content` array; per content block, its `type`, `id` and
+//! `tool_use_id`. Everything else (text, tool inputs, tool result contents,
+//! the system prompt, tool definitions) is skipped: strings with one `memchr`
+//! for the closing quote, containers with an explicit stack (no recursion, so
+//! deeply nested garbage cannot overflow the stack).
+//!
+//! NOTE: the scanner is structurally strict (objects, arrays, literals,
+//! numbers, trailing bytes) but lexically lenient inside strings it skips: it
+//! does not check escapes, raw control characters or UTF-8 there. Those
+//! bodies are invalid JSON the upstream rejects with its own 400 anyway; the
+//! strings it does materialize (keys it compares, roles, types, ids) are
+//! decoded strictly.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use memchr::memchr;
+
+/// A byte range in the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Span {
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    User,
+    Assistant,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Kind<'a> {
+    /// A client `tool_use` (carries `id`).
+    ToolUse,
+    /// `server_tool_use` or `mcp_tool_use` (carries `id`).
+    ServerToolUse,
+    /// A client `tool_result` (carries `tool_use_id`).
+    ToolResult,
+    /// `web_search_tool_result` and every other `*_tool_result` (carries `tool_use_id`).
+    ServerToolResult(Cow<'a, str>),
+    /// Anything else: text, image, thinking, document...
+    Other,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Block<'a> {
+    pub(crate) span: Span,
+    pub(crate) kind: Kind<'a>,
+    /// `id` or `tool_use_id`, decoded, for the tool kinds.
+    pub(crate) id: Cow<'a, str>,
+    /// The id's JSON string as written, quotes included.
+    pub(crate) id_raw: Span,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Content {
+    Text,
+    Blocks {
+        /// Offset of `[`.
+        open: usize,
+        /// Offset of `]`.
+        close: usize,
+        /// Indices into [`Conversation::blocks`].
+        first: usize,
+        len: usize,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Message {
+    pub(crate) span: Span,
+    pub(crate) role: Role,
+    pub(crate) content: Content,
+}
+
+/// The parts of a Messages body pairing depends on, borrowed from the body.
+#[derive(Debug, Default)]
+pub(crate) struct Conversation<'a> {
+    pub(crate) messages: Vec<Message>,
+    pub(crate) blocks: Vec<Block<'a>>,
+    /// Offsets of the `messages` array's `[` and `]`.
+    pub(crate) open: usize,
+    pub(crate) close: usize,
+}
+
+impl<'a> Conversation<'a> {
+    pub(crate) fn blocks_of(&self, message: &Message) -> &[Block<'a>] {
+        match message.content {
+            Content::Text => &[],
+            Content::Blocks { first, len, .. } => &self.blocks[first..first + len],
+        }
+    }
+}
+
+/// Why a body was not checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unchecked {
+    NotJson(crate::JsonError),
+    NotMessages(&'static str),
+}
+
+type R<T> = Result<T, crate::JsonError>;
+
+/// Scans `body` into a [`Conversation`], or says why it cannot.
+pub(crate) fn scan(body: &[u8]) -> Result<Conversation<'_>, Unchecked> {
+    let mut p = Parser {
+        b: body,
+        pos: 0,
+        stack: Vec::new(),
+        shape: None,
+        found: false,
+        conv: Conversation::default(),
+    };
+    match p.top() {
+        Err(e) => Err(Unchecked::NotJson(e)),
+        Ok(()) => {
+            if let Some(why) = p.shape {
+                Err(Unchecked::NotMessages(why))
+            } else if !p.found {
+                Err(Unchecked::NotMessages("the body has no `messages` field"))
+            } else {
+                Ok(p.conv)
+            }
+        }
+    }
+}
+
+struct Parser<'a> {
+    b: &'a [u8],
+    pos: usize,
+    stack: Vec<bool>,
+    /// The first way the body departs from the Messages shape.
+    shape: Option<&'static str>,
+    found: bool,
+    conv: Conversation<'a>,
+}
+
+/// A JSON string as written: the span between the quotes.
+#[derive(Clone, Copy)]
+struct RawStr {
+    inner: Span,
+    escaped: bool,
+}
+
+impl<'a> Parser<'a> {
+    // === lexing ===
+
+    fn err(&self, what: &'static str) -> crate::JsonError {
+        crate::JsonError {
+            offset: self.pos,
+            what,
+        }
+    }
+
+    #[inline]
+    fn ws(&mut self) {
+        while let Some(&c) = self.b.get(self.pos) {
+            if matches!(c, b' ' | b'\n' | b'\r' | b'\t') {
+                self.pos += 1;
+            } else {
+                break;
+            }
+        }
+    }
+
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.pos).copied()
+    }
+
+    fn expect(&mut self, c: u8, what: &'static str) -> R<()> {
+        self.ws();
+        if self.peek() == Some(c) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            Err(self.err(what))
+        }
+    }
+
+    /// Skips a string; `pos` is at its opening quote.
+    #[inline]
+    fn string(&mut self) -> R<RawStr> {
+        let open = self.pos;
+        let mut from = open + 1;
+        loop {
+            let Some(off) = memchr(b'"', self.b.get(from..).unwrap_or_default()) else {
+                self.pos = self.b.len();
+                return Err(self.err("unterminated string"));
+            };
+            let quote = from + off;
+            // A quote is escaped when an odd run of backslashes precedes it.
+            // The opening quote stops the walk back.
+            let mut run = 0;
+            while self.b[quote - 1 - run] == b'\\' {
+                run += 1;
+            }
+            if run % 2 == 0 {
+                self.pos = quote + 1;
+                let inner = Span {
+                    start: open + 1,
+                    end: quote,
+                };
+                let escaped = memchr(b'\\', &self.b[inner.start..inner.end]).is_some();
+                return Ok(RawStr { inner, escaped });
+            }
+            from = quote + 1;
+        }
+    }
+
+    fn literal(&mut self, word: &'static [u8]) -> R<()> {
+        if self.b.get(self.pos..self.pos + word.len()) == Some(word) {
+            self.pos += word.len();
+            Ok(())
+        } else {
+            Err(self.err("invalid literal"))
+        }
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.pos;
+        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+            self.pos += 1;
+        }
+        self.pos - start
+    }
+
+    fn number(&mut self) -> R<()> {
+        if self.peek() == Some(b'-') {
+            self.pos += 1;
+        }
+        match self.peek() {
+            Some(b'0') => self.pos += 1,
+            Some(b'1'..=b'9') => {
+                self.digits();
+            }
+            _ => return Err(self.err("invalid number")),
+        }
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            if self.digits() == 0 {
+                return Err(self.err("invalid number"));
+            }
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.pos += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.pos += 1;
+            }
+            if self.digits() == 0 {
+                return Err(self.err("invalid number"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Skips one scalar at `pos` (after whitespace). Containers are the caller's.
+    #[inline]
+    fn scalar(&mut self, c: u8) -> R<()> {
+        match c {
+            b'"' => self.string().map(drop),
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            b'-' | b'0'..=b'9' => self.number(),
+            _ => Err(self.err("expected a value")),
+        }
+    }
+
+    /// Reads `"key" :` inside an object.
+    fn key(&mut self) -> R<RawStr> {
+        self.ws();
+        if self.peek() != Some(b'"') {
+            return Err(self.err("expected an object key"));
+        }
+        let key = self.string()?;
+        self.expect(b':', "expected `:` after an object key")?;
+        Ok(key)
+    }
+
+    /// Skips any value, iteratively.
+    fn skip(&mut self) -> R<()> {
+        debug_assert!(self.stack.is_empty());
+        self.stack.clear();
+        loop {
+            // Expect a value.
+            self.ws();
+            match self.peek() {
+                Some(b'{') => {
+                    self.pos += 1;
+                    self.ws();
+                    if self.peek() == Some(b'}') {
+                        self.pos += 1;
+                    } else {
+                        self.stack.push(true);
+                        self.key()?;
+                        continue;
+                    }
+                }
+                Some(b'[') => {
+                    self.pos += 1;
+                    self.ws();
+                    if self.peek() == Some(b']') {
+                        self.pos += 1;
+                    } else {
+                        self.stack.push(false);
+                        continue;
+                    }
+                }
+                Some(c) => self.scalar(c)?,
+                None => return Err(self.err("unexpected end of input")),
+            }
+            // A value is complete: close containers until one wants more.
+            loop {
+                let Some(&is_object) = self.stack.last() else {
+                    return Ok(());
+                };
+                self.ws();
+                match self.peek() {
+                    Some(b',') => {
+                        self.pos += 1;
+                        if is_object {
+                            self.key()?;
+                        }
+                        break;
+                    }
+                    Some(b'}') if is_object => {
+                        self.pos += 1;
+                        self.stack.pop();
+                    }
+                    Some(b']') if !is_object => {
+                        self.pos += 1;
+                        self.stack.pop();
+                    }
+                    _ => {
+                        self.stack.clear();
+                        return Err(self.err("expected `,` or the end of a container"));
+                    }
+                }
+            }
+        }
+    }
+
+    fn is(&self, s: RawStr, lit: &str) -> bool {
+        let raw = &self.b[s.inner.start..s.inner.end];
+        if !s.escaped {
+            raw == lit.as_bytes()
+        } else {
+            decode(raw).is_some_and(|d| d == lit)
+        }
+    }
+
+    fn decoded(&self, s: RawStr) -> R<Cow<'a, str>> {
+        let body: &'a [u8] = self.b;
+        decode(&body[s.inner.start..s.inner.end]).ok_or(crate::JsonError {
+            offset: s.inner.start,
+            what: "invalid string",
+        })
+    }
+
+    /// Iterates an object's members; `pos` is at `{`. `member` is called
+    /// with `pos` at the value and must consume it.
+    fn object(&mut self, mut member: impl FnMut(&mut Self, RawStr) -> R<()>) -> R<()> {
+        self.pos += 1;
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            return Ok(());
+        }
+        loop {
+            let key = self.key()?;
+            self.ws();
+            member(self, key)?;
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b'}') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                _ => return Err(self.err("expected `,` or `}`")),
+            }
+        }
+    }
+
+    /// Iterates an array's elements; `pos` is at `[`. Returns the offset of `]`.
+    fn array(&mut self, mut element: impl FnMut(&mut Self) -> R<()>) -> R<usize> {
+        self.pos += 1;
+        self.ws();
+        if self.peek() == Some(b']') {
+            self.pos += 1;
+            return Ok(self.pos - 1);
+        }
+        loop {
+            self.ws();
+            element(self)?;
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b']') => {
+                    self.pos += 1;
+                    return Ok(self.pos - 1);
+                }
+                _ => return Err(self.err("expected `,` or `]`")),
+            }
+        }
+    }
+
+    fn shape(&mut self, why: &'static str) {
+        self.shape.get_or_insert(why);
+    }
+
+    // === the Messages shape ===
+
+    fn top(&mut self) -> R<()> {
+        self.ws();
+        if self.peek() == Some(b'{') {
+            self.object(|p, key| {
+                if p.is(key, "messages") {
+                    p.messages()
+                } else {
+                    p.skip()
+                }
+            })?;
+        } else {
+            self.skip()?;
+            self.shape("the body is not a JSON object");
+        }
+        self.ws();
+        if self.pos != self.b.len() {
+            return Err(self.err("trailing characters after the JSON value"));
+        }
+        Ok(())
+    }
+
+    fn messages(&mut self) -> R<()> {
+        // A repeated key: the last one wins, as in serde_json.
+        self.found = true;
+        self.conv = Conversation::default();
+        if self.peek() != Some(b'[') {
+            self.shape("`messages` is not an array");
+            return self.skip();
+        }
+        self.conv.open = self.pos;
+        self.conv.close = self.array(|p| p.message())?;
+        Ok(())
+    }
+
+    fn message(&mut self) -> R<()> {
+        let start = self.pos;
+        if self.peek() != Some(b'{') {
+            self.shape("a message is not an object");
+            return self.skip();
+        }
+        let mut role = None;
+        let mut content = None;
+        self.object(|p, key| {
+            if p.is(key, "role") {
+                if p.peek() == Some(b'"') {
+                    let s = p.string()?;
+                    role = match &*p.decoded(s)? {
+                        "user" => Some(Role::User),
+                        "assistant" => Some(Role::Assistant),
+                        _ => None,
+                    };
+                    if role.is_none() {
+                        p.shape("a message has an unknown `role`");
+                    }
+                    Ok(())
+                } else {
+                    p.shape("a message's `role` is not a string");
+                    p.skip()
+                }
+            } else if p.is(key, "content") {
+                content = Some(p.content()?);
+                Ok(())
+            } else {
+                p.skip()
+            }
+        })?;
+        let span = Span {
+            start,
+            end: self.pos,
+        };
+        match (role, content) {
+            (Some(role), Some(Some(content))) => self.conv.messages.push(Message {
+                span,
+                role,
+                content,
+            }),
+            (None, _) => self.shape("a message has no `role`"),
+            (_, _) => self.shape("a message has no usable `content`"),
+        }
+        Ok(())
+    }
+
+    fn content(&mut self) -> R<Option<Content>> {
+        match self.peek() {
+            Some(b'"') => {
+                self.string()?;
+                Ok(Some(Content::Text))
+            }
+            Some(b'[') => {
+                let open = self.pos;
+                let first = self.conv.blocks.len();
+                let close = self.array(|p| p.block())?;
+                Ok(Some(Content::Blocks {
+                    open,
+                    close,
+                    first,
+                    len: self.conv.blocks.len() - first,
+                }))
+            }
+            _ => {
+                self.skip()?;
+                Ok(None)
+            }
+        }
+    }
+
+    fn block(&mut self) -> R<()> {
+        let start = self.pos;
+        if self.peek() != Some(b'{') {
+            self.shape("a content block is not an object");
+            return self.skip();
+        }
+        let mut kind = None;
+        let mut id = None;
+        let mut tool_use_id = None;
+        self.object(|p, key| {
+            let slot = if p.is(key, "type") {
+                &mut kind
+            } else if p.is(key, "id") {
+                &mut id
+            } else if p.is(key, "tool_use_id") {
+                &mut tool_use_id
+            } else {
+                return p.skip();
+            };
+            if p.peek() == Some(b'"') {
+                let s = p.string()?;
+                *slot = Some(s);
+                Ok(())
+            } else {
+                *slot = None;
+                p.skip()
+            }
+        })?;
+        let span = Span {
+            start,
+            end: self.pos,
+        };
+        let Some(kind) = kind else {
+            self.shape("a content block has no `type`");
+            return Ok(());
+        };
+        let kind = match &*self.decoded(kind)? {
+            "tool_use" => Kind::ToolUse,
+            "server_tool_use" | "mcp_tool_use" => Kind::ServerToolUse,
+            "tool_result" => Kind::ToolResult,
+            t if t.ends_with("_tool_result") => Kind::ServerToolResult(self.decoded(kind)?),
+            _ => Kind::Other,
+        };
+        let raw = match kind {
+            Kind::Other => None,
+            Kind::ToolUse | Kind::ServerToolUse => match id {
+                Some(raw) => Some(raw),
+                None => {
+                    self.shape("a tool use block has no string `id`");
+                    return Ok(());
+                }
+            },
+            Kind::ToolResult | Kind::ServerToolResult(_) => match tool_use_id {
+                Some(raw) => Some(raw),
+                None => {
+                    self.shape("a tool result block has no string `tool_use_id`");
+                    return Ok(());
+                }
+            },
+        };
+        let (id, id_raw) = match raw {
+            Some(raw) => (
+                self.decoded(raw)?,
+                Span {
+                    start: raw.inner.start - 1,
+                    end: raw.inner.end + 1,
+                },
+            ),
+            None => (Cow::Borrowed(""), Span { start, end: start }),
+        };
+        self.conv.blocks.push(Block {
+            span,
+            kind,
+            id,
+            id_raw,
+        });
+        Ok(())
+    }
+}
+
+/// Decodes a JSON string's inner bytes strictly: valid escapes, no raw
+/// control characters, valid UTF-8, no lone surrogates.
+pub(crate) fn decode(raw: &[u8]) -> Option<Cow<'_, str>> {
+    if memchr(b'\\', raw).is_none() {
+        if raw.iter().any(|&c| c < 0x20) {
+            return None;
+        }
+        return std::str::from_utf8(raw).ok().map(Cow::Borrowed);
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        let c = raw[i];
+        if c < 0x20 {
+            return None;
+        }
+        if c != b'\\' {
+            out.push(c);
+            i += 1;
+            continue;
+        }
+        let esc = *raw.get(i + 1)?;
+        i += 2;
+        let simple = match esc {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            b'/' => b'/',
+            b'b' => 0x08,
+            b'f' => 0x0c,
+            b'n' => b'\n',
+            b'r' => b'\r',
+            b't' => b'\t',
+            b'u' => {
+                let hi = hex4(raw.get(i..i + 4)?)?;
+                i += 4;
+                let ch = if (0xD800..0xDC00).contains(&hi) {
+                    if raw.get(i..i + 2)? != b"\\u" {
+                        return None;
+                    }
+                    let lo = hex4(raw.get(i + 2..i + 6)?)?;
+                    if !(0xDC00..0xE000).contains(&lo) {
+                        return None;
+                    }
+                    i += 6;
+                    char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00))?
+                } else {
+                    char::from_u32(hi)?
+                };
+                let mut buf = [0; 4];
+                out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                continue;
+            }
+            _ => return None,
+        };
+        out.push(simple);
+    }
+    String::from_utf8(out).ok().map(Cow::Owned)
+}
+
+fn hex4(h: &[u8]) -> Option<u32> {
+    let mut v = 0;
+    for &c in h {
+        v = v * 16 + (c as char).to_digit(16)?;
+    }
+    Some(v)
+}
+
+impl fmt::Display for Unchecked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Unchecked::NotJson(e) => write!(f, "not JSON: {e}"),
+            Unchecked::NotMessages(why) => write!(f, "not a Messages request: {why}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(body: &str) -> Conversation<'_> {
+        scan(body.as_bytes()).expect("a Messages body")
+    }
+
+    #[test]
+    fn decodes_escapes_strictly() {
+        assert_eq!(decode(br"a\u00e9\n").as_deref(), Some("a\u{e9}\n"));
+        assert_eq!(decode(br"\ud83d\ude00").as_deref(), Some("\u{1F600}"));
+        assert_eq!(decode(br"\ud83d"), None);
+        assert_eq!(decode(br"\x"), None);
+        assert_eq!(decode(b"a\nb"), None);
+        assert_eq!(decode(b"\xff"), None);
+    }
+
+    #[test]
+    fn skips_strings_with_escaped_quotes_and_backslashes() {
+        let conv =
+            ok(r#"{"system":"say \"hi\" \\","messages":[{"role":"user","content":"x\\\"y\\\\"}]}"#);
+        assert_eq!(conv.messages.len(), 1);
+    }
+
+    #[test]
+    fn materializes_escaped_keys_and_ids() {
+        let conv = ok(
+            r#"{"m\u0065ssages":[{"role":"assistant","content":[{"t\u0079pe":"tool_use","id":"a\u0062","input":{"x":[1,{"y":null}]}}]}]}"#,
+        );
+        assert_eq!(conv.blocks[0].kind, Kind::ToolUse);
+        assert_eq!(conv.blocks[0].id, "ab");
+    }
+
+    #[test]
+    fn whitespace_anywhere() {
+        let conv = ok(
+            " {\n \"messages\" :\t[ { \"role\" : \"user\" , \"content\" : [ { \"type\" : \"text\" , \"text\" : \"hi\" } ] } ] } \r\n",
+        );
+        assert_eq!(conv.blocks.len(), 1);
+    }
+
+    #[test]
+    fn garbage_is_not_json() {
+        for body in [
+            "",
+            "{",
+            "[",
+            "{\"messages\":[}",
+            "{\"messages\":[{\"role\":\"user\",\"content\":\"x}]}",
+            "{\"a\":tru}",
+            "{\"a\":01}",
+            "{\"a\":1.}",
+            "{\"a\":-}",
+            "{\"a\":1e}",
+            "{} x",
+            "{\"a\" 1}",
+            "{,}",
+            "[1,]",
+            "\"\\\"",
+        ] {
+            assert!(
+                matches!(scan(body.as_bytes()), Err(Unchecked::NotJson(_))),
+                "{body:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_json_is_not_messages() {
+        for body in [
+            "[]",
+            "1",
+            "{}",
+            "{\"messages\":{}}",
+            "{\"messages\":[1]}",
+            "{\"messages\":[{\"role\":\"system\",\"content\":\"x\"}]}",
+            "{\"messages\":[{\"role\":\"user\"}]}",
+            "{\"messages\":[{\"role\":\"user\",\"content\":[{\"text\":\"x\"}]}]}",
+            "{\"messages\":[{\"role\":\"assistant\",\"content\":[{\"type\":\"tool_use\"}]}]}",
+        ] {
+            assert!(
+                matches!(scan(body.as_bytes()), Err(Unchecked::NotMessages(_))),
+                "{body:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn deep_nesting_does_not_overflow() {
+        let body = format!("{{\"x\":{}{}}}", "[".repeat(200_000), "]".repeat(200_000));
+        assert!(matches!(
+            scan(body.as_bytes()),
+            Err(Unchecked::NotMessages(_))
+        ));
+        let body = "[".repeat(200_000);
+        assert!(matches!(scan(body.as_bytes()), Err(Unchecked::NotJson(_))));
+    }
+}
