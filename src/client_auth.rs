@@ -101,7 +101,10 @@ mod tests {
 
     #[test]
     fn accepts_x_api_key_and_bearer() {
-        let req = Request::builder().header("x-api-key", "alpha").body(()).unwrap();
+        let req = Request::builder()
+            .header("x-api-key", "alpha")
+            .body(())
+            .unwrap();
         assert_eq!(check(req), Ok(()));
         let req = Request::builder()
             .header("authorization", "bearer   beta-key ")

@@ -14,6 +14,8 @@
 //! | `CLAUDE_TOWER_MODEL_MAP` | `[route:]from=to,...`; `from*` is a prefix rule; no route = every Foundry route | none |
 //! | `CLAUDE_TOWER_DEADLINE` | per-request deadline for the response head, e.g. `600s`, `90s`, `1500ms` | `600s` |
 //! | `CLAUDE_TOWER_BODY_LIMIT` | request body limit in bytes | 32 MiB |
+//! | `CLAUDE_TOWER_RETRY_ATTEMPTS` | attempts per route, first send included | `3` |
+//! | `CLAUDE_TOWER_RETRY_BACKOFF` | full-jitter backoff `base,cap` when the server gave no Retry-After | `500ms,8s` |
 //! | `CLAUDE_TOWER_SIM_FAULTS` | the demo simulator's fault script (simulator mode only) | `anthropic=random(p=0.2,seed=42)` |
 
 use std::fmt;
@@ -74,6 +76,10 @@ pub struct GatewayConfig {
     pub body_limit: usize,
     /// The demo simulator's fault script.
     pub sim_faults: String,
+    /// Attempts per route (`None`: the retry crate's default, 3).
+    pub retry_attempts: Option<u32>,
+    /// Backoff base and cap (`None`: the retry crate's defaults, 500 ms and 8 s).
+    pub retry_backoff: Option<(Duration, Duration)>,
 }
 
 /// A key an inbound client presents. Its `Debug` never shows it.
@@ -202,16 +208,53 @@ impl GatewayConfig {
         };
 
         let body_limit = match get("CLAUDE_TOWER_BODY_LIMIT") {
-            Some(v) => v.trim().parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                ConfigError::new(
-                    "CLAUDE_TOWER_BODY_LIMIT",
-                    format!("`{v}` is not a positive number of bytes"),
-                )
-            })?,
+            Some(v) => v
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        "CLAUDE_TOWER_BODY_LIMIT",
+                        format!("`{v}` is not a positive number of bytes"),
+                    )
+                })?,
             None => DEFAULT_REQUEST_BODY_LIMIT,
         };
 
-        let sim_faults = lookup("CLAUDE_TOWER_SIM_FAULTS").unwrap_or_else(|| DEFAULT_SIM_FAULTS.to_owned());
+        let sim_faults =
+            lookup("CLAUDE_TOWER_SIM_FAULTS").unwrap_or_else(|| DEFAULT_SIM_FAULTS.to_owned());
+
+        let retry_attempts = match get("CLAUDE_TOWER_RETRY_ATTEMPTS") {
+            Some(v) => Some(
+                v.trim()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=10).contains(n))
+                    .ok_or_else(|| {
+                        ConfigError::new(
+                            "CLAUDE_TOWER_RETRY_ATTEMPTS",
+                            format!("`{v}` is not a number of attempts from 1 to 10"),
+                        )
+                    })?,
+            ),
+            None => None,
+        };
+        let retry_backoff = match get("CLAUDE_TOWER_RETRY_BACKOFF") {
+            Some(v) => {
+                let parsed = v
+                    .split_once(',')
+                    .and_then(|(base, cap)| Some((parse_duration(base)?, parse_duration(cap)?)))
+                    .filter(|(base, cap)| base <= cap);
+                Some(parsed.ok_or_else(|| {
+                    ConfigError::new(
+                        "CLAUDE_TOWER_RETRY_BACKOFF",
+                        format!("`{v}` is not `base,cap` like 500ms,8s (base <= cap)"),
+                    )
+                })?)
+            }
+            None => None,
+        };
 
         Ok(Self {
             listen,
@@ -222,6 +265,8 @@ impl GatewayConfig {
             deadline,
             body_limit,
             sim_faults,
+            retry_attempts,
+            retry_backoff,
         })
     }
 }
@@ -233,7 +278,9 @@ pub fn parse_model_map(spec: &str) -> Result<Vec<ModelRule>, ConfigError> {
         let bad = || {
             ConfigError::new(
                 "CLAUDE_TOWER_MODEL_MAP",
-                format!("`{entry}` is not `[route:]model=deployment` (e.g. foundry:claude-sonnet-4-5-20250929=claude-sonnet-4-5)"),
+                format!(
+                    "`{entry}` is not `[route:]model=deployment` (e.g. foundry:claude-sonnet-4-5-20250929=claude-sonnet-4-5)"
+                ),
             )
         };
         let (lhs, to) = entry.split_once('=').ok_or_else(bad)?;
@@ -325,11 +372,28 @@ mod tests {
             ("CLAUDE_TOWER_MODEL_MAP", "no-equals-sign"),
             ("CLAUDE_TOWER_DEADLINE", "soon"),
             ("CLAUDE_TOWER_BODY_LIMIT", "-1"),
+            ("CLAUDE_TOWER_RETRY_ATTEMPTS", "0"),
+            ("CLAUDE_TOWER_RETRY_BACKOFF", "8s,500ms"),
+            ("CLAUDE_TOWER_RETRY_BACKOFF", "500ms"),
         ] {
             let err = config(&[(var, value)]).unwrap_err();
             assert_eq!(err.variable(), var);
             assert!(err.to_string().contains(value), "{err}");
         }
+    }
+
+    #[test]
+    fn retry_settings() {
+        let c = config(&[
+            ("CLAUDE_TOWER_RETRY_ATTEMPTS", "5"),
+            ("CLAUDE_TOWER_RETRY_BACKOFF", "10ms, 40ms"),
+        ])
+        .unwrap();
+        assert_eq!(c.retry_attempts, Some(5));
+        assert_eq!(
+            c.retry_backoff,
+            Some((Duration::from_millis(10), Duration::from_millis(40)))
+        );
     }
 
     #[test]

@@ -22,3 +22,7 @@
 
 pub mod client_auth;
 pub mod config;
+pub mod gateway;
+pub mod routes;
+
+pub use gateway::{Gateway, GatewayError, shutdown_signal};
