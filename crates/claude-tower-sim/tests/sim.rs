@@ -47,6 +47,7 @@ async fn anthropic_face_answers_a_message() {
     assert!(reply.header("anthropic-ratelimit-requests-limit").is_some());
     assert!(reply.header("apim-request-id").is_none());
     let v = reply.json();
+    assert!(reply.body.starts_with(b"{\"id\":\"msg_sim_"));
     assert_eq!(v["type"], "message");
     assert_eq!(v["role"], "assistant");
     assert_eq!(v["model"], "claude-sonnet-4-5");
@@ -646,6 +647,13 @@ async fn stream_events_come_in_order() {
         let reply = send(&sim, route, &stream_body()).await;
         assert_eq!(reply.status, 200);
         assert_eq!(reply.header("content-type"), Some("text/event-stream"));
+        let raw = std::str::from_utf8(&reply.body).unwrap();
+        for line in raw.lines().filter(|l| l.starts_with("data: ")) {
+            assert!(
+                line.starts_with("data: {\"type\":"),
+                "type goes first: {line}"
+            );
+        }
         let events = reply.events();
         assert!(events.iter().any(|(n, _)| n == "ping"));
         for (name, data) in &events {
