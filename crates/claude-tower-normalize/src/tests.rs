@@ -461,21 +461,39 @@ async fn tower_timeout_below_is_class_timeout() {
     assert_eq!(err.response_status(), StatusCode::GATEWAY_TIMEOUT);
 }
 
+/// A service that is never ready: its connection pool is gone.
+#[derive(Clone)]
+struct NeverReady;
+
+impl Service<Req> for NeverReady {
+    type Response = Response<Full<Bytes>>;
+    type Error = std::io::Error;
+    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Err(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused,
+        )))
+    }
+
+    fn call(&mut self, _req: Req) -> Self::Future {
+        std::future::ready(Err(std::io::Error::from(std::io::ErrorKind::NotConnected)))
+    }
+}
+
 #[tokio::test]
 async fn poll_ready_errors_are_classified_too() {
-    let mut svc = crate::Normalize::new(
-        tower::util::MapErr::new(
-            tower::util::service_fn(|_req: Req| async {
-                Ok::<_, std::io::Error>(Response::new(Full::new(Bytes::new())))
-            }),
-            |e: std::io::Error| e,
-        ),
-        RouteId::new("r"),
-        Face::Anthropic,
-    );
-    // A ready service stays ready through the layer.
-    let ready = std::future::poll_fn(|cx| svc.poll_ready(cx)).await;
-    assert!(ready.is_ok());
+    let mut svc = crate::Normalize::new(NeverReady, RouteId::new("r"), Face::Anthropic);
+    assert_eq!(svc.route(), "r");
+    let err = std::future::poll_fn(|cx| svc.poll_ready(cx))
+        .await
+        .unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Transport);
+    assert_eq!(err.message(), "connection refused");
+    assert_eq!(err.route().map(RouteId::as_str), Some("r"));
 }
 
 // === real hyper clients ===
