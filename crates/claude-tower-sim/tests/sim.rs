@@ -330,6 +330,52 @@ async fn malformed_json_gets_each_faces_400() {
 }
 
 #[tokio::test]
+async fn random_bodies_and_headers_get_clean_answers() {
+    let sim = sim().await;
+    let c = client();
+    let mut rng = fastrand::Rng::with_seed(3);
+    for i in 0..200 {
+        let len = rng.usize(0..300);
+        let body: Vec<u8> = match i % 3 {
+            0 => (0..len).map(|_| rng.u8(..)).collect(),
+            1 => {
+                // Plausible JSON with random shapes in the fields the simulator reads.
+                let pick = |rng: &mut fastrand::Rng| match rng.u8(0..6) {
+                    0 => json!(null),
+                    1 => json!(rng.i64(..)),
+                    2 => json!("s"),
+                    3 => json!([{"role": "user", "content": [{"type": "tool_result"}]}]),
+                    4 => json!({"role": 5}),
+                    _ => json!([1, "x", {"type": "tool_use", "id": 7}]),
+                };
+                json!({"model": pick(&mut rng), "max_tokens": pick(&mut rng), "messages": pick(&mut rng),
+                       "stream": pick(&mut rng), "tools": pick(&mut rng)})
+                .to_string()
+                .into_bytes()
+            }
+            _ => b"{\"model\":\"m\",\"max_tokens\":1,\"messages\":[{\"role\":\"user\",\"content\":[1,null,{}]}]}".to_vec(),
+        };
+        let route = if i % 2 == 0 {
+            Route::Anthropic
+        } else {
+            Route::Foundry
+        };
+        let mut headers = default_headers(route);
+        headers.push(("x-sim-stream-bytes", format!("{}", rng.i32(..))));
+        let reply = send_raw(&c, &url(&sim, route, "/v1/messages"), &headers, body)
+            .await
+            .expect("an answer");
+        assert!(
+            reply.status == 200 || reply.status == 400,
+            "{} {:?}",
+            reply.status,
+            reply.body
+        );
+        assert!(serde_json::from_slice::<Value>(&reply.body).is_ok());
+    }
+}
+
+#[tokio::test]
 async fn broken_tool_pairing_gets_the_apis_wording_on_both_faces() {
     let sim = sim().await;
     let body = json!({
