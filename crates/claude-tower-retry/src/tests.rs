@@ -681,3 +681,21 @@ async fn each_retry_and_each_refusal_is_an_event() {
         captured.text()
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn many_attempts_never_overflow_the_backoff() {
+    let route = Route::new([fail(ErrorClass::Server)]);
+    let policy = settings().max_attempts(40).no_deadline().build().unwrap();
+    run(policy, &route).await.0.unwrap();
+    let at: Vec<Duration> = route.seen().into_iter().map(|(t, _)| t).collect();
+    assert_eq!(at.len(), 40);
+    let gaps: Vec<Duration> = at.windows(2).map(|w| w[1] - w[0]).collect();
+    assert_eq!(
+        gaps[..5]
+            .iter()
+            .map(Duration::as_millis)
+            .collect::<Vec<_>>(),
+        [500, 1000, 2000, 4000, 8000]
+    );
+    assert!(gaps[4..].iter().all(|g| *g == Duration::from_secs(8)));
+}
