@@ -16,12 +16,14 @@ use reqwest::{ResponseBuilderExt, Url};
 pub(crate) fn target_url(uri: &Uri, base: Option<&Url>) -> Result<Url, ClaudeError> {
     match base {
         Some(base) => Ok(rebase(base, uri.path(), uri.query())),
-        None if uri.scheme().is_some() && uri.authority().is_some() => {
-            Url::parse(&uri.to_string()).map_err(|e| {
-                ClaudeError::new(ErrorClass::RouteUnavailable, "request URI is not a valid URL")
-                    .with_source(e)
-            })
-        }
+        None if uri.scheme().is_some() && uri.authority().is_some() => Url::parse(&uri.to_string())
+            .map_err(|e| {
+                ClaudeError::new(
+                    ErrorClass::RouteUnavailable,
+                    "request URI is not a valid URL",
+                )
+                .with_source(e)
+            }),
         None => Err(ClaudeError::new(
             ErrorClass::RouteUnavailable,
             "request URI is not absolute and no base URL is set",
@@ -93,8 +95,11 @@ pub(crate) fn classify_reqwest_error(err: reqwest::Error) -> ClaudeError {
     if err.is_timeout() {
         ClaudeError::new(ErrorClass::Timeout, "request timed out").with_source(err)
     } else if err.is_builder() {
-        ClaudeError::new(ErrorClass::RouteUnavailable, "reqwest could not build the request")
-            .with_source(err)
+        ClaudeError::new(
+            ErrorClass::RouteUnavailable,
+            "reqwest could not build the request",
+        )
+        .with_source(err)
     } else if err.is_connect() {
         ClaudeError::new(ErrorClass::Transport, "connect failed").with_source(err)
     } else {

@@ -207,7 +207,10 @@ fn parse_base(id: &RouteId, base: &str) -> Result<Url, BuildError> {
     };
     let url = Url::parse(base).map_err(|e| invalid(e.to_string()))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(invalid(format!("scheme {} is not http or https", url.scheme())));
+        return Err(invalid(format!(
+            "scheme {} is not http or https",
+            url.scheme()
+        )));
     }
     if url.cannot_be_a_base() || url.host().is_none() {
         return Err(invalid("the URL has no host".to_owned()));
@@ -238,7 +241,10 @@ impl fmt::Display for BuildError {
         match self {
             BuildError::NoRoutes => f.write_str("claude middleware: no route was added"),
             BuildError::InvalidBaseUrl { route, reason } => {
-                write!(f, "claude middleware: route {route}: invalid base URL: {reason}")
+                write!(
+                    f,
+                    "claude middleware: route {route}: invalid base URL: {reason}"
+                )
             }
         }
     }

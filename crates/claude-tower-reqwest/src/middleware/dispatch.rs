@@ -133,8 +133,8 @@ impl Service<Request<ReplayBody>> for RouteTransport {
                 "no middleware chain to send the request through",
             ));
         };
-        let request = target_url(request.uri(), Some(&self.base))
-            .and_then(|url| into_reqwest(request, &url));
+        let request =
+            target_url(request.uri(), Some(&self.base)).and_then(|url| into_reqwest(request, &url));
         let mut request = match request {
             Ok(request) => request,
             Err(err) => return DispatchFuture::failed(err),

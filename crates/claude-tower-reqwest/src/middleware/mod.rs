@@ -193,7 +193,11 @@ impl fmt::Debug for ClaudeMiddleware {
         f.debug_struct("ClaudeMiddleware")
             .field(
                 "routes",
-                &self.bases.iter().map(crate::redacted_url).collect::<Vec<_>>(),
+                &self
+                    .bases
+                    .iter()
+                    .map(crate::redacted_url)
+                    .collect::<Vec<_>>(),
             )
             .field("breakers", &self.breakers)
             .field("body_limit", &self.body_limit)
@@ -217,8 +221,9 @@ impl Middleware for ClaudeMiddleware {
         let uri = match self.relative_uri(&url) {
             Ok(uri) => uri,
             Err(e) => {
-                let err = ClaudeError::new(ErrorClass::InvalidRequest, "request URL is not a valid URI")
-                    .with_source(e);
+                let err =
+                    ClaudeError::new(ErrorClass::InvalidRequest, "request URL is not a valid URI")
+                        .with_source(e);
                 return Err(reqwest_middleware::Error::middleware(err));
             }
         };
@@ -258,7 +263,9 @@ impl Middleware for ClaudeMiddleware {
                     remember_url(&mut parts.extensions, url);
                 }
                 let body = reqwest::Body::wrap(body);
-                Ok(reqwest::Response::from(http::Response::from_parts(parts, body)))
+                Ok(reqwest::Response::from(http::Response::from_parts(
+                    parts, body,
+                )))
             }
             Err(err) => {
                 tracing::debug!(error = %err, "every route failed without an answer");
