@@ -620,6 +620,30 @@ async fn reset_step_drops_the_connection() {
     assert_eq!(log[1].step, "ok");
 }
 
+#[tokio::test]
+async fn reset_on_a_pooled_connection_is_not_retried_by_the_client() {
+    let sim = sim().await;
+    let c = client();
+    let target = url(&sim, Route::Anthropic, "/v1/messages");
+    let headers = default_headers(Route::Anthropic);
+    let first = send_raw(&c, &target, &headers, simple_body().to_string())
+        .await
+        .unwrap();
+    assert_eq!(first.status, 200);
+    sim.set_faults("anthropic=reset").unwrap();
+    assert!(
+        send_raw(&c, &target, &headers, simple_body().to_string())
+            .await
+            .is_err()
+    );
+    let again = send_raw(&c, &target, &headers, simple_body().to_string())
+        .await
+        .unwrap();
+    assert_eq!(again.status, 200);
+    let steps: Vec<String> = sim.requests().into_iter().map(|r| r.step).collect();
+    assert_eq!(steps, ["ok", "reset", "ok"]);
+}
+
 #[tokio::test(start_paused = true)]
 async fn delay_step_waits_in_tokio_time() {
     let sim = Sim::start(SimConfig::default().faults("anthropic=delay:300ms"))
