@@ -558,3 +558,60 @@ async fn many_requests_through_one_service() {
         assert_eq!(err_of(&res.unwrap()).class(), ErrorClass::Overloaded);
     }
 }
+
+// === tracing ===
+
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn one_event_per_response_debug_for_success_warn_for_failure() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .without_time()
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let ok = Response::builder()
+        .header("request-id", "req_ok")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let _ = through(anthropic(), ok).await;
+    let _ = through(foundry(), foundry_error(404, "DeploymentNotFound", "gone")).await;
+
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].starts_with("DEBUG"), "{}", lines[0]);
+    assert!(lines[0].contains("route=anthropic") && lines[0].contains("status=200"));
+    assert!(lines[0].contains("request-id=req_ok"), "{}", lines[0]);
+    assert!(
+        lines[1].starts_with(" WARN") || lines[1].starts_with("WARN"),
+        "{}",
+        lines[1]
+    );
+    for field in [
+        "route=foundry",
+        "status=404",
+        "class=\"route-unavailable\"",
+        "code=\"DeploymentNotFound\"",
+        "apim-request-id=apim-1",
+    ] {
+        assert!(lines[1].contains(field), "{field} in {}", lines[1]);
+    }
+}
