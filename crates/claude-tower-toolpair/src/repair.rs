@@ -161,7 +161,8 @@ fn plan(body: &[u8]) -> Option<(Vec<u8>, Vec<Change>)> {
     for (i, message) in conv.messages.iter().enumerate() {
         let blocks = conv.blocks_of(message);
         let has_blocks = matches!(message.content, Content::Blocks { .. });
-        if !pending.is_empty() && !(message.role == Role::User && has_blocks) {
+        let takes_results = message.role == Role::User && has_blocks;
+        if !pending.is_empty() && !takes_results {
             items.push(Item::New(synthetic_message(body, &pending)));
             for u in pending.drain(..) {
                 changes.push(Change::AddedToolResult {
@@ -226,7 +227,8 @@ fn plan(body: &[u8]) -> Option<(Vec<u8>, Vec<Change>)> {
         let kept: Vec<usize> = results.iter().chain(&others).copied().collect();
         let reordered = kept.windows(2).any(|w| w[0] > w[1]);
 
-        if dropped && results.is_empty() && missing.is_empty() && others.is_empty() {
+        let emptied = dropped && results.is_empty() && missing.is_empty() && others.is_empty();
+        if emptied {
             changes.push(Change::DroppedEmptyMessage { message: i });
             changed = true;
         } else if dropped || reordered || !missing.is_empty() {
@@ -258,7 +260,7 @@ fn plan(body: &[u8]) -> Option<(Vec<u8>, Vec<Change>)> {
         }
         // A removed message leaves the previous one as the neighbour; it had
         // no pending uses, or this message would have received results.
-        if !(dropped && results.is_empty() && missing.is_empty() && others.is_empty()) {
+        if !emptied {
             pending = uses;
             pending_from = i;
         }

@@ -137,10 +137,8 @@ fn model_valid(body: &Value) -> bool {
         for b in &bs {
             let t = b["type"].as_str().unwrap();
             match t {
-                "tool_use" if !is_user => {
-                    if !ids.insert(b["id"].as_str().unwrap().to_owned()) {
-                        return false;
-                    }
+                "tool_use" if !is_user && !ids.insert(b["id"].as_str().unwrap().to_owned()) => {
+                    return false;
                 }
                 "server_tool_use" => {
                     let id = b["id"].as_str().unwrap().to_owned();
@@ -156,10 +154,10 @@ fn model_valid(body: &Value) -> bool {
                     }
                     results.push(id.to_owned());
                 }
-                t if t.ends_with("_tool_result") => {
-                    if !server.contains(&b["tool_use_id"].as_str().unwrap().to_owned()) {
-                        return false;
-                    }
+                t if t.ends_with("_tool_result")
+                    && !server.contains(&b["tool_use_id"].as_str().unwrap().to_owned()) =>
+                {
+                    return false;
                 }
                 _ => {}
             }
