@@ -1,0 +1,51 @@
+//! The default transport: hyper-util's pooled client over rustls.
+//!
+//! One TLS stack in the tree: rustls with the aws-lc-rs crypto provider and
+//! the platform certificate verifier, which is what reqwest 0.13 uses by
+//! default, so a gateway that also links reqwest (or azure_identity) carries
+//! one copy of each. HTTP/1.1 and HTTP/2 are both enabled; `http://` URLs are
+//! allowed so the simulator and local gateways work.
+
+use std::time::Duration;
+
+use claude_tower_core::ReplayBody;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+/// The client type the default stack sends requests with.
+pub type HttpsClient = Client<HttpsConnector<HttpConnector>, ReplayBody>;
+
+/// Builds the default transport: pooled keep-alive connections, TLS through
+/// rustls with the platform verifier, HTTP/1.1 and HTTP/2 (ALPN).
+///
+/// # Errors
+///
+/// Fails when the platform's certificate verifier cannot be set up.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let client = claude_tower::transport::https_client().expect("TLS set up");
+/// # drop(client);
+/// # }
+/// ```
+pub fn https_client() -> Result<HttpsClient, std::io::Error> {
+    // Installing the provider twice is harmless; the first one wins.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_keepalive(Some(Duration::from_secs(60)));
+    http.set_connect_timeout(Some(Duration::from_secs(10)));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .try_with_platform_verifier()
+        .map_err(std::io::Error::other)?
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build(https))
+}

@@ -1,0 +1,408 @@
+//! The gateway: routes from the environment, the stack, the axum router.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::State;
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post_service};
+use claude_tower::failover::{Breakers, FailoverReport};
+use claude_tower::prelude::*;
+use claude_tower::stack::{ClaudeService, Route};
+use claude_tower::toolpair::Mode;
+use claude_tower::transport::{HttpsClient, https_client};
+use claude_tower_sim::{Sim, SimConfig};
+use http::{HeaderName, HeaderValue, Request, StatusCode};
+use tokio::net::TcpListener;
+use tower::ServiceBuilder;
+use tower_http::trace::TraceLayer;
+
+use crate::client_auth::ClientKeys;
+use crate::config::{ConfigError, GatewayConfig, ToolPairMode};
+use crate::routes::{self, RoutesError};
+
+/// `x-claude-tower-route`: the route that served (or answered) the request.
+pub const ROUTE_HEADER: HeaderName = HeaderName::from_static("x-claude-tower-route");
+/// `x-claude-tower-attempts`: attempts per route, `anthropic=3, foundry=1`.
+pub const ATTEMPTS_HEADER: HeaderName = HeaderName::from_static("x-claude-tower-attempts");
+
+/// The API paths the gateway serves, under both prefixes Claude Code uses:
+/// `ANTHROPIC_BASE_URL=http://gw` and, in Foundry mode,
+/// `ANTHROPIC_FOUNDRY_BASE_URL=http://gw/anthropic`.
+pub const API_PATHS: [&str; 4] = [
+    "/v1/messages",
+    "/v1/messages/count_tokens",
+    "/anthropic/v1/messages",
+    "/anthropic/v1/messages/count_tokens",
+];
+
+/// Why the gateway could not start.
+#[derive(Debug)]
+pub enum GatewayError {
+    /// A `CLAUDE_TOWER_*` setting is wrong.
+    Config(ConfigError),
+    /// An upstream route's settings are wrong.
+    Routes(RoutesError),
+    /// The TLS client or the simulator could not start.
+    Io(io::Error),
+}
+
+impl fmt::Display for GatewayError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GatewayError::Config(err) => write!(f, "configuration: {err}"),
+            GatewayError::Routes(err) => write!(f, "routes: {err}"),
+            GatewayError::Io(err) => write!(f, "start-up: {err}"),
+        }
+    }
+}
+
+impl std::error::Error for GatewayError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            GatewayError::Config(err) => Some(err),
+            GatewayError::Routes(err) => Some(err),
+            GatewayError::Io(err) => Some(err),
+        }
+    }
+}
+
+/// What `/healthz` and the banner say about a route.
+#[derive(Clone, Debug)]
+struct RouteInfo {
+    id: RouteId,
+    face: Face,
+    base_url: String,
+    credential: &'static str,
+}
+
+/// A configured gateway, ready to serve.
+pub struct Gateway {
+    config: GatewayConfig,
+    service: ClaudeService<HttpsClient>,
+    routes: Vec<RouteInfo>,
+    sim: Option<Sim>,
+}
+
+impl fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Gateway")
+            .field("listen", &self.config.listen)
+            .field("routes", &self.routes)
+            .field("simulator", &self.sim.as_ref().map(Sim::addr))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    /// Configures the gateway from the process environment.
+    pub async fn from_env() -> Result<Self, GatewayError> {
+        Self::from_lookup(|name| std::env::var(name).ok()).await
+    }
+
+    /// Configures the gateway through `lookup`. With no upstream credentials
+    /// it starts the simulator in-process (on `CLAUDE_TOWER_SIM_LISTEN`, else
+    /// an ephemeral loopback port) behind both routes.
+    pub async fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, GatewayError> {
+        let config = GatewayConfig::from_lookup(&lookup).map_err(GatewayError::Config)?;
+        let (found, sim) = if routes::any_configured(&lookup) {
+            (
+                routes::from_env_with(&lookup).map_err(GatewayError::Routes)?,
+                None,
+            )
+        } else {
+            let listen = match lookup("CLAUDE_TOWER_SIM_LISTEN").filter(|v| !v.trim().is_empty()) {
+                Some(addr) => addr.trim().parse::<SocketAddr>().map_err(|_| {
+                    GatewayError::Io(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("CLAUDE_TOWER_SIM_LISTEN: `{addr}` is not an address like 127.0.0.1:9000"),
+                    ))
+                })?,
+                None => SocketAddr::from(([127, 0, 0, 1], 0)),
+            };
+            let sim = Sim::start(
+                SimConfig::default()
+                    .listen(listen)
+                    .faults(config.sim_faults.clone()),
+            )
+            .await
+            .map_err(GatewayError::Io)?;
+            let simulated = simulated_routes(&sim).map_err(GatewayError::Routes)?;
+            (simulated, Some(sim))
+        };
+        let arranged = routes::arrange(found, &config).map_err(GatewayError::Routes)?;
+        let routes = arranged
+            .iter()
+            .map(|r| RouteInfo {
+                id: r.id().clone(),
+                face: r.face(),
+                base_url: r.endpoint().base_url().to_owned(),
+                credential: r.credential().kind(),
+            })
+            .collect();
+        let mode = match config.toolpair {
+            ToolPairMode::Reject => Mode::Reject,
+            ToolPairMode::Repair => Mode::Repair,
+            ToolPairMode::Observe => Mode::Observe,
+        };
+        let mut stack = ClaudeStack::new()
+            .tool_pairing(mode)
+            .body_limit(config.body_limit);
+        for route in arranged {
+            stack = stack.route(route);
+        }
+        let client = https_client().map_err(GatewayError::Io)?;
+        let service = stack
+            .build(client)
+            .map_err(|e| GatewayError::Io(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
+        Ok(Self {
+            config,
+            service,
+            routes,
+            sim,
+        })
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &GatewayConfig {
+        &self.config
+    }
+
+    /// The in-process simulator, when the gateway runs on it.
+    pub fn simulator(&self) -> Option<&Sim> {
+        self.sim.as_ref()
+    }
+
+    /// The composed stack (for tests and embedding).
+    pub fn service(&self) -> &ClaudeService<HttpsClient> {
+        &self.service
+    }
+
+    /// The axum router: the API paths under both prefixes, `GET /healthz`,
+    /// and a 404 in Anthropic's envelope for everything else.
+    pub fn router(&self) -> Router {
+        let stack = ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(deadline_passed))
+            .timeout(self.config.deadline)
+            .service(self.service.clone());
+        let mut api = Router::new();
+        for path in API_PATHS {
+            api = api.route(
+                path,
+                post_service(stack.clone()).fallback(method_not_allowed),
+            );
+        }
+        let api = api.layer(axum::middleware::map_response(report_headers));
+        let api = if self.config.client_keys.is_empty() {
+            api
+        } else {
+            api.layer(ClientKeys::new(self.config.client_keys.iter().cloned()).layer())
+        };
+        let health = Health {
+            routes: self.routes.clone(),
+            breakers: self.service.breakers().clone(),
+            simulator: self.sim.as_ref().map(Sim::addr),
+        };
+        Router::new()
+            .route("/healthz", get(healthz).with_state(health))
+            .merge(api)
+            .fallback(not_found)
+            .layer(TraceLayer::new_for_http())
+    }
+
+    /// What to print at start-up: where it listens, the routes, and in
+    /// simulator mode how to try it.
+    pub fn banner(&self, listening: SocketAddr) -> String {
+        let base = format!("http://{listening}");
+        let mut out = format!("claude-tower gateway listening on {base}\n");
+        if let Some(sim) = &self.sim {
+            out += &format!(
+                "  mode: SIMULATOR — no ANTHROPIC_API_KEY or ANTHROPIC_FOUNDRY_* set, so both routes are\n        \
+                 the built-in simulator at http://{} with faults `{}`\n",
+                sim.addr(),
+                self.config.sim_faults
+            );
+        }
+        out += "  routes, in order:\n";
+        for r in &self.routes {
+            out += &format!(
+                "    {:<10} {} face, {} ({})\n",
+                r.id.as_str(),
+                r.face,
+                r.base_url,
+                r.credential
+            );
+        }
+        out += &format!(
+            "  try it:\n    curl -si {base}/v1/messages -H 'content-type: application/json' -H 'anthropic-version: 2023-06-01' \\\n      \
+             -d '{{\"model\":\"claude-sonnet-4-5\",\"max_tokens\":64,\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'\n    \
+             curl -s {base}/healthz\n  \
+             Claude Code through the gateway:\n    \
+             ANTHROPIC_BASE_URL={base} ANTHROPIC_API_KEY=gateway-key claude\n    \
+             CLAUDE_CODE_USE_FOUNDRY=1 ANTHROPIC_FOUNDRY_BASE_URL={base}/anthropic CLAUDE_CODE_SKIP_FOUNDRY_AUTH=1 claude\n"
+        );
+        out
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, then stops accepting
+    /// and lets in-flight requests, streams included, finish.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> io::Result<()> {
+        let app = self.router();
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
+
+fn simulated_routes(sim: &Sim) -> Result<Vec<Route>, RoutesError> {
+    Ok(vec![
+        Route::new(
+            routes::ANTHROPIC,
+            Endpoint::anthropic_base_url(&sim.anthropic_base_url())?,
+            Credential::anthropic_api_key(Secret::new("sim-anthropic-key"))?,
+        ),
+        Route::new(
+            routes::FOUNDRY,
+            Endpoint::foundry_base_url(&sim.foundry_base_url())?,
+            Credential::foundry_api_key(Secret::new("sim-foundry-key"))?,
+        ),
+    ])
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(%err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(%err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: no new connections; in-flight requests finish");
+}
+
+// === handlers ===
+
+fn local(class: ErrorClass, status: StatusCode, message: String) -> Response {
+    error_response::<Body>(&ClaudeError::new(class, message).with_status(status))
+}
+
+async fn not_found(req: Request<Body>) -> Response {
+    local(
+        ErrorClass::InvalidRequest,
+        StatusCode::NOT_FOUND,
+        format!("Not found: {} {}", req.method(), req.uri().path()),
+    )
+}
+
+async fn method_not_allowed(req: Request<Body>) -> Response {
+    local(
+        ErrorClass::InvalidRequest,
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "Method {} not allowed on {}",
+            req.method(),
+            req.uri().path()
+        ),
+    )
+}
+
+async fn deadline_passed(err: tower::BoxError) -> Response {
+    if err.is::<tower::timeout::error::Elapsed>() {
+        local(
+            ErrorClass::Timeout,
+            StatusCode::GATEWAY_TIMEOUT,
+            "the gateway's deadline passed before any route answered".to_owned(),
+        )
+    } else {
+        // NOTE: the stack itself is infallible; only the timeout can fail.
+        local(
+            ErrorClass::Server,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            err.to_string(),
+        )
+    }
+}
+
+/// Names the route that answered and the attempts per route.
+async fn report_headers(mut res: Response) -> Response {
+    let Some(report) = res.extensions().get::<FailoverReport>() else {
+        return res;
+    };
+    let route = report
+        .answered_by()
+        .and_then(|r| HeaderValue::from_str(r.as_str()).ok());
+    let attempts = HeaderValue::from_str(&report.to_string()).ok();
+    let headers = res.headers_mut();
+    if let Some(route) = route {
+        headers.insert(ROUTE_HEADER, route);
+    }
+    if let Some(attempts) = attempts {
+        headers.insert(ATTEMPTS_HEADER, attempts);
+    }
+    res
+}
+
+#[derive(Clone)]
+struct Health {
+    routes: Vec<RouteInfo>,
+    breakers: Breakers,
+    simulator: Option<SocketAddr>,
+}
+
+async fn healthz(State(health): State<Health>) -> Result<impl IntoResponse, Infallible> {
+    let breakers = health.breakers.snapshot();
+    let routes: Vec<serde_json::Value> = health
+        .routes
+        .iter()
+        .map(|r| {
+            let breaker = breakers.iter().find(|b| b.route() == &r.id);
+            serde_json::json!({
+                "id": r.id.as_str(),
+                "face": r.face.as_str(),
+                "endpoint": r.base_url,
+                "credential": r.credential,
+                "breaker": breaker.map(|b| b.state().as_str()),
+                "consecutive_failures": breaker.map(|b| b.consecutive_failures()),
+                "reopens_in_ms": breaker.and_then(|b| b.reopens_in()).map(|d: Duration| d.as_millis() as u64),
+            })
+        })
+        .collect();
+    let any_closed = breakers.iter().any(|b| b.state().as_str() != "open");
+    Ok(Json(serde_json::json!({
+        "status": if any_closed { "ok" } else { "degraded" },
+        "mode": if health.simulator.is_some() { "simulator" } else { "upstream" },
+        "simulator": health.simulator.map(|a| format!("http://{a}")),
+        "routes": routes,
+    })))
+}
