@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use claude_tower_core::{Attempt, ClaudeError, ErrorClass, Face};
-use claude_tower_failover::FailoverReport;
+use claude_tower_failover::{FailoverReport, ModelMapping};
 use claude_tower_reqwest::{BuildError, ClaudeMiddleware, Route};
 use claude_tower_retry::RetryAfterPolicy;
 use claude_tower_sim::{Sim, SimConfig};
@@ -408,4 +408,37 @@ fn build_checks_the_routes() {
     let text = format!("{ok:?}");
     assert!(!text.contains("secret"), "{text}");
     assert!(text.contains("example.com/anthropic"), "{text}");
+}
+
+#[tokio::test]
+async fn each_route_gets_its_own_model_name() {
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    sim.set_faults("anthropic=529*10").unwrap();
+    let client = client(
+        ClaudeMiddleware::builder()
+            .add_route(
+                Route::new("anthropic", sim.anthropic_base_url(), Face::Anthropic)
+                    .retry(quick_retry("anthropic")),
+            )
+            .add_route(
+                Route::new("foundry", sim.foundry_base_url(), Face::Foundry)
+                    .models(ModelMapping::new().prefix("claude-sonnet-4-5", "sonnet-prod")),
+            )
+            .build()
+            .unwrap(),
+    );
+    let response = messages(&client, &sim, BODY).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let models: Vec<_> = sim
+        .requests()
+        .into_iter()
+        .map(|r| (r.route, r.model.unwrap_or_default()))
+        .collect();
+    assert_eq!(models.len(), 4);
+    assert!(
+        models[..3]
+            .iter()
+            .all(|(face, model)| *face == Face::Anthropic && model == "claude-sonnet-4-5")
+    );
+    assert_eq!(models[3], (Face::Foundry, "sonnet-prod".to_owned()));
 }

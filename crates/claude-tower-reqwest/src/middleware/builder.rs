@@ -1,7 +1,7 @@
 use std::fmt;
 
 use claude_tower_core::{DEFAULT_REQUEST_BODY_LIMIT, Face, RouteId};
-use claude_tower_failover::{BreakerConfig, Failover};
+use claude_tower_failover::{BreakerConfig, Failover, ModelMapLayer, ModelMapping};
 use claude_tower_normalize::NormalizeLayer;
 use claude_tower_retry::{RetryAfterPolicy, RetryLayer};
 use claude_tower_toolpair::{Mode, ToolPairingLayer};
@@ -14,10 +14,11 @@ use super::ClaudeMiddleware;
 use super::dispatch::RouteTransport;
 
 /// One route of a [`ClaudeMiddleware`]: a name, a base URL, the error face
-/// it speaks, and optionally its own retry policy and headers.
+/// it speaks, and optionally its own retry policy, model names and headers.
 ///
 /// ```
 /// use claude_tower_core::Face;
+/// use claude_tower_failover::ModelMapping;
 /// use claude_tower_reqwest::Route;
 /// use claude_tower_retry::RetryAfterPolicy;
 /// use http::{HeaderName, HeaderValue};
@@ -33,6 +34,7 @@ pub struct Route {
     base: String,
     face: Face,
     retry: Option<RetryAfterPolicy>,
+    models: ModelMapping,
     headers: HeaderMap,
 }
 
@@ -47,6 +49,7 @@ impl Route {
             base: base.as_ref().to_owned(),
             face,
             retry: None,
+            models: ModelMapping::new(),
             headers: HeaderMap::new(),
         }
     }
@@ -55,6 +58,14 @@ impl Route {
     /// [`RetryAfterPolicy::new`] for the route's name).
     pub fn retry(mut self, policy: RetryAfterPolicy) -> Self {
         self.retry = Some(policy);
+        self
+    }
+
+    /// This route's model names: the request body's top-level `"model"` is
+    /// rewritten with `mapping` before it is sent here (a Foundry
+    /// deployment name for a model id, say). Default: sent as it is.
+    pub fn models(mut self, mapping: ModelMapping) -> Self {
+        self.models = mapping;
         self
     }
 
@@ -76,6 +87,7 @@ impl fmt::Debug for Route {
             .field("base", &redact_str(&self.base))
             .field("face", &self.face)
             .field("retry", &self.retry)
+            .field("models", &self.models)
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .finish()
     }
@@ -172,6 +184,7 @@ impl ClaudeMiddlewareBuilder {
             let service = ServiceBuilder::new()
                 .layer(RetryLayer::new(policy))
                 .layer(normalize)
+                .layer(ModelMapLayer::new(route.models))
                 .service(RouteTransport::new(base, route.headers));
             failover = failover.route(route.id, service);
         }

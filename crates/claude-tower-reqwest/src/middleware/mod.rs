@@ -53,7 +53,8 @@
 //!    does.
 //! 4. Per route: Retry ([`RetryAfterPolicy`](claude_tower_retry::RetryAfterPolicy),
 //!    honouring Retry-After up to a cap) above Normalize (classifies every
-//!    answer of the route's [`Face`](claude_tower_core::Face)).
+//!    answer of the route's [`Face`](claude_tower_core::Face)) above
+//!    ModelMap (the route's [model names](Route::models), if any).
 //! 5. The request is re-based on the route's base URL and sent through the
 //!    rest of the middleware chain (`Next`), once per attempt.
 //!
@@ -74,14 +75,14 @@
 //!   served, attempts per route), the
 //!   [`Attempt`](claude_tower_core::Attempt),
 //!   [`RequestIds`](claude_tower_core::RequestIds), and, for a failed
-//!   answer, the [`ClaudeError`](claude_tower_core::ClaudeError) that
+//!   answer, the [`ClaudeError`] that
 //!   classified it.
 //! - When every route failed without an answer (connect failures,
 //!   timeouts), the error of the attempt Failover chose, **as the chain
 //!   below returned it**: a `reqwest_middleware::Error::Reqwest` still
 //!   answers `is_timeout()` and `is_connect()`. An error made by the layers
 //!   themselves (every breaker open) is `Error::Middleware` holding a
-//!   [`ClaudeError`](claude_tower_core::ClaudeError).
+//!   [`ClaudeError`].
 //! - The `http::Extensions` the middlewares after this one left on the
 //!   attempt that answered are merged into the caller's; each attempt
 //!   starts from a copy of the caller's.
@@ -119,7 +120,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use claude_tower_core::{BufferError, ClaudeError, ErrorClass, ReplayBody, error_response};
-use claude_tower_failover::{Breakers, Failover};
+use claude_tower_failover::{Breakers, Failover, ModelMap};
 use claude_tower_normalize::Normalize;
 use claude_tower_retry::Retry;
 use claude_tower_toolpair::ToolPairing;
@@ -133,7 +134,7 @@ pub use builder::{BuildError, ClaudeMiddlewareBuilder, Route};
 use crate::convert::remember_url;
 use dispatch::{AttemptExtensions, Dispatch, Pump, RouteTransport};
 
-type RouteStack = Retry<Normalize<RouteTransport>>;
+type RouteStack = Retry<Normalize<ModelMap<RouteTransport>>>;
 type Stack = ToolPairing<Failover<RouteStack>>;
 
 /// claude-tower's layers around the rest of a `reqwest_middleware` chain:
