@@ -115,6 +115,17 @@ where
                         return Poll::Ready(Ok(success(response, config)));
                     }
                     let (parts, body) = response.into_parts();
+                    if body.is_end_stream() {
+                        let res = failure(
+                            parts,
+                            Some(Bytes::new()),
+                            None,
+                            NormalizeBody::passthrough(body),
+                            config,
+                        );
+                        this.state.set(State::Done);
+                        return Poll::Ready(Ok(res));
+                    }
                     if declared_length(&parts.headers, &body)
                         .is_some_and(|len| len > config.error_body_limit as u64)
                     {

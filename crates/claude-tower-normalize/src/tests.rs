@@ -615,3 +615,18 @@ async fn one_event_per_response_debug_for_success_warn_for_failure() {
         assert!(lines[1].contains(field), "{field} in {}", lines[1]);
     }
 }
+
+#[tokio::test]
+async fn an_empty_error_body_classifies_by_status() {
+    let res = Response::builder()
+        .status(503)
+        .header("x-ms-request-id", "ms-2")
+        .body(http_body_util::Empty::<Bytes>::new())
+        .unwrap();
+    let res = through(foundry().with_rewrite_envelope(true), res).await;
+    assert_eq!(err_of(&res).class(), ErrorClass::Overloaded);
+    let v = json(res).await;
+    assert_eq!(v["error"]["type"], "overloaded_error");
+    assert_eq!(v["error"]["message"], "Service Unavailable");
+    assert_eq!(v["request_id"], "ms-2");
+}
