@@ -371,11 +371,36 @@ async fn later_middlewares_see_fresh_extensions_per_attempt_and_the_answer_is_ke
 }
 
 #[test]
+fn the_middleware_and_the_transport_future_are_send() {
+    fn send_sync<T: Send + Sync + 'static>() {}
+    fn send<T: Send + 'static>() {}
+    send_sync::<ClaudeMiddleware>();
+    send_sync::<claude_tower_reqwest::ReqwestService>();
+    send::<claude_tower_reqwest::ResponseFuture>();
+}
+
+#[test]
 fn build_checks_the_routes() {
     assert_eq!(
         ClaudeMiddleware::builder().build().unwrap_err(),
         BuildError::NoRoutes
     );
+    let err = ClaudeMiddleware::builder()
+        .route("a", "http://a.example", Face::Anthropic)
+        .route("a", "http://b.example", Face::Anthropic)
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "claude middleware: route a was added twice"
+    );
+    let err = (0..65)
+        .fold(ClaudeMiddleware::builder(), |b, i| {
+            b.route(format!("r{i}"), "http://a.example", Face::Anthropic)
+        })
+        .build()
+        .unwrap_err();
+    assert_eq!(err, BuildError::TooManyRoutes { count: 65 });
     let err = ClaudeMiddleware::builder()
         .route("a", "not a url", Face::Anthropic)
         .build()

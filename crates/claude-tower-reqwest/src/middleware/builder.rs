@@ -1,6 +1,7 @@
 use std::fmt;
 
 use claude_tower_core::{DEFAULT_REQUEST_BODY_LIMIT, Face, RouteId};
+use claude_tower_failover::failover::MAX_ROUTES;
 use claude_tower_failover::{BreakerConfig, Failover, ModelMapLayer, ModelMapping};
 use claude_tower_normalize::NormalizeLayer;
 use claude_tower_retry::{RetryAfterPolicy, RetryLayer};
@@ -170,6 +171,18 @@ impl ClaudeMiddlewareBuilder {
         if self.routes.is_empty() {
             return Err(BuildError::NoRoutes);
         }
+        if self.routes.len() > MAX_ROUTES {
+            return Err(BuildError::TooManyRoutes {
+                count: self.routes.len(),
+            });
+        }
+        for (i, route) in self.routes.iter().enumerate() {
+            if self.routes[..i].iter().any(|r| r.id == route.id) {
+                return Err(BuildError::DuplicateRoute {
+                    route: route.id.clone(),
+                });
+            }
+        }
         let mut failover = Failover::builder().breaker(self.breaker);
         let mut bases = Vec::with_capacity(self.routes.len());
         for route in self.routes {
@@ -240,6 +253,17 @@ fn parse_base(id: &RouteId, base: &str) -> Result<Url, BuildError> {
 pub enum BuildError {
     /// No route was added.
     NoRoutes,
+    /// More routes than Failover keeps
+    /// ([`MAX_ROUTES`](claude_tower_failover::failover::MAX_ROUTES)).
+    TooManyRoutes {
+        /// How many were added.
+        count: usize,
+    },
+    /// Two routes share a name; breakers and reports go by name.
+    DuplicateRoute {
+        /// The name.
+        route: RouteId,
+    },
     /// A route's base URL is not an absolute `http` or `https` URL.
     InvalidBaseUrl {
         /// The route.
@@ -253,6 +277,13 @@ impl fmt::Display for BuildError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BuildError::NoRoutes => f.write_str("claude middleware: no route was added"),
+            BuildError::TooManyRoutes { count } => write!(
+                f,
+                "claude middleware: {count} routes added, at most {MAX_ROUTES} are supported"
+            ),
+            BuildError::DuplicateRoute { route } => {
+                write!(f, "claude middleware: route {route} was added twice")
+            }
             BuildError::InvalidBaseUrl { route, reason } => {
                 write!(
                     f,

@@ -285,3 +285,55 @@ fn local_response(err: &ClaudeError, url: Url) -> reqwest::Response {
     remember_url(&mut parts.extensions, url);
     reqwest::Response::from(http::Response::from_parts(parts, reqwest::Body::from(body)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use claude_tower_core::Face;
+
+    fn middleware() -> ClaudeMiddleware {
+        ClaudeMiddleware::builder()
+            .route("anthropic", "https://api.anthropic.com", Face::Anthropic)
+            .route(
+                "foundry",
+                "https://res.services.ai.azure.com/anthropic/",
+                Face::Foundry,
+            )
+            .build()
+            .unwrap()
+    }
+
+    fn relative(url: &str) -> String {
+        middleware()
+            .relative_uri(&Url::parse(url).unwrap())
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn finds_the_path_below_the_route_a_request_was_addressed_to() {
+        assert_eq!(
+            relative("https://res.services.ai.azure.com/anthropic/v1/messages?beta=true"),
+            "/v1/messages?beta=true"
+        );
+        assert_eq!(
+            relative("https://api.anthropic.com/v1/messages"),
+            "/v1/messages"
+        );
+        // Same host, but not below the base path: kept whole.
+        assert_eq!(
+            relative("https://res.services.ai.azure.com/anthropicx/v1/messages"),
+            "/anthropicx/v1/messages"
+        );
+        // Another host or port: kept whole.
+        assert_eq!(
+            relative("https://gateway.local/anthropic/v1/messages"),
+            "/anthropic/v1/messages"
+        );
+        assert_eq!(
+            relative("https://res.services.ai.azure.com:8443/anthropic/v1/messages"),
+            "/anthropic/v1/messages"
+        );
+        assert_eq!(relative("https://res.services.ai.azure.com/anthropic"), "/");
+    }
+}
