@@ -21,18 +21,35 @@ const RETRY_HEADERS: [&str; 4] = [
 fuzz_target!(|data: &[u8]| {
     // Layout: face (1), status (2), clock (4), header count (1), then per
     // header: name index (1), length (1), value; the rest is the body.
-    let Some((&face, rest)) = data.split_first() else { return };
-    let face = if face & 1 == 0 { Face::Anthropic } else { Face::Foundry };
-    let Some((status, rest)) = rest.split_first_chunk::<2>() else { return };
+    let Some((&face, rest)) = data.split_first() else {
+        return;
+    };
+    let face = if face & 1 == 0 {
+        Face::Anthropic
+    } else {
+        Face::Foundry
+    };
+    let Some((status, rest)) = rest.split_first_chunk::<2>() else {
+        return;
+    };
     let status = 100 + u16::from_be_bytes(*status) % 900;
-    let Ok(status) = StatusCode::from_u16(status) else { return };
-    let Some((clock, rest)) = rest.split_first_chunk::<4>() else { return };
-    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::from(u32::from_be_bytes(*clock)) * 2);
-    let Some((&count, mut rest)) = rest.split_first() else { return };
+    let Ok(status) = StatusCode::from_u16(status) else {
+        return;
+    };
+    let Some((clock, rest)) = rest.split_first_chunk::<4>() else {
+        return;
+    };
+    let now =
+        SystemTime::UNIX_EPOCH + Duration::from_secs(u64::from(u32::from_be_bytes(*clock)) * 2);
+    let Some((&count, mut rest)) = rest.split_first() else {
+        return;
+    };
 
     let mut headers = HeaderMap::new();
     for _ in 0..count % 5 {
-        let Some((&[name, len], tail)) = rest.split_first_chunk::<2>() else { break };
+        let Some((&[name, len], tail)) = rest.split_first_chunk::<2>() else {
+            break;
+        };
         let len = usize::from(len).min(tail.len());
         let (value, tail) = tail.split_at(len);
         rest = tail;
