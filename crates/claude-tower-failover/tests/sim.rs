@@ -1,150 +1,59 @@
 //! Failover against the simulator, with both faces.
 //!
-//! Each route is a small stand-in stack over a real HTTP client: a bounded
-//! same-route retry that honours `RetryAfter` up to a 30 s cap and sets
-//! `Attempt` (the contract of claude-tower-retry), the normalize crate's
-//! `classify` on error answers (the contract of its layer), ModelMap, and a
-//! transport that sets the route's URL and key. Time is paused: retry waits,
-//! cool-downs and `advance` cost nothing.
+//! Each route is the real per-route stack over a real HTTP client:
+//! claude-tower-retry's `Retry` (3 attempts, 30 s Retry-After cap, fixed
+//! jitter, no budget so counts are exact) -> claude-tower-normalize's
+//! `Normalize` -> `ModelMap` -> a small endpoint service that sets the
+//! route's URL and key (standing in for Auth) -> hyper-util. Time is paused:
+//! retry waits, cool-downs and `advance` cost nothing.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use bytes::Bytes;
-use claude_tower_core::{Attempt, ClaudeError, ErrorClass, Face, ReplayBody, RetryAfter, RouteId};
+use claude_tower_core::{ClaudeError, ErrorClass, Face, ReplayBody, RouteId};
 use claude_tower_failover::{
-    BreakerConfig, CircuitState, Failover, FailoverReport, ModelMap, ModelMapping,
+    BreakerConfig, CircuitState, Failover, FailoverReport, ModelMapLayer, ModelMapping,
 };
+use claude_tower_normalize::NormalizeLayer;
+use claude_tower_retry::{Retry, RetryAfterPolicy, RetryLayer};
 use claude_tower_sim::{RecordedRequest, Sim, SimConfig};
-use http::{Request, Response, StatusCode, Uri};
-use http_body_util::BodyExt;
-use hyper_util::client::legacy::Client;
+use http::{HeaderValue, Request, Response, StatusCode, Uri};
+use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::{Client, ResponseFuture};
 use hyper_util::rt::TokioExecutor;
-use tower::{Service, ServiceExt};
+use tower::{Service, ServiceBuilder, ServiceExt};
 
-type BoxFut<T> = Pin<Box<dyn Future<Output = Result<T, ClaudeError>> + Send>>;
-
-/// Transport + classification: one HTTP exchange with the simulator.
+/// Sets the route's URL and credential, then sends (Auth's job in the real stack).
 #[derive(Clone)]
-struct SimTransport {
+struct Endpoint {
     client: Client<HttpConnector, ReplayBody>,
     url: Uri,
-    face: Face,
     key: &'static str,
-    route: RouteId,
 }
 
-impl Service<Request<ReplayBody>> for SimTransport {
-    type Response = Response<Bytes>;
-    type Error = ClaudeError;
-    type Future = BoxFut<Response<Bytes>>;
+impl Service<Request<ReplayBody>> for Endpoint {
+    type Response = Response<Incoming>;
+    type Error = hyper_util::client::legacy::Error;
+    type Future = ResponseFuture;
 
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ClaudeError>> {
-        Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Service::<Request<ReplayBody>>::poll_ready(&mut self.client, cx)
     }
 
     fn call(&mut self, mut req: Request<ReplayBody>) -> Self::Future {
         *req.uri_mut() = self.url.clone();
         let h = req.headers_mut();
-        h.insert("x-api-key", http::HeaderValue::from_static(self.key));
-        h.insert(
-            "anthropic-version",
-            http::HeaderValue::from_static("2023-06-01"),
-        );
-        h.insert(
-            "content-type",
-            http::HeaderValue::from_static("application/json"),
-        );
-        let (client, face, route) = (self.client.clone(), self.face, self.route.clone());
-        Box::pin(async move {
-            let transport = |e: &dyn std::fmt::Display| {
-                ClaudeError::new(ErrorClass::Transport, e.to_string()).with_route(route.clone())
-            };
-            let res = client.request(req).await.map_err(|e| transport(&e))?;
-            let (parts, body) = res.into_parts();
-            let body = body.collect().await.map_err(|e| transport(&e))?.to_bytes();
-            let mut res = Response::from_parts(parts, body);
-            if let Some(err) = claude_tower_normalize::classify(
-                face,
-                res.status(),
-                res.headers(),
-                res.body(),
-                SystemTime::now(),
-            ) {
-                if let Some(wait) = err.retry_after() {
-                    res.extensions_mut().insert(wait);
-                }
-                res.extensions_mut().insert(err.with_route(route.clone()));
-            }
-            Ok(res)
-        })
+        h.insert("x-api-key", HeaderValue::from_static(self.key));
+        h.insert("anthropic-version", HeaderValue::from_static("2023-06-01"));
+        h.insert("content-type", HeaderValue::from_static("application/json"));
+        self.client.request(req)
     }
 }
 
-/// Same-route retry: up to `max` attempts on retryable classes, waiting
-/// `RetryAfter` when it is within the cap; a longer wait returns at once.
-#[derive(Clone)]
-struct MiniRetry<S> {
-    inner: S,
-    route: RouteId,
-    max: u32,
-}
+type Route = Retry<claude_tower_normalize::Normalize<claude_tower_failover::ModelMap<Endpoint>>>;
 
-const RETRY_CAP: Duration = Duration::from_secs(30);
-
-impl<S> Service<Request<ReplayBody>> for MiniRetry<S>
-where
-    S: Service<Request<ReplayBody>, Response = Response<Bytes>, Error = ClaudeError>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send,
-{
-    type Response = Response<Bytes>;
-    type Error = ClaudeError;
-    type Future = BoxFut<Response<Bytes>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ClaudeError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request<ReplayBody>) -> Self::Future {
-        let (inner, route, max) = (self.inner.clone(), self.route.clone(), self.max);
-        Box::pin(async move {
-            let mut n = 1;
-            loop {
-                let outcome = inner.clone().oneshot(req.clone()).await;
-                let err = match &outcome {
-                    Ok(res) => res.extensions().get::<ClaudeError>().cloned(),
-                    Err(e) => Some(e.clone()),
-                };
-                let wait = err.as_ref().filter(|e| e.retryable() && n < max).map(|e| {
-                    e.retry_after()
-                        .map_or(Duration::from_millis(100), RetryAfter::duration)
-                });
-                match wait {
-                    Some(wait) if wait <= RETRY_CAP => {
-                        tokio::time::sleep(wait).await;
-                        n += 1;
-                    }
-                    _ => {
-                        return outcome.map(|mut res| {
-                            res.extensions_mut().insert(Attempt::new(route, n));
-                            res
-                        });
-                    }
-                }
-            }
-        })
-    }
-}
-
-type Route = MiniRetry<ModelMap<SimTransport>>;
-
-fn route(sim: &Sim, face: Face, max_attempts: u32) -> (RouteId, Route) {
+fn route(sim: &Sim, face: Face) -> (RouteId, Route) {
     let (id, base, key) = match face {
         Face::Anthropic => ("anthropic", sim.anthropic_base_url(), "ak"),
         _ => ("foundry", sim.foundry_base_url(), "fk"),
@@ -156,18 +65,22 @@ fn route(sim: &Sim, face: Face, max_attempts: u32) -> (RouteId, Route) {
             .exact("claude-sonnet-4-5-20250929", "claude-sonnet-4-5")
             .alias("sonnet", "claude-sonnet-4-5-20250929"),
     };
-    let transport = SimTransport {
-        client: Client::builder(TokioExecutor::new()).build_http(),
-        url: format!("{base}/v1/messages").parse().unwrap(),
-        face,
-        key,
-        route: route.clone(),
-    };
-    let stack = MiniRetry {
-        inner: ModelMap::new(transport, mapping),
-        route: route.clone(),
-        max: max_attempts,
-    };
+    let policy = RetryAfterPolicy::builder(route.clone())
+        .max_attempts(3)
+        .max_retry_after(Duration::from_secs(30))
+        .jitter(|| 0.5)
+        .no_budget()
+        .build()
+        .expect("valid retry settings");
+    let stack = ServiceBuilder::new()
+        .layer(RetryLayer::new(policy))
+        .layer(NormalizeLayer::new(route.clone(), face))
+        .layer(ModelMapLayer::new(mapping))
+        .service(Endpoint {
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            url: format!("{base}/v1/messages").parse().unwrap(),
+            key,
+        });
     (route, stack)
 }
 
@@ -178,7 +91,7 @@ async fn sim() -> Sim {
 }
 
 fn failover(sim: &Sim, order: [Face; 2], breaker: BreakerConfig) -> Failover<Route> {
-    let (first, second) = (route(sim, order[0], 3), route(sim, order[1], 3));
+    let (first, second) = (route(sim, order[0]), route(sim, order[1]));
     Failover::builder()
         .route(first.0, first.1)
         .route(second.0, second.1)
@@ -188,14 +101,16 @@ fn failover(sim: &Sim, order: [Face; 2], breaker: BreakerConfig) -> Failover<Rou
 
 const BODY: &str = r#"{"model":"claude-sonnet-4-5-20250929","max_tokens":16,"metadata":{"user_id":"u"},"messages":[{"role":"user","content":"hi"}]}"#;
 
-async fn send(f: &Failover<Route>) -> Result<Response<Bytes>, ClaudeError> {
+type Body = claude_tower_normalize::NormalizeBody<Incoming>;
+
+async fn send(f: &Failover<Route>) -> Result<Response<Body>, ClaudeError> {
     let req = Request::post("/v1/messages")
         .body(ReplayBody::from(BODY))
         .unwrap();
     f.clone().oneshot(req).await
 }
 
-fn report(res: &Response<Bytes>) -> &FailoverReport {
+fn report(res: &Response<Body>) -> &FailoverReport {
     res.extensions().get::<FailoverReport>().expect("report")
 }
 
@@ -373,6 +288,40 @@ async fn both_routes_down_returns_the_primarys_answer() {
     assert!(!r.succeeded());
     assert_eq!(r.attempts_on("anthropic"), 3);
     assert_eq!(r.attempts_on("foundry"), 1, "an error carries no Attempt");
+}
+
+const STREAM_BODY: &str = r#"{"model":"claude-sonnet-4-5-20250929","max_tokens":16,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+
+async fn send_stream(f: &Failover<Route>) -> Response<Body> {
+    let req = Request::post("/v1/messages")
+        .body(ReplayBody::from(STREAM_BODY))
+        .unwrap();
+    f.clone().oneshot(req).await.expect("a response")
+}
+
+#[tokio::test(start_paused = true)]
+async fn streams_pass_through_and_are_judged_on_the_head_only() {
+    use http_body_util::BodyExt;
+    let sim = sim().await;
+
+    // Served by the fallback, the SSE stream arrives whole.
+    sim.set_faults("anthropic=529*10").unwrap();
+    let f = failover(&sim, [Face::Anthropic, Face::Foundry], BreakerConfig::new());
+    let res = send_stream(&f).await;
+    assert_eq!(report(&res).served_by().unwrap(), "foundry");
+    let text =
+        String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    assert!(text.starts_with("event: message_start"), "{text}");
+    assert!(text.contains("event: message_stop"));
+
+    // An error event after a 200 head is the caller's to see: no failover.
+    sim.reset();
+    sim.set_faults("anthropic=stream-error").unwrap();
+    let res = send_stream(&f).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(report(&res).to_string(), "anthropic=1");
+    let _ = res.into_body().collect().await;
+    assert!(on(&sim.requests(), Face::Foundry).is_empty());
 }
 
 mod prop {

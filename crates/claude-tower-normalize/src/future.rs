@@ -115,11 +115,20 @@ where
                         return Poll::Ready(Ok(success(response, config)));
                     }
                     let (parts, body) = response.into_parts();
+                    if body.is_end_stream() {
+                        let res = failure(
+                            parts,
+                            Some(Bytes::new()),
+                            NormalizeBody::passthrough(body),
+                            config,
+                        );
+                        this.state.set(State::Done);
+                        return Poll::Ready(Ok(res));
+                    }
                     if declared_length(&parts.headers, &body)
                         .is_some_and(|len| len > config.error_body_limit as u64)
                     {
-                        let res =
-                            failure(parts, None, None, NormalizeBody::passthrough(body), config);
+                        let res = failure(parts, None, NormalizeBody::passthrough(body), config);
                         this.state.set(State::Done);
                         return Poll::Ready(Ok(res));
                     }
@@ -179,8 +188,7 @@ where
                         let Some(parts) = parts.take() else {
                             panic!("ResponseFuture polled after completion");
                         };
-                        let t = trailers.take();
-                        let res = failure(parts, whole, t, out, config);
+                        let res = failure(parts, whole, out, config);
                         this.state.set(State::Done);
                         return Poll::Ready(Ok(res));
                     }
@@ -236,7 +244,6 @@ fn success<B: Body>(response: Response<B>, config: &Config) -> Response<Normaliz
 fn failure<B: Body>(
     mut parts: Parts,
     whole: Option<Bytes>,
-    trailers: Option<HeaderMap>,
     mut body: NormalizeBody<B>,
     config: &Config,
 ) -> Response<NormalizeBody<B>> {
@@ -270,7 +277,8 @@ fn failure<B: Body>(
                 .headers
                 .insert(headers::X_SHOULD_RETRY, HeaderValue::from_static(retry));
         }
-        body = NormalizeBody::buffered(json, trailers);
+        // NOTE: upstream trailers belonged to the body being replaced.
+        body = NormalizeBody::buffered(json, None);
     }
 
     if config.canonical_retry_headers {

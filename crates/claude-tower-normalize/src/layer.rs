@@ -59,8 +59,11 @@ impl NormalizeLayer {
     /// it, while this failure is a platform blip worth retrying. The
     /// [`ClaudeError`] in the extensions keeps the upstream status.
     ///
-    /// Bodies already in Anthropic's envelope, and bodies over the
-    /// [limit](Self::with_error_body_limit), are left as they are.
+    /// A rewritten response also gets `content-type: application/json` and,
+    /// unless upstream sent one, `x-should-retry` matching the class table,
+    /// as Anthropic's API sends it. Bodies already in Anthropic's envelope,
+    /// and bodies over the [limit](Self::with_error_body_limit), are left as
+    /// they are; so is everything from a route with the Anthropic face.
     pub fn with_rewrite_envelope(mut self, rewrite: bool) -> Self {
         self.config.rewrite_envelope = rewrite;
         self

@@ -296,12 +296,19 @@ mod tests {
         fn any_bytes_any_clock_no_panic_and_bounded(
             name in prop::sample::select(vec!["retry-after", "retry-after-ms", "x-ms-retry-after-ms"]),
             value in prop::collection::vec(any::<u8>(), 0..64),
-            now in any::<u64>(),
+            now in any::<i64>(),
         ) {
             let Ok(value) = HeaderValue::from_bytes(&value) else { return Ok(()) };
             let mut h = HeaderMap::new();
             h.insert(HeaderName::from_static(name), value);
-            let now = SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(now)).unwrap_or(SystemTime::UNIX_EPOCH);
+            // Any clock, before the epoch too, as far as `SystemTime` reaches.
+            let offset = Duration::from_secs(now.unsigned_abs());
+            let now = if now >= 0 {
+                SystemTime::UNIX_EPOCH.checked_add(offset)
+            } else {
+                SystemTime::UNIX_EPOCH.checked_sub(offset)
+            }
+            .unwrap_or(SystemTime::UNIX_EPOCH);
             if let Some(wait) = retry_after(&h, now) {
                 prop_assert!(wait <= MAX_RETRY_AFTER);
             }

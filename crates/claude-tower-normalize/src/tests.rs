@@ -461,21 +461,39 @@ async fn tower_timeout_below_is_class_timeout() {
     assert_eq!(err.response_status(), StatusCode::GATEWAY_TIMEOUT);
 }
 
+/// A service that is never ready: its connection pool is gone.
+#[derive(Clone)]
+struct NeverReady;
+
+impl Service<Req> for NeverReady {
+    type Response = Response<Full<Bytes>>;
+    type Error = std::io::Error;
+    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Err(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused,
+        )))
+    }
+
+    fn call(&mut self, _req: Req) -> Self::Future {
+        std::future::ready(Err(std::io::Error::from(std::io::ErrorKind::NotConnected)))
+    }
+}
+
 #[tokio::test]
 async fn poll_ready_errors_are_classified_too() {
-    let mut svc = crate::Normalize::new(
-        tower::util::MapErr::new(
-            tower::util::service_fn(|_req: Req| async {
-                Ok::<_, std::io::Error>(Response::new(Full::new(Bytes::new())))
-            }),
-            |e: std::io::Error| e,
-        ),
-        RouteId::new("r"),
-        Face::Anthropic,
-    );
-    // A ready service stays ready through the layer.
-    let ready = std::future::poll_fn(|cx| svc.poll_ready(cx)).await;
-    assert!(ready.is_ok());
+    let mut svc = crate::Normalize::new(NeverReady, RouteId::new("r"), Face::Anthropic);
+    assert_eq!(svc.route(), "r");
+    let err = std::future::poll_fn(|cx| svc.poll_ready(cx))
+        .await
+        .unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Transport);
+    assert_eq!(err.message(), "connection refused");
+    assert_eq!(err.route().map(RouteId::as_str), Some("r"));
 }
 
 // === real hyper clients ===
@@ -539,4 +557,76 @@ async fn many_requests_through_one_service() {
     for res in results {
         assert_eq!(err_of(&res.unwrap()).class(), ErrorClass::Overloaded);
     }
+}
+
+// === tracing ===
+
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn one_event_per_response_debug_for_success_warn_for_failure() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .without_time()
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let ok = Response::builder()
+        .header("request-id", "req_ok")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let _ = through(anthropic(), ok).await;
+    let _ = through(foundry(), foundry_error(404, "DeploymentNotFound", "gone")).await;
+
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].starts_with("DEBUG"), "{}", lines[0]);
+    assert!(lines[0].contains("route=anthropic") && lines[0].contains("status=200"));
+    assert!(lines[0].contains("request-id=req_ok"), "{}", lines[0]);
+    assert!(
+        lines[1].starts_with(" WARN") || lines[1].starts_with("WARN"),
+        "{}",
+        lines[1]
+    );
+    for field in [
+        "route=foundry",
+        "status=404",
+        "class=\"route-unavailable\"",
+        "code=\"DeploymentNotFound\"",
+        "apim-request-id=apim-1",
+    ] {
+        assert!(lines[1].contains(field), "{field} in {}", lines[1]);
+    }
+}
+
+#[tokio::test]
+async fn an_empty_error_body_classifies_by_status() {
+    let res = Response::builder()
+        .status(503)
+        .header("x-ms-request-id", "ms-2")
+        .body(http_body_util::Empty::<Bytes>::new())
+        .unwrap();
+    let res = through(foundry().with_rewrite_envelope(true), res).await;
+    assert_eq!(err_of(&res).class(), ErrorClass::Overloaded);
+    let v = json(res).await;
+    assert_eq!(v["error"]["type"], "overloaded_error");
+    assert_eq!(v["error"]["message"], "Service Unavailable");
+    assert_eq!(v["request_id"], "ms-2");
 }

@@ -123,7 +123,10 @@
 //!
 //! Each re-sent request carries an [`Attempt`] extension (`number` from 2),
 //! and the final response carries the [`Attempt`] that produced it, so a
-//! failover layer can count attempts per route. Each retry emits a `DEBUG`
+//! failover layer can count attempts per route. The first send goes out as
+//! the caller made it (tower's `Retry` hands the original request to the
+//! inner service; the policy only sees a copy), so no `Attempt` there means
+//! attempt 1. An `Err` outcome has nowhere to carry one. Each retry emits a `DEBUG`
 //! tracing event with `route`, `attempt`, `class`, `wait_ms` and
 //! `server_wait` (whether the wait came from the server); giving up on a
 //! retryable failure emits one with the reason.

@@ -182,7 +182,7 @@ where
                 tracing::trace!(
                     route = %self.shared.route,
                     attempt = self.attempt,
-                    class = class.as_str(),
+                    class = %class,
                     "not retryable",
                 );
                 self.finish(result);
@@ -200,7 +200,7 @@ where
                 tracing::debug!(
                     route = %self.shared.route,
                     attempt = self.attempt,
-                    class = class.as_str(),
+                    class = %class,
                     wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
                     server_wait = from_server,
                     "retrying on the same route",
@@ -253,7 +253,7 @@ fn give_up(route: &RouteId, attempt: u32, class: ErrorClass, reason: GiveUp) {
         GiveUp::RetryAfterOverCap(wait) => tracing::debug!(
             %route,
             attempt,
-            class = class.as_str(),
+            class = %class,
             retry_after_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
             "not retrying: {}",
             reason.as_str(),
@@ -261,7 +261,7 @@ fn give_up(route: &RouteId, attempt: u32, class: ErrorClass, reason: GiveUp) {
         _ => tracing::debug!(
             %route,
             attempt,
-            class = class.as_str(),
+            class = %class,
             "not retrying: {}",
             reason.as_str(),
         ),

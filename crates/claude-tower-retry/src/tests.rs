@@ -605,3 +605,97 @@ fn the_policy_is_cheap_to_clone_and_thread_safe() {
     assert_eq!(policy.max_retry_after(), Duration::from_secs(30));
     assert_eq!(policy.deadline(), Some(Duration::from_secs(120)));
 }
+
+/// Collects what a `fmt` subscriber writes, for asserting on events.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync + use<> {
+        let writer = self.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .without_time()
+            .with_writer(move || writer.clone())
+            .finish()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_retry_and_each_refusal_is_an_event() {
+    let captured = Captured::default();
+    let _guard = tracing::subscriber::set_default(captured.subscriber());
+
+    let route = Route::new([
+        fail_after(ErrorClass::RateLimited, Duration::from_secs(2)),
+        fail(ErrorClass::Overloaded),
+        fail_after(ErrorClass::RateLimited, Duration::from_secs(40)),
+    ]);
+    let policy = settings().max_attempts(5).build().unwrap();
+    run(policy, &route).await.0.unwrap();
+    let text = captured.text();
+    assert!(
+        text.contains(
+            "retrying on the same route route=foundry attempt=2 class=rate-limited wait_ms=2000 server_wait=true"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "retrying on the same route route=foundry attempt=3 class=overloaded wait_ms=1000 server_wait=false"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("server asked for a wait above the cap route=foundry attempt=3")
+            && text.contains("retry_after_ms=40000"),
+        "{text}"
+    );
+
+    let route = Route::new([fail(ErrorClass::Overloaded)]);
+    Retry::new(settings().build().unwrap(), route.service())
+        .oneshot(Request::new(OneShot(false)))
+        .await
+        .unwrap();
+    assert!(
+        captured
+            .text()
+            .contains("request body is not replayable; it is sent once and not retried"),
+        "{}",
+        captured.text()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn many_attempts_never_overflow_the_backoff() {
+    let route = Route::new([fail(ErrorClass::Server)]);
+    let policy = settings().max_attempts(40).no_deadline().build().unwrap();
+    run(policy, &route).await.0.unwrap();
+    let at: Vec<Duration> = route.seen().into_iter().map(|(t, _)| t).collect();
+    assert_eq!(at.len(), 40);
+    let gaps: Vec<Duration> = at.windows(2).map(|w| w[1] - w[0]).collect();
+    assert_eq!(
+        gaps[..5]
+            .iter()
+            .map(Duration::as_millis)
+            .collect::<Vec<_>>(),
+        [500, 1000, 2000, 4000, 8000]
+    );
+    assert!(gaps[4..].iter().all(|g| *g == Duration::from_secs(8)));
+}

@@ -80,14 +80,18 @@ fn request(sim: &Sim, body: &Bytes, stream_bytes: Option<usize>) -> Request<Full
     req.body(Full::new(body.clone())).expect("request")
 }
 
-async fn requests_per_second(sim: &Arc<Sim>, args: &Args) -> f64 {
-    let body = Bytes::from(
+fn messages_body(system_bytes: usize) -> Bytes {
+    Bytes::from(
         serde_json::json!({
             "model": "claude-sonnet-4-5", "max_tokens": 64,
+            "system": "s".repeat(system_bytes),
             "messages": [{"role": "user", "content": "hello"}],
         })
         .to_string(),
-    );
+    )
+}
+
+async fn requests_per_second(sim: &Arc<Sim>, args: &Args, body: Bytes) -> f64 {
     let counting = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
@@ -168,12 +172,19 @@ fn main() {
                 .await
                 .expect("sim"),
         );
-        let rps = requests_per_second(&sim, &args).await;
+        let rps = requests_per_second(&sim, &args, messages_body(0)).await;
         println!(
             "sim/non-streaming: {rps:.0} req/s over {} keep-alive connections ({:?} measured, {} worker threads)",
             args.connections,
             args.measure,
             std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        );
+        let big = messages_body(200 * 1024);
+        let big_len = big.len();
+        let rps = requests_per_second(&sim, &args, big).await;
+        println!(
+            "sim/non-streaming-200KiB: {rps:.0} req/s ({:.0} MiB/s of request bodies)",
+            rps * big_len as f64 / (1 << 20) as f64
         );
         let (bytes, took) = stream_rate(&sim, args.stream_mb).await;
         println!(

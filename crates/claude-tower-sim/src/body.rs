@@ -2,7 +2,6 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::fmt::Write as _;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -232,10 +231,11 @@ impl SseBody {
 const PING: &[u8] = b"event: ping\ndata: {\"type\": \"ping\"}\n\n";
 
 /// An event frame: `event: NAME\ndata: JSON\n\n`.
-pub(crate) fn event(name: &str, data: &serde_json::Value) -> Bytes {
-    let mut out = format!("event: {name}\ndata: ");
-    let _ = write!(out, "{data}");
-    out.push_str("\n\n");
+pub(crate) fn event(name: &str, data: &impl serde::Serialize) -> Bytes {
+    let mut out = format!("event: {name}\ndata: ").into_bytes();
+    // NOTE: the simulator's own structs of strings and numbers always serialize.
+    let _ = serde_json::to_writer(&mut out, data);
+    out.extend_from_slice(b"\n\n");
     Bytes::from(out)
 }
 

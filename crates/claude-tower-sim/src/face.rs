@@ -315,7 +315,7 @@ pub(crate) const MISSING_KEY_FOUNDRY: &str = "Access denied due to missing subsc
      Make sure to include subscription key when making requests to an API.";
 /// Foundry's 401 for a bad Entra token.
 pub(crate) const UNAUTHORIZED_TOKEN_FOUNDRY: &str = "Unauthorized. Access token is missing, invalid, \
-     audience is incorrect (https://cognitiveservices.azure.com), or have expired.";
+     audience is incorrect (https://cognitiveservices.azure.com/ or https://ai.azure.com/), or have expired.";
 /// Anthropic's 401 for a wrong key.
 pub(crate) const UNAUTHORIZED_KEY_ANTHROPIC: &str = "invalid x-api-key";
 /// Anthropic's 401 for no key.

@@ -416,6 +416,28 @@ mod tests {
     }
 
     #[test]
+    fn random_text_never_panics_the_parser() {
+        let alphabet: Vec<char> = "anthropicfoundry=;,*()0123456789.:smxdelayrstok+-_ \u{e9}"
+            .chars()
+            .collect();
+        let mut rng = fastrand::Rng::with_seed(42);
+        for _ in 0..20_000 {
+            let len = rng.usize(0..40);
+            let s: String = (0..len)
+                .map(|_| alphabet[rng.usize(..alphabet.len())])
+                .collect();
+            if let Ok(script) = FaultScript::parse(&s) {
+                // Whatever parses renders back to steps that parse again.
+                for face in [Face::Anthropic, Face::Foundry] {
+                    for (step, _) in script.steps(face) {
+                        assert!(parse_step(&step.to_string()).is_ok(), "{s:?} -> {step}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn queue_consumes_then_succeeds() {
         let s = FaultScript::parse("anthropic=429*2,500").unwrap();
         let mut q = Queue::new(s.steps(Face::Anthropic));

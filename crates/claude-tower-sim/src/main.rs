@@ -35,6 +35,17 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<SimConfig, Strin
         if flag == "--help" || flag == "-h" {
             return Err(USAGE.to_owned());
         }
+        let known = [
+            "--listen",
+            "--anthropic-key",
+            "--foundry-key",
+            "--foundry-token",
+            "--faults",
+            "--log-capacity",
+        ];
+        if !known.contains(&flag.as_str()) {
+            return Err(format!("unknown flag {flag}\n{USAGE}"));
+        }
         let value = args
             .next()
             .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;

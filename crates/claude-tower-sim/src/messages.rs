@@ -4,8 +4,8 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::body::{self, DEFAULT_WORDS, Segment, SseBody, TextSource};
 use crate::toolpair::check_tool_pairing;
@@ -109,6 +109,115 @@ pub(crate) struct Answer {
 
 const TOOL_INPUT: [&str; 2] = ["{\"query\": ", "\"simulated\"}"];
 
+// === wire shapes ===
+//
+// Structs rather than `json!` so fields go out in the API's order (`type` first),
+// which line-oriented SSE consumers may rely on.
+
+#[derive(Serialize, Clone, Copy)]
+struct Usage {
+    input_tokens: u64,
+    cache_creation_input_tokens: u64,
+    cache_read_input_tokens: u64,
+    output_tokens: u64,
+}
+
+#[derive(Serialize)]
+struct Message<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    role: &'static str,
+    model: &'a str,
+    content: Vec<Block<'a>>,
+    stop_reason: Option<&'static str>,
+    stop_sequence: Option<&'static str>,
+    usage: Usage,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Block<'a> {
+    Text {
+        text: String,
+    },
+    ToolUse {
+        id: &'a str,
+        name: &'a str,
+        input: ToolInput,
+    },
+}
+
+#[derive(Serialize)]
+struct ToolInput {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    query: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Event<'a> {
+    MessageStart {
+        message: Message<'a>,
+    },
+    ContentBlockStart {
+        index: usize,
+        content_block: Block<'a>,
+    },
+    ContentBlockDelta {
+        index: usize,
+        delta: Delta<'a>,
+    },
+    ContentBlockStop {
+        index: usize,
+    },
+    MessageDelta {
+        delta: StopDelta,
+        usage: Usage,
+    },
+    MessageStop,
+    Error {
+        error: ErrorBody,
+    },
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Delta<'a> {
+    InputJsonDelta { partial_json: &'a str },
+}
+
+#[derive(Serialize)]
+struct StopDelta {
+    stop_reason: &'static str,
+    stop_sequence: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    message: &'static str,
+}
+
+impl Event<'_> {
+    fn name(&self) -> &'static str {
+        match self {
+            Event::MessageStart { .. } => "message_start",
+            Event::ContentBlockStart { .. } => "content_block_start",
+            Event::ContentBlockDelta { .. } => "content_block_delta",
+            Event::ContentBlockStop { .. } => "content_block_stop",
+            Event::MessageDelta { .. } => "message_delta",
+            Event::MessageStop => "message_stop",
+            Event::Error { .. } => "error",
+        }
+    }
+
+    fn segment(&self) -> Segment {
+        Segment::Event(body::event(self.name(), self))
+    }
+}
+
 impl Answer {
     fn output_tokens(&self) -> u64 {
         let tool = if self.tool.is_some() { 10 } else { 0 };
@@ -123,104 +232,116 @@ impl Answer {
         }
     }
 
-    fn usage(&self, output_tokens: u64) -> Value {
-        json!({
-            "input_tokens": self.input_tokens,
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0,
-            "output_tokens": output_tokens,
-        })
+    fn usage(&self, output_tokens: u64) -> Usage {
+        Usage {
+            input_tokens: self.input_tokens,
+            cache_creation_input_tokens: 0,
+            cache_read_input_tokens: 0,
+            output_tokens,
+        }
     }
 
     /// The non-streaming `message` object.
     pub(crate) fn message_json(&self) -> Vec<u8> {
-        let mut content = vec![json!({"type": "text", "text": self.text.collect()})];
+        let mut content = vec![Block::Text {
+            text: self.text.collect(),
+        }];
         if let Some((id, name)) = &self.tool {
-            content.push(json!({
-                "type": "tool_use", "id": id, "name": name,
-                "input": {"query": "simulated"},
-            }));
+            content.push(Block::ToolUse {
+                id,
+                name,
+                input: ToolInput {
+                    query: Some("simulated"),
+                },
+            });
         }
-        let message = json!({
-            "id": self.message_id,
-            "type": "message",
-            "role": "assistant",
-            "model": self.model,
-            "content": content,
-            "stop_reason": self.stop_reason(),
-            "stop_sequence": null,
-            "usage": self.usage(self.output_tokens()),
-        });
+        let message = Message {
+            id: &self.message_id,
+            kind: "message",
+            role: "assistant",
+            model: &self.model,
+            content,
+            stop_reason: Some(self.stop_reason()),
+            stop_sequence: None,
+            usage: self.usage(self.output_tokens()),
+        };
         serde_json::to_vec(&message).unwrap_or_default()
     }
 
     /// The SSE stream. `fail` ends it early with an overloaded `event: error`.
     pub(crate) fn stream(self, fail: bool, gap: Option<Duration>) -> SseBody {
         let mut segs = VecDeque::new();
-        let start = json!({
-            "type": "message_start",
-            "message": {
-                "id": self.message_id, "type": "message", "role": "assistant",
-                "model": self.model, "content": [], "stop_reason": null,
-                "stop_sequence": null, "usage": self.usage(1),
-            }
-        });
-        segs.push_back(Segment::Event(body::event("message_start", &start)));
+        let start = Event::MessageStart {
+            message: Message {
+                id: &self.message_id,
+                kind: "message",
+                role: "assistant",
+                model: &self.model,
+                content: Vec::new(),
+                stop_reason: None,
+                stop_sequence: None,
+                usage: self.usage(1),
+            },
+        };
+        segs.push_back(start.segment());
         segs.push_back(Segment::Event(body::ping()));
-        segs.push_back(Segment::Event(body::event(
-            "content_block_start",
-            &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-        )));
+        let text_start = Event::ContentBlockStart {
+            index: 0,
+            content_block: Block::Text {
+                text: String::new(),
+            },
+        };
+        segs.push_back(text_start.segment());
         if fail {
             segs.push_back(Segment::Text {
                 index: 0,
                 source: TextSource::Words(&DEFAULT_WORDS[..2]),
                 sent: 0,
             });
-            let error = json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}});
-            segs.push_back(Segment::Event(body::event("error", &error)));
+            let error = Event::Error {
+                error: ErrorBody {
+                    kind: "overloaded_error",
+                    message: "Overloaded",
+                },
+            };
+            segs.push_back(error.segment());
             return SseBody::new(segs, gap);
         }
-        let output_tokens = self.output_tokens();
+        let usage = self.usage(self.output_tokens());
         let stop_reason = self.stop_reason();
-        let usage = self.usage(output_tokens);
+        let mut tail = Vec::new();
+        tail.push(Event::ContentBlockStop { index: 0 }.segment());
+        if let Some((id, name)) = &self.tool {
+            let block = Block::ToolUse {
+                id,
+                name,
+                input: ToolInput { query: None },
+            };
+            tail.push(
+                Event::ContentBlockStart {
+                    index: 1,
+                    content_block: block,
+                }
+                .segment(),
+            );
+            for part in TOOL_INPUT {
+                let delta = Delta::InputJsonDelta { partial_json: part };
+                tail.push(Event::ContentBlockDelta { index: 1, delta }.segment());
+            }
+            tail.push(Event::ContentBlockStop { index: 1 }.segment());
+        }
+        let delta = StopDelta {
+            stop_reason,
+            stop_sequence: None,
+        };
+        tail.push(Event::MessageDelta { delta, usage }.segment());
+        tail.push(Event::MessageStop.segment());
         segs.push_back(Segment::Text {
             index: 0,
             source: self.text,
             sent: 0,
         });
-        segs.push_back(Segment::Event(body::event(
-            "content_block_stop",
-            &json!({"type": "content_block_stop", "index": 0}),
-        )));
-        if let Some((id, name)) = self.tool {
-            segs.push_back(Segment::Event(body::event(
-                "content_block_start",
-                &json!({"type": "content_block_start", "index": 1,
-                        "content_block": {"type": "tool_use", "id": id, "name": name, "input": {}}}),
-            )));
-            for part in TOOL_INPUT {
-                segs.push_back(Segment::Event(body::event(
-                    "content_block_delta",
-                    &json!({"type": "content_block_delta", "index": 1,
-                            "delta": {"type": "input_json_delta", "partial_json": part}}),
-                )));
-            }
-            segs.push_back(Segment::Event(body::event(
-                "content_block_stop",
-                &json!({"type": "content_block_stop", "index": 1}),
-            )));
-        }
-        segs.push_back(Segment::Event(body::event(
-            "message_delta",
-            &json!({"type": "message_delta",
-                    "delta": {"stop_reason": stop_reason, "stop_sequence": null},
-                    "usage": usage}),
-        )));
-        segs.push_back(Segment::Event(body::event(
-            "message_stop",
-            &json!({"type": "message_stop"}),
-        )));
+        segs.extend(tail);
         SseBody::new(segs, gap)
     }
 }
@@ -228,6 +349,7 @@ impl Answer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn tool_trigger_needs_tools_and_the_marker_in_the_last_user_message() {

@@ -47,6 +47,7 @@ async fn anthropic_face_answers_a_message() {
     assert!(reply.header("anthropic-ratelimit-requests-limit").is_some());
     assert!(reply.header("apim-request-id").is_none());
     let v = reply.json();
+    assert!(reply.body.starts_with(b"{\"id\":\"msg_sim_"));
     assert_eq!(v["type"], "message");
     assert_eq!(v["role"], "assistant");
     assert_eq!(v["model"], "claude-sonnet-4-5");
@@ -329,6 +330,52 @@ async fn malformed_json_gets_each_faces_400() {
 }
 
 #[tokio::test]
+async fn random_bodies_and_headers_get_clean_answers() {
+    let sim = sim().await;
+    let c = client();
+    let mut rng = fastrand::Rng::with_seed(3);
+    for i in 0..200 {
+        let len = rng.usize(0..300);
+        let body: Vec<u8> = match i % 3 {
+            0 => (0..len).map(|_| rng.u8(..)).collect(),
+            1 => {
+                // Plausible JSON with random shapes in the fields the simulator reads.
+                let pick = |rng: &mut fastrand::Rng| match rng.u8(0..6) {
+                    0 => json!(null),
+                    1 => json!(rng.i64(..)),
+                    2 => json!("s"),
+                    3 => json!([{"role": "user", "content": [{"type": "tool_result"}]}]),
+                    4 => json!({"role": 5}),
+                    _ => json!([1, "x", {"type": "tool_use", "id": 7}]),
+                };
+                json!({"model": pick(&mut rng), "max_tokens": pick(&mut rng), "messages": pick(&mut rng),
+                       "stream": pick(&mut rng), "tools": pick(&mut rng)})
+                .to_string()
+                .into_bytes()
+            }
+            _ => b"{\"model\":\"m\",\"max_tokens\":1,\"messages\":[{\"role\":\"user\",\"content\":[1,null,{}]}]}".to_vec(),
+        };
+        let route = if i % 2 == 0 {
+            Route::Anthropic
+        } else {
+            Route::Foundry
+        };
+        let mut headers = default_headers(route);
+        headers.push(("x-sim-stream-bytes", format!("{}", rng.i32(..))));
+        let reply = send_raw(&c, &url(&sim, route, "/v1/messages"), &headers, body)
+            .await
+            .expect("an answer");
+        assert!(
+            reply.status == 200 || reply.status == 400,
+            "{} {:?}",
+            reply.status,
+            reply.body
+        );
+        assert!(serde_json::from_slice::<Value>(&reply.body).is_ok());
+    }
+}
+
+#[tokio::test]
 async fn broken_tool_pairing_gets_the_apis_wording_on_both_faces() {
     let sim = sim().await;
     let body = json!({
@@ -573,6 +620,30 @@ async fn reset_step_drops_the_connection() {
     assert_eq!(log[1].step, "ok");
 }
 
+#[tokio::test]
+async fn reset_on_a_pooled_connection_is_not_retried_by_the_client() {
+    let sim = sim().await;
+    let c = client();
+    let target = url(&sim, Route::Anthropic, "/v1/messages");
+    let headers = default_headers(Route::Anthropic);
+    let first = send_raw(&c, &target, &headers, simple_body().to_string())
+        .await
+        .unwrap();
+    assert_eq!(first.status, 200);
+    sim.set_faults("anthropic=reset").unwrap();
+    assert!(
+        send_raw(&c, &target, &headers, simple_body().to_string())
+            .await
+            .is_err()
+    );
+    let again = send_raw(&c, &target, &headers, simple_body().to_string())
+        .await
+        .unwrap();
+    assert_eq!(again.status, 200);
+    let steps: Vec<String> = sim.requests().into_iter().map(|r| r.step).collect();
+    assert_eq!(steps, ["ok", "reset", "ok"]);
+}
+
 #[tokio::test(start_paused = true)]
 async fn delay_step_waits_in_tokio_time() {
     let sim = Sim::start(SimConfig::default().faults("anthropic=delay:300ms"))
@@ -646,6 +717,13 @@ async fn stream_events_come_in_order() {
         let reply = send(&sim, route, &stream_body()).await;
         assert_eq!(reply.status, 200);
         assert_eq!(reply.header("content-type"), Some("text/event-stream"));
+        let raw = std::str::from_utf8(&reply.body).unwrap();
+        for line in raw.lines().filter(|l| l.starts_with("data: ")) {
+            assert!(
+                line.starts_with("data: {\"type\":"),
+                "type goes first: {line}"
+            );
+        }
         let events = reply.events();
         assert!(events.iter().any(|(n, _)| n == "ping"));
         for (name, data) in &events {

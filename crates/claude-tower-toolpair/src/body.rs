@@ -50,6 +50,14 @@ impl<B> ResponseBody<B> {
     }
 }
 
+/// A local answer of `bytes`, so layers above (body limits, error envelopes)
+/// can answer through the same body type.
+impl<B> From<Bytes> for ResponseBody<B> {
+    fn from(bytes: Bytes) -> Self {
+        Self::local(bytes)
+    }
+}
+
 impl<B> Body for ResponseBody<B>
 where
     B: Body<Data = Bytes>,

@@ -161,9 +161,12 @@ fn plan(body: &[u8]) -> Option<(Vec<u8>, Vec<Change>)> {
     for (i, message) in conv.messages.iter().enumerate() {
         let blocks = conv.blocks_of(message);
         let has_blocks = matches!(message.content, Content::Blocks { .. });
-        if !pending.is_empty() && !(message.role == Role::User && has_blocks) {
-            items.push(Item::New(synthetic_message(body, &pending)));
-            for u in pending.drain(..) {
+        let takes_results = message.role == Role::User && has_blocks;
+        if !pending.is_empty() && !takes_results {
+            let uses = distinct(&pending);
+            pending.clear();
+            items.push(Item::New(synthetic_message(body, &uses)));
+            for u in uses {
                 changes.push(Change::AddedToolResult {
                     tool_use_message: pending_from,
                     id: u.id.to_string(),
@@ -218,15 +221,15 @@ fn plan(body: &[u8]) -> Option<(Vec<u8>, Vec<Change>)> {
                 });
             }
         }
-        let missing: Vec<&Block<'_>> = pending
-            .iter()
-            .copied()
+        let missing: Vec<&Block<'_>> = distinct(&pending)
+            .into_iter()
             .filter(|u| !results.iter().any(|&r| blocks[r].id == u.id))
             .collect();
         let kept: Vec<usize> = results.iter().chain(&others).copied().collect();
         let reordered = kept.windows(2).any(|w| w[0] > w[1]);
 
-        if dropped && results.is_empty() && missing.is_empty() && others.is_empty() {
+        let emptied = dropped && results.is_empty() && missing.is_empty() && others.is_empty();
+        if emptied {
             changes.push(Change::DroppedEmptyMessage { message: i });
             changed = true;
         } else if dropped || reordered || !missing.is_empty() {
@@ -258,14 +261,15 @@ fn plan(body: &[u8]) -> Option<(Vec<u8>, Vec<Change>)> {
         }
         // A removed message leaves the previous one as the neighbour; it had
         // no pending uses, or this message would have received results.
-        if !(dropped && results.is_empty() && missing.is_empty() && others.is_empty()) {
+        if !emptied {
             pending = uses;
             pending_from = i;
         }
     }
     if !pending.is_empty() {
-        items.push(Item::New(synthetic_message(body, &pending)));
-        for u in pending.drain(..) {
+        let uses = distinct(&pending);
+        items.push(Item::New(synthetic_message(body, &uses)));
+        for u in uses {
             changes.push(Change::AddedToolResult {
                 tool_use_message: pending_from,
                 id: u.id.to_string(),
@@ -283,6 +287,19 @@ fn plan(body: &[u8]) -> Option<(Vec<u8>, Vec<Change>)> {
     join(body, conv.open, conv.close, &spans, &items, &mut out);
     out.extend_from_slice(&body[conv.close..]);
     Some((out, changes))
+}
+
+/// The tool uses with distinct ids, first occurrence kept: a repeated id
+/// gets one synthetic result, not two (the repeat itself is left to
+/// [`validate`](crate::validate) to report).
+fn distinct<'b, 'a>(uses: &[&'b Block<'a>]) -> Vec<&'b Block<'a>> {
+    let mut out: Vec<&Block<'a>> = Vec::with_capacity(uses.len());
+    for u in uses {
+        if !out.iter().any(|o| o.id == u.id) {
+            out.push(u);
+        }
+    }
+    out
 }
 
 /// Writes the inside of an array (between `open` and `close`) holding

@@ -1,9 +1,13 @@
 //! Property tests on random conversations: `repair` output always validates,
 //! `validate` agrees with an independent model of the rules written over
-//! `serde_json::Value`, and the scanner accepts whatever serde_json accepts.
+//! `serde_json::Value` and with the simulator's strict check, and the
+//! scanner accepts whatever serde_json accepts.
 
 use claude_tower_toolpair::{BodyKind, PairingError, repair, validate};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use proptest::prelude::*;
+use proptest::test_runner::TestRunner;
 use serde_json::{Value, json};
 
 /// One generated content block, before ids are assigned.
@@ -133,10 +137,8 @@ fn model_valid(body: &Value) -> bool {
         for b in &bs {
             let t = b["type"].as_str().unwrap();
             match t {
-                "tool_use" if !is_user => {
-                    if !ids.insert(b["id"].as_str().unwrap().to_owned()) {
-                        return false;
-                    }
+                "tool_use" if !is_user && !ids.insert(b["id"].as_str().unwrap().to_owned()) => {
+                    return false;
                 }
                 "server_tool_use" => {
                     let id = b["id"].as_str().unwrap().to_owned();
@@ -152,10 +154,10 @@ fn model_valid(body: &Value) -> bool {
                     }
                     results.push(id.to_owned());
                 }
-                t if t.ends_with("_tool_result") => {
-                    if !server.contains(&b["tool_use_id"].as_str().unwrap().to_owned()) {
-                        return false;
-                    }
+                t if t.ends_with("_tool_result")
+                    && !server.contains(&b["tool_use_id"].as_str().unwrap().to_owned()) =>
+                {
+                    return false;
                 }
                 _ => {}
             }
@@ -192,6 +194,86 @@ fn encode(v: &Value, pretty: bool) -> Vec<u8> {
     } else {
         serde_json::to_vec(v).unwrap()
     }
+}
+
+/// Whether `body` stays within what the simulator's check covers: client
+/// tool blocks only, no `tool_result` in assistant messages, no repeated
+/// result in one message (the simulator leaves those to other checks).
+fn in_sim_domain(body: &Value) -> bool {
+    body["messages"].as_array().unwrap().iter().all(|m| {
+        let blocks = m["content"].as_array().cloned().unwrap_or_default();
+        let mut results = Vec::new();
+        blocks.iter().all(|b| {
+            let t = b["type"].as_str().unwrap();
+            match t {
+                "tool_result" => {
+                    let id = b["tool_use_id"].as_str().unwrap().to_owned();
+                    let fresh = !results.contains(&id);
+                    results.push(id);
+                    m["role"] == "user" && fresh
+                }
+                "text" | "tool_use" => true,
+                _ => false,
+            }
+        })
+    })
+}
+
+/// Keeps only client tool blocks, and results only in user messages.
+fn sim_spec(spec: Vec<(bool, bool, Vec<Op>)>, alternate: bool) -> Vec<(bool, bool, Vec<Op>)> {
+    spec.into_iter()
+        .enumerate()
+        .map(|(i, (is_user, string, ops))| {
+            let user = if alternate { i % 2 == 0 } else { is_user };
+            let ops = ops
+                .into_iter()
+                .map(|op| match op {
+                    Op::Result(_) | Op::StrayResult(_) if !user => Op::Text,
+                    Op::ServerUse | Op::ServerResult(_) => Op::ToolUse,
+                    op => op,
+                })
+                .collect();
+            (is_user, string, ops)
+        })
+        .collect()
+}
+
+#[test]
+fn validate_agrees_with_the_simulators_strict_check() {
+    let mut runner = TestRunner::new(ProptestConfig::with_cases(512));
+    let compared = AtomicUsize::new(0);
+    let failing = AtomicUsize::new(0);
+    runner
+        .run(&(conversation(), any::<bool>()), |(spec, alternate)| {
+            let v = build(&sim_spec(spec, alternate), alternate);
+            if !in_sim_domain(&v) {
+                return Ok(());
+            }
+            compared.fetch_add(1, Ordering::Relaxed);
+            let ours = validate(&encode(&v, false));
+            let sim =
+                claude_tower_sim::toolpair::check_tool_pairing(v["messages"].as_array().unwrap());
+            prop_assert_eq!(ours.is_ok(), sim.is_ok(), "ours {:?} sim {:?}", ours, sim);
+            if let (Err(ours), Err(sim)) = (&ours, &sim) {
+                failing.fetch_add(1, Ordering::Relaxed);
+                // Where both name a missing or unexpected result, the words
+                // match (the simulator words repeated ids its own way).
+                if !matches!(ours, PairingError::DuplicateToolUseId { .. }) {
+                    prop_assert_eq!(ours.to_string(), sim.message());
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    let (compared, failing) = (compared.into_inner(), failing.into_inner());
+    assert!(
+        compared > 300,
+        "only {compared} cases in the simulator's domain"
+    );
+    assert!(
+        failing > 50 && failing < compared - 50,
+        "{failing} of {compared} broken"
+    );
 }
 
 proptest! {

@@ -536,3 +536,20 @@ fn pretty_printed_bodies_keep_every_untouched_byte() {
     assert!(s.ends_with(tail));
     assert!(validate(&out.body).unwrap().is_checked());
 }
+
+#[test]
+fn a_repeated_id_gets_one_synthetic_result_and_repair_is_idempotent() {
+    // Found by the `repair` fuzz target.
+    let raw = body(json!([
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "content": [tu("toolu_0"), tu("toolu_0")]},
+    ]));
+    let out = repair(&raw);
+    let messages = messages_of(&out.body);
+    assert_eq!(messages[2]["content"], json!([synthetic("toolu_0")]));
+    assert!(repair(&out.body).changes.is_empty());
+    assert!(matches!(
+        validate(&out.body),
+        Err(PairingError::DuplicateToolUseId { .. })
+    ));
+}

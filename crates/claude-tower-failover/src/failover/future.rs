@@ -139,7 +139,7 @@ where
         S::Error: Into<tower::BoxError>,
     {
         let k = self.current;
-        let route = self.table.routes[k].id.clone();
+        let route = &self.table.routes[k].id;
         let breaker = &self.table.breakers[k];
         let admission = self.admission;
         // Whatever happens next, the outcome is recorded: the probe slot is
@@ -170,7 +170,7 @@ where
                     other => {
                         let succeeded = other.is_none();
                         breaker.on_success(admission);
-                        self.report.finish(Some(route), succeeded);
+                        self.report.answer_with_last(succeeded);
                         response
                             .extensions_mut()
                             .insert(std::mem::take(&mut self.report));
@@ -180,7 +180,7 @@ where
             }
             Err(err) => {
                 let err: tower::BoxError = err.into();
-                let classified = classify_error(&route, &err);
+                let classified = classify_error(route, &err);
                 // An error carries no extensions, so no `Attempt`: count one.
                 self.report.record(route.clone(), 1);
                 if !classified.failover_worthy() {
@@ -188,7 +188,7 @@ where
                     // class table says fail fast, so a misconfiguration is
                     // seen rather than hidden behind another route.
                     breaker.on_success(admission);
-                    self.report.finish(Some(route), false);
+                    self.report.answer_with_last(false);
                     let report = std::mem::take(&mut self.report);
                     return Verdict::Return(Err(reported(classified, report, err)));
                 }
@@ -212,8 +212,7 @@ where
             return;
         }
         self.best = Some(failed);
-        let route = self.table.routes[self.current].id.clone();
-        self.report.finish(Some(route), false);
+        self.report.answer_with_last(false);
     }
 }
 

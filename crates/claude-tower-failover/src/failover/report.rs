@@ -10,7 +10,8 @@ use claude_tower_core::{ClaudeError, ErrorClass, RouteId};
 /// The gateway turns it into response headers.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FailoverReport {
-    answered_by: Option<RouteId>,
+    /// Index into `attempts` of the route whose outcome is returned.
+    answered: Option<usize>,
     succeeded: bool,
     attempts: Attempts,
 }
@@ -50,20 +51,23 @@ impl FailoverReport {
         };
     }
 
-    pub(crate) fn finish(&mut self, answered_by: Option<RouteId>, succeeded: bool) {
-        self.answered_by = answered_by;
+    /// Marks the route recorded last as the one whose outcome is returned.
+    pub(crate) fn answer_with_last(&mut self, succeeded: bool) {
+        self.answered = self.attempts().len().checked_sub(1);
         self.succeeded = succeeded;
     }
 
     /// The route whose successful response this is; `None` for a failure.
     pub fn served_by(&self) -> Option<&RouteId> {
-        self.answered_by.as_ref().filter(|_| self.succeeded)
+        self.answered_by().filter(|_| self.succeeded)
     }
 
     /// The route whose response or error was returned, success or failure
     /// (`None` only when no route was configured).
     pub fn answered_by(&self) -> Option<&RouteId> {
-        self.answered_by.as_ref()
+        self.answered
+            .and_then(|i| self.attempts().get(i))
+            .map(|(route, _)| route)
     }
 
     /// Whether a route served the request.
@@ -210,7 +214,7 @@ mod tests {
         let mut report = FailoverReport::new();
         report.record(RouteId::new("anthropic"), 3);
         report.record(RouteId::new("foundry"), 1);
-        report.finish(Some(RouteId::new("foundry")), true);
+        report.answer_with_last(true);
         assert_eq!(report.to_string(), "anthropic=3, foundry=1");
         assert_eq!(report.total_attempts(), 4);
         assert_eq!(report.attempts_on("anthropic"), 3);

@@ -1,0 +1,469 @@
+//! `ClaudeMiddleware` in a `ClientWithMiddleware`, against the simulator.
+
+use std::time::Duration;
+
+use claude_tower_core::{Attempt, ClaudeError, ErrorClass, Face};
+use claude_tower_failover::{FailoverReport, ModelMapping};
+use claude_tower_reqwest::{BuildError, ClaudeMiddleware, Route};
+use claude_tower_retry::RetryAfterPolicy;
+use claude_tower_sim::{Sim, SimConfig};
+use http::{Extensions, HeaderName, HeaderValue};
+use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Middleware, Next};
+
+const BODY: &str =
+    r#"{"model":"claude-sonnet-4-5","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}"#;
+const STREAM_BODY: &str = r#"{"model":"claude-sonnet-4-5","max_tokens":16,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+
+/// Retries without waiting long: the simulator answers at once, and these
+/// tests cross real sockets, so time cannot be paused.
+fn quick_retry(route: &str) -> RetryAfterPolicy {
+    RetryAfterPolicy::builder(route)
+        .backoff(Duration::from_millis(1), Duration::from_millis(2))
+        .no_budget()
+        .build()
+        .unwrap()
+}
+
+fn middleware(sim: &Sim) -> ClaudeMiddleware {
+    ClaudeMiddleware::builder()
+        .add_route(
+            Route::new("anthropic", sim.anthropic_base_url(), Face::Anthropic)
+                .retry(quick_retry("anthropic")),
+        )
+        .add_route(
+            Route::new("foundry", sim.foundry_base_url(), Face::Foundry)
+                .retry(quick_retry("foundry")),
+        )
+        .build()
+        .unwrap()
+}
+
+fn client(middleware: ClaudeMiddleware) -> ClientWithMiddleware {
+    ClientBuilder::new(reqwest::Client::new())
+        .with(middleware)
+        .build()
+}
+
+fn messages(
+    client: &ClientWithMiddleware,
+    sim: &Sim,
+    body: &'static str,
+) -> reqwest_middleware::RequestBuilder {
+    client
+        .post(format!(
+            "{}/v1/messages?beta=true",
+            sim.anthropic_base_url()
+        ))
+        .header("x-api-key", "sk-test")
+        .header("anthropic-version", "2023-06-01")
+        .header("content-type", "application/json")
+        .body(body)
+}
+
+async fn json(response: reqwest::Response) -> serde_json::Value {
+    serde_json::from_slice(&response.bytes().await.unwrap()).unwrap()
+}
+
+fn count(sim: &Sim, face: Face) -> usize {
+    sim.requests().iter().filter(|r| r.route == face).count()
+}
+
+#[tokio::test]
+async fn an_overloaded_primary_fails_over_to_foundry() {
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    sim.set_faults("anthropic=529*10").unwrap();
+    let client = client(middleware(&sim));
+
+    let response = messages(&client, &sim, BODY).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.url().as_str().starts_with(&sim.foundry_base_url()));
+    assert!(
+        response
+            .url()
+            .as_str()
+            .ends_with("/anthropic/v1/messages?beta=true")
+    );
+    let report = response.extensions().get::<FailoverReport>().unwrap();
+    assert_eq!(report.served_by().unwrap(), "foundry");
+    assert_eq!(report.to_string(), "anthropic=3, foundry=1");
+    assert!(response.extensions().get::<ClaudeError>().is_none());
+    let json = json(response).await;
+    assert_eq!(json["type"], "message");
+
+    assert_eq!(count(&sim, Face::Anthropic), 3);
+    assert_eq!(count(&sim, Face::Foundry), 1);
+    let foundry = sim
+        .requests()
+        .into_iter()
+        .find(|r| r.route == Face::Foundry)
+        .unwrap();
+    assert_eq!(foundry.path, "/anthropic/v1/messages");
+    assert_eq!(foundry.query.as_deref(), Some("beta=true"));
+}
+
+#[tokio::test]
+async fn a_bad_request_is_not_sent_to_another_route() {
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    sim.set_faults("anthropic=400").unwrap();
+    let client = client(middleware(&sim));
+
+    let response = messages(&client, &sim, BODY).send().await.unwrap();
+    assert_eq!(response.status(), 400);
+    let err = response.extensions().get::<ClaudeError>().unwrap();
+    assert_eq!(err.class(), ErrorClass::InvalidRequest);
+    assert_eq!(err.route().unwrap(), "anthropic");
+    let json = json(response).await;
+    assert_eq!(json["error"]["type"], "invalid_request_error");
+
+    assert_eq!(count(&sim, Face::Anthropic), 1);
+    assert_eq!(count(&sim, Face::Foundry), 0);
+}
+
+#[tokio::test]
+async fn a_rate_limit_is_retried_after_the_wait_the_server_asked() {
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    sim.set_faults("anthropic=429:ms100,ok").unwrap();
+    let client = client(middleware(&sim));
+
+    let started = std::time::Instant::now();
+    let response = messages(&client, &sim, BODY).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(started.elapsed() >= Duration::from_millis(100));
+    assert_eq!(response.extensions().get::<Attempt>().unwrap().number(), 2);
+    let report = response.extensions().get::<FailoverReport>().unwrap();
+    assert_eq!(report.to_string(), "anthropic=2");
+    assert_eq!(count(&sim, Face::Anthropic), 2);
+    assert_eq!(count(&sim, Face::Foundry), 0);
+}
+
+#[tokio::test]
+async fn broken_tool_pairing_is_answered_locally() {
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let client = client(middleware(&sim));
+    let body = r#"{"model":"m","max_tokens":1,"messages":[
+        {"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_gone","content":"ok"}]}]}"#;
+
+    let url = format!("{}/v1/messages?beta=true", sim.anthropic_base_url());
+    let response = messages(&client, &sim, body).send().await.unwrap();
+    assert_eq!(response.status(), 400);
+    assert_eq!(response.url().as_str(), url);
+    let json = json(response).await;
+    assert_eq!(json["error"]["type"], "invalid_request_error");
+    assert!(
+        json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unexpected `tool_use_id` found in `tool_result` blocks: toolu_gone")
+    );
+    assert!(sim.requests().is_empty());
+}
+
+#[tokio::test]
+async fn a_streaming_answer_passes_through() {
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let client = client(middleware(&sim));
+
+    let mut response = messages(&client, &sim, STREAM_BODY)
+        .header("x-sim-stream-bytes", "65536")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let mut chunks = 0;
+    let mut text = Vec::new();
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        chunks += 1;
+        text.extend_from_slice(&chunk);
+    }
+    assert!(chunks > 1, "the stream arrived in {chunks} chunk(s)");
+    assert!(text.len() > 65536);
+    let text = String::from_utf8(text).unwrap();
+    assert!(text.starts_with("event: message_start"));
+    assert!(text.trim_end().ends_with(r#"{"type":"message_stop"}"#));
+}
+
+#[tokio::test]
+async fn requests_addressed_to_foundry_are_rebased_on_every_route() {
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let client = client(middleware(&sim));
+
+    let response = client
+        .post(format!("{}/v1/messages", sim.foundry_base_url()))
+        .header("x-api-key", "sk-test")
+        .header("anthropic-version", "2023-06-01")
+        .body(BODY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let requests = sim.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].route, Face::Anthropic);
+    assert_eq!(requests[0].path, "/v1/messages");
+}
+
+#[tokio::test]
+async fn route_headers_replace_the_request_credential() {
+    let sim = Sim::start(SimConfig::default().anthropic_key("k").foundry_key("fk"))
+        .await
+        .unwrap();
+    sim.set_faults("anthropic=503*10").unwrap();
+    let key = HeaderName::from_static("x-api-key");
+    let middleware = ClaudeMiddleware::builder()
+        .add_route(
+            Route::new("anthropic", sim.anthropic_base_url(), Face::Anthropic)
+                .retry(quick_retry("anthropic")),
+        )
+        .add_route(
+            Route::new("foundry", sim.foundry_base_url(), Face::Foundry)
+                .retry(quick_retry("foundry"))
+                .header(key, HeaderValue::from_static("fk")),
+        )
+        .build()
+        .unwrap();
+    assert!(!format!("{middleware:?}").contains("fk"));
+    let client = client(middleware);
+
+    let response = client
+        .post(format!("{}/v1/messages", sim.anthropic_base_url()))
+        .header("x-api-key", "k")
+        .header("anthropic-version", "2023-06-01")
+        .body(BODY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let foundry: Vec<_> = sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.route == Face::Foundry)
+        .collect();
+    assert_eq!(foundry.len(), 1);
+    assert!(foundry[0].accepted);
+}
+
+/// A port nothing listens on.
+async fn dead_url() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn a_connect_failure_fails_over_and_alone_is_returned_as_reqwest_said() {
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let dead = dead_url().await;
+    let client_over = client(
+        ClaudeMiddleware::builder()
+            .add_route(Route::new("dead", &dead, Face::Anthropic).retry(quick_retry("dead")))
+            .route("anthropic", sim.anthropic_base_url(), Face::Anthropic)
+            .build()
+            .unwrap(),
+    );
+    let response = messages(&client_over, &sim, BODY).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let report = response.extensions().get::<FailoverReport>().unwrap();
+    assert_eq!(report.served_by().unwrap(), "anthropic");
+    assert_eq!(report.attempts_on("dead"), 1);
+
+    let alone = client(
+        ClaudeMiddleware::builder()
+            .add_route(Route::new("dead", &dead, Face::Anthropic).retry(quick_retry("dead")))
+            .build()
+            .unwrap(),
+    );
+    let err = messages(&alone, &sim, BODY).send().await.unwrap_err();
+    assert!(
+        matches!(err, reqwest_middleware::Error::Reqwest(_)),
+        "{err:?}"
+    );
+    assert!(err.is_connect(), "{err:?}");
+    assert_eq!(sim.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn a_streamed_request_body_is_sent_once_as_it_is() {
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    sim.set_faults("anthropic=529*10").unwrap();
+    let client = client(middleware(&sim));
+    let chunks = futures_util::stream::iter([Ok::<_, std::io::Error>(BODY)]);
+
+    let response = messages(&client, &sim, BODY)
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 529);
+    assert!(response.extensions().get::<FailoverReport>().is_none());
+    assert_eq!(sim.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_answered_locally_with_413() {
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let middleware = ClaudeMiddleware::builder()
+        .route("anthropic", sim.anthropic_base_url(), Face::Anthropic)
+        .body_limit(16)
+        .build()
+        .unwrap();
+    let response = messages(&client(middleware), &sim, BODY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    let json = json(response).await;
+    assert_eq!(json["error"]["type"], "request_too_large");
+    assert!(sim.requests().is_empty());
+}
+
+/// Records what it sees in the extensions of each attempt.
+struct Tag;
+
+#[derive(Clone, Debug, PartialEq)]
+struct SeenBy(u32);
+
+#[async_trait::async_trait]
+impl Middleware for Tag {
+    async fn handle(
+        &self,
+        req: reqwest::Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<reqwest::Response> {
+        // Every attempt starts from the caller's extensions.
+        assert_eq!(extensions.get::<&'static str>(), Some(&"caller"));
+        assert!(extensions.get::<SeenBy>().is_none());
+        let n = req.url().path().len() as u32;
+        extensions.insert(SeenBy(n));
+        next.run(req, extensions).await
+    }
+}
+
+#[tokio::test]
+async fn later_middlewares_see_fresh_extensions_per_attempt_and_the_answer_is_kept() {
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    sim.set_faults("anthropic=503*10").unwrap();
+    let client = ClientBuilder::new(reqwest::Client::new())
+        .with(middleware(&sim))
+        .with(Tag)
+        .build();
+    let mut extensions = Extensions::new();
+    extensions.insert("caller");
+    let request = messages(&client, &sim, BODY).build().unwrap();
+    let response = client
+        .execute_with_extensions(request, &mut extensions)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    // The foundry attempt answered: its path is `/anthropic/v1/messages`.
+    assert_eq!(
+        extensions.get::<SeenBy>(),
+        Some(&SeenBy("/anthropic/v1/messages".len() as u32))
+    );
+    assert_eq!(extensions.get::<&'static str>(), Some(&"caller"));
+}
+
+#[test]
+fn the_middleware_and_the_transport_future_are_send() {
+    fn send_sync<T: Send + Sync + 'static>() {}
+    fn send<T: Send + 'static>() {}
+    send_sync::<ClaudeMiddleware>();
+    send_sync::<claude_tower_reqwest::ReqwestService>();
+    send::<claude_tower_reqwest::ResponseFuture>();
+}
+
+#[test]
+fn build_checks_the_routes() {
+    assert_eq!(
+        ClaudeMiddleware::builder().build().unwrap_err(),
+        BuildError::NoRoutes
+    );
+    let err = ClaudeMiddleware::builder()
+        .route("a", "http://a.example", Face::Anthropic)
+        .route("a", "http://b.example", Face::Anthropic)
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "claude middleware: route a was added twice"
+    );
+    let err = (0..65)
+        .fold(ClaudeMiddleware::builder(), |b, i| {
+            b.route(format!("r{i}"), "http://a.example", Face::Anthropic)
+        })
+        .build()
+        .unwrap_err();
+    assert_eq!(err, BuildError::TooManyRoutes { count: 65 });
+    let err = ClaudeMiddleware::builder()
+        .route("a", "not a url", Face::Anthropic)
+        .build()
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("route a: invalid base URL"),
+        "{err}"
+    );
+    let err = ClaudeMiddleware::builder()
+        .route("a", "ftp://example.com", Face::Anthropic)
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("not http or https"), "{err}");
+    let ok = ClaudeMiddleware::builder()
+        .route(
+            "a",
+            "https://user:secret@example.com/anthropic?key=secret",
+            Face::Foundry,
+        )
+        .build();
+    assert!(ok.is_err(), "a query in a base URL is refused");
+    let ok = ClaudeMiddleware::builder()
+        .route(
+            "a",
+            "https://user:secret@example.com/anthropic",
+            Face::Foundry,
+        )
+        .build()
+        .unwrap();
+    let text = format!("{ok:?}");
+    assert!(!text.contains("secret"), "{text}");
+    assert!(text.contains("example.com/anthropic"), "{text}");
+}
+
+#[tokio::test]
+async fn each_route_gets_its_own_model_name() {
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    sim.set_faults("anthropic=529*10").unwrap();
+    let client = client(
+        ClaudeMiddleware::builder()
+            .add_route(
+                Route::new("anthropic", sim.anthropic_base_url(), Face::Anthropic)
+                    .retry(quick_retry("anthropic")),
+            )
+            .add_route(
+                Route::new("foundry", sim.foundry_base_url(), Face::Foundry)
+                    .models(ModelMapping::new().prefix("claude-sonnet-4-5", "sonnet-prod")),
+            )
+            .build()
+            .unwrap(),
+    );
+    let response = messages(&client, &sim, BODY).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let models: Vec<_> = sim
+        .requests()
+        .into_iter()
+        .map(|r| (r.route, r.model.unwrap_or_default()))
+        .collect();
+    assert_eq!(models.len(), 4);
+    assert!(
+        models[..3]
+            .iter()
+            .all(|(face, model)| *face == Face::Anthropic && model == "claude-sonnet-4-5")
+    );
+    assert_eq!(models[3], (Face::Foundry, "sonnet-prod".to_owned()));
+}
