@@ -27,7 +27,17 @@ use azure_identity::{
 /// No step has answered yet.
 const NONE_CHOSEN: usize = usize::MAX;
 
-/// A chain of Entra ID credentials tried in order (see the [module docs](self)).
+/// A chain of Entra ID credentials tried in order, in the spirit of
+/// DefaultAzureCredential (which azure_identity 1.x no longer ships).
+///
+/// [`from_env`](Self::from_env) builds, in order: client secret
+/// (`AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET`), workload
+/// identity (`AZURE_FEDERATED_TOKEN_FILE` with tenant and client id), managed
+/// identity (user-assigned when `AZURE_CLIENT_ID` is set), Azure CLI, Azure
+/// Developer CLI. A step whose settings are missing is kept as unavailable
+/// with the reason. `get_token` tries the available steps in order and the
+/// first that answers is used from then on; if every step fails, one
+/// `ErrorKind::Credential` error lists every step's reason.
 ///
 /// ```
 /// use claude_tower_auth::EnvCredentialChain;

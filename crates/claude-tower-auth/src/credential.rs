@@ -17,7 +17,7 @@ use crate::{ConfigError, Secret};
 /// |---|---|
 /// | [`anthropic_api_key`](Self::anthropic_api_key) | `x-api-key` |
 /// | [`foundry_api_key`](Self::foundry_api_key) | `x-api-key` and `api-key` (what the official SDKs send) |
-/// | [`entra`](Self::entra) (feature `entra`) | `Authorization: Bearer <token>`, cached and refreshed ahead |
+/// | `entra` (feature `entra`) | `Authorization: Bearer <token>`, cached and refreshed ahead |
 /// | [`none`](Self::none) | nothing (a gateway further on authenticates) |
 ///
 /// Cloning is cheap and clones share one token cache.

@@ -164,21 +164,29 @@ impl Endpoint {
 
     /// Moves `uri` onto this endpoint, keeping the path relative to the route
     /// prefix and the query string (see the [module docs](self)).
-    ///
-    /// When the resulting path equals the inbound one (the common case) the
-    /// inbound path-and-query is reused and nothing is allocated.
     pub fn rewrite(&self, uri: &Uri) -> Result<Uri, http::Error> {
+        self.rewrite_owned(uri.clone())
+    }
+
+    /// [`rewrite`](Self::rewrite) taking the URI by value: when the resulting
+    /// path equals the inbound one (the common case) the inbound
+    /// path-and-query is moved over and nothing is allocated.
+    pub fn rewrite_owned(&self, uri: Uri) -> Result<Uri, http::Error> {
+        let prefix = &*self.prefix;
         let path = uri.path();
         let suffix = strip_route_prefix(path);
-        let prefix = &*self.prefix;
         let same = path.len() == prefix.len() + suffix.len()
             && path.starts_with(prefix)
             && path.ends_with(suffix)
             && !path.is_empty();
-        let path_and_query = match uri.path_and_query() {
-            Some(pq) if same => pq.clone(),
-            _ => {
-                let query = uri.query();
+        let path_and_query = match uri.into_parts().path_and_query {
+            Some(pq) if same => pq,
+            pq => {
+                let (path, query) = match &pq {
+                    Some(pq) => (pq.path(), pq.query()),
+                    None => ("/", None),
+                };
+                let suffix = strip_route_prefix(path);
                 let mut s = String::with_capacity(
                     prefix.len() + suffix.len() + 1 + query.map_or(0, |q| q.len() + 1),
                 );

@@ -85,7 +85,7 @@ impl AuthLayer {
     /// Azure AI Foundry: the endpoint from `ANTHROPIC_FOUNDRY_RESOURCE` xor
     /// `ANTHROPIC_FOUNDRY_BASE_URL`; the key from `ANTHROPIC_FOUNDRY_API_KEY`,
     /// else no credential if `CLAUDE_CODE_SKIP_FOUNDRY_AUTH` is set, else
-    /// Entra ID through [`EnvCredentialChain`](crate::EnvCredentialChain)
+    /// Entra ID through `EnvCredentialChain`
     /// (feature `entra`) with the default scope.
     pub fn foundry_from_env_with(
         lookup: impl Fn(&str) -> Option<String>,

@@ -43,10 +43,11 @@ pin_project! {
     #[project = StateProj]
     enum State<F, S, B> {
         // Waiting for the single-flight token fetch; then the request is
-        // sent on the service that was ready when `call` ran.
+        // sent on the service that was ready when `call` ran. Boxed so the
+        // cold path's baggage does not make the hot path's future larger.
         Fetching {
             fetch: TokenFetch,
-            pending: Option<(S, Request<B>)>,
+            pending: Option<Box<(S, Request<B>)>>,
         },
         // Sent. `ticket` names the bearer token used, so a 401 forgets it.
         Called {
@@ -72,7 +73,7 @@ impl<F, S, B> ResponseFuture<F, S, B> {
         Self {
             state: State::Fetching {
                 fetch,
-                pending: Some((service, request)),
+                pending: Some(Box::new((service, request))),
             },
         }
     }
@@ -102,9 +103,10 @@ where
                         Ok(ok) => ok,
                         Err(err) => return Poll::Ready(Err(Box::new(err))),
                     };
-                    let Some((mut service, mut request)) = pending.take() else {
+                    let Some(pending) = pending.take() else {
                         return Poll::Ready(Err(polled_after_completion()));
                     };
+                    let (mut service, mut request) = *pending;
                     request
                         .headers_mut()
                         .insert(http::header::AUTHORIZATION, header);

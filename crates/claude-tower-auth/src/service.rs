@@ -66,21 +66,25 @@ impl<S> Auth<S> {
         headers
             .entry(ANTHROPIC_VERSION)
             .or_insert(HeaderValue::from_static(ANTHROPIC_VERSION_VALUE));
-        let uri = self.config.endpoint.rewrite(req.uri()).map_err(|e| {
-            let err = ClaudeError::new(
-                ErrorClass::InvalidRequest,
-                format!(
-                    "request path cannot be moved onto {}",
-                    self.config.endpoint.base_url()
-                ),
-            )
-            .with_source(e);
-            let err = match &self.config.route {
-                Some(route) => err.with_route(route.clone()),
-                None => err,
-            };
-            Box::new(err)
-        })?;
+        let uri = self
+            .config
+            .endpoint
+            .rewrite_owned(std::mem::take(req.uri_mut()))
+            .map_err(|e| {
+                let err = ClaudeError::new(
+                    ErrorClass::InvalidRequest,
+                    format!(
+                        "request path cannot be moved onto {}",
+                        self.config.endpoint.base_url()
+                    ),
+                )
+                .with_source(e);
+                let err = match &self.config.route {
+                    Some(route) => err.with_route(route.clone()),
+                    None => err,
+                };
+                Box::new(err)
+            })?;
         *req.uri_mut() = uri;
         Ok(())
     }

@@ -385,3 +385,47 @@ async fn anthropic_errors_are_left_alone_by_the_rewrite() {
     assert_eq!(json["error"]["type"], "overloaded_error");
     assert_eq!(json["error"]["message"], "Overloaded");
 }
+
+#[tokio::test]
+async fn repeated_steps_then_success() {
+    let fx = Fixture::new().await;
+    fx.sim.set_faults("foundry=503*2,429:xms1500").unwrap();
+    let route = fx.route(Face::Foundry, |l| l);
+    let mut classes = Vec::new();
+    for _ in 0..4 {
+        let res = route
+            .clone()
+            .oneshot(fx.request(Face::Foundry, BODY))
+            .await
+            .unwrap();
+        classes.push(class_of(&res));
+    }
+    assert_eq!(
+        classes,
+        [
+            Some(ErrorClass::Overloaded),
+            Some(ErrorClass::Overloaded),
+            Some(ErrorClass::RateLimited),
+            None,
+        ]
+    );
+}
+
+#[tokio::test]
+async fn title_case_header_names_are_read_alike() {
+    let sim = Sim::start(SimConfig::default().title_case_headers(true))
+        .await
+        .unwrap();
+    sim.set_faults("foundry=429:2s").unwrap();
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let route = NormalizeLayer::new(RouteId::new("foundry"), Face::Foundry).layer(client);
+    let req = Request::post(format!("{}/v1/messages", sim.foundry_base_url()))
+        .header("api-key", "k")
+        .header("anthropic-version", "2023-06-01")
+        .body(Full::new(Bytes::from_static(BODY.as_bytes())))
+        .unwrap();
+    let res = route.oneshot(req).await.unwrap();
+    assert_eq!(class_of(&res), Some(ErrorClass::RateLimited));
+    assert_eq!(wait_of(&res), Some(Duration::from_secs(2)));
+}

@@ -467,3 +467,67 @@ async fn each_route_gets_its_own_model_name() {
     );
     assert_eq!(models[3], (Face::Foundry, "sonnet-prod".to_owned()));
 }
+
+/// Fails the first `fail` requests it sees with its own error.
+struct Flaky {
+    fail: u32,
+    seen: std::sync::atomic::AtomicU32,
+}
+
+#[async_trait::async_trait]
+impl Middleware for Flaky {
+    async fn handle(
+        &self,
+        req: reqwest::Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<reqwest::Response> {
+        let n = self.seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if n < self.fail {
+            let err = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "flaky hop");
+            return Err(reqwest_middleware::Error::middleware(err));
+        }
+        next.run(req, extensions).await
+    }
+}
+
+fn flaky(fail: u32) -> Flaky {
+    Flaky {
+        fail,
+        seen: std::sync::atomic::AtomicU32::new(0),
+    }
+}
+
+#[tokio::test]
+async fn errors_of_later_middlewares_are_retried_and_returned_as_they_were() {
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let one_route = || {
+        ClaudeMiddleware::builder()
+            .add_route(
+                Route::new("anthropic", sim.anthropic_base_url(), Face::Anthropic)
+                    .retry(quick_retry("anthropic")),
+            )
+            .build()
+            .unwrap()
+    };
+
+    let client = ClientBuilder::new(reqwest::Client::new())
+        .with(one_route())
+        .with(flaky(1))
+        .build();
+    let response = messages(&client, &sim, BODY).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.extensions().get::<Attempt>().unwrap().number(), 2);
+
+    let client = ClientBuilder::new(reqwest::Client::new())
+        .with(one_route())
+        .with(flaky(u32::MAX))
+        .build();
+    let err = messages(&client, &sim, BODY).send().await.unwrap_err();
+    let reqwest_middleware::Error::Middleware(err) = err else {
+        panic!("expected the later middleware's own error, got {err:?}");
+    };
+    let io = err.downcast_ref::<std::io::Error>().unwrap();
+    assert_eq!(io.to_string(), "flaky hop");
+    assert_eq!(sim.requests().len(), 1);
+}

@@ -121,33 +121,57 @@ fn no_retry(c: &mut Criterion) {
 /// falls on both sides alike.
 fn overhead(c: &mut Criterion) {
     let mut group = c.benchmark_group("no_retry_overhead");
-    let mut bare = ok_service();
     let mut retry = Retry::new(RetryAfterPolicy::new("anthropic"), ok_service());
+    let mut bare = ok_service();
     group.bench_function("retry_minus_bare", |b| {
-        b.iter_custom(|iters| {
-            let (mut with, mut without) = (Duration::ZERO, Duration::ZERO);
-            let mut done = 0;
-            while done < iters {
-                let n = (iters - done).min(64);
-                let t = Instant::now();
-                for _ in 0..n {
-                    black_box(drive(&mut bare));
-                }
-                without += t.elapsed();
-                let t = Instant::now();
-                for _ in 0..n {
-                    black_box(drive(&mut retry));
-                }
-                with += t.elapsed();
-                done += n;
-            }
-            // A sample where load hit the bare side harder would come out
-            // negative; criterion needs a positive time, so floor it (a
-            // bias against the policy, not for it).
-            with.saturating_sub(without).max(Duration::from_nanos(1))
-        })
+        difference(
+            b,
+            || drop(black_box(drive(&mut retry))),
+            || drop(black_box(drive(&mut bare))),
+        )
+    });
+    // The policy's own share: against a bare service that also keeps the
+    // request copy tower's `Retry` needs.
+    group.bench_function("retry_minus_bare_and_request_clone", |b| {
+        difference(
+            b,
+            || drop(black_box(drive(&mut retry))),
+            || {
+                let req = request();
+                let kept = clone(&req);
+                drop(black_box(svc_call(&mut bare, req, kept)));
+            },
+        )
     });
     group.finish();
+}
+
+/// Times `with` minus `without` per iteration, in alternating batches.
+fn difference(b: &mut criterion::Bencher<'_>, mut with: impl FnMut(), mut without: impl FnMut()) {
+    b.iter_custom(|iters| {
+        let (mut t_with, mut t_without) = (Duration::ZERO, Duration::ZERO);
+        let mut done = 0;
+        while done < iters {
+            let n = (iters - done).min(64);
+            let t = Instant::now();
+            for _ in 0..n {
+                without();
+            }
+            t_without += t.elapsed();
+            let t = Instant::now();
+            for _ in 0..n {
+                with();
+            }
+            t_with += t.elapsed();
+            done += n;
+        }
+        // A sample where load hit the `without` side harder would come out
+        // negative; criterion needs a positive time, so floor it (a bias
+        // against the policy, not for it).
+        t_with
+            .saturating_sub(t_without)
+            .max(Duration::from_nanos(1))
+    })
 }
 
 criterion_group!(benches, no_retry, overhead);

@@ -225,7 +225,8 @@ where
             // clone starts from this state; the service's copy is reset on
             // the next call.
             self.attempt = 1;
-            self.started = Some(Instant::now());
+            // The clock is only read when a deadline needs it.
+            self.started = self.shared.deadline.map(|_| Instant::now());
             if let Some(budget) = &self.shared.budget {
                 budget.deposit();
             }

@@ -183,36 +183,20 @@ impl<'a> Parser<'a> {
     }
 
     /// Skips a string; `pos` is at its opening quote.
-    ///
-    /// Finds each `"` with [`find_quote`] and counts the backslashes before
-    /// it: an odd run means the quote is escaped. Other escapes (`\n`,
-    /// `\\`, `\u...`) are never looked at, so text full of them costs no
-    /// more than plain text.
     #[inline]
     fn string(&mut self) -> R<RawStr> {
         let open = self.pos;
-        let mut from = open + 1;
-        loop {
-            let Some(quote) = find_quote(self.b, from) else {
-                self.pos = self.b.len();
-                return Err(self.err("unterminated string"));
-            };
-            // The opening quote stops the walk back.
-            let mut run = 0;
-            while self.b[quote - 1 - run] == b'\\' {
-                run += 1;
-            }
-            if run % 2 == 0 {
-                self.pos = quote + 1;
-                return Ok(RawStr {
-                    inner: Span {
-                        start: open + 1,
-                        end: quote,
-                    },
-                });
-            }
-            from = quote + 1;
-        }
+        let Some(quote) = closing_quote(self.b, open) else {
+            self.pos = self.b.len();
+            return Err(self.err("unterminated string"));
+        };
+        self.pos = quote + 1;
+        Ok(RawStr {
+            inner: Span {
+                start: open + 1,
+                end: quote,
+            },
+        })
     }
 
     fn literal(&mut self, word: &'static [u8]) -> R<()> {
@@ -602,34 +586,59 @@ impl<'a> Parser<'a> {
     }
 }
 
-/// The offset of the first `"` in `b` at or after `from`.
+/// The offset of the quote that closes the string opened at `open`.
+///
+/// Each `"` is found and the backslashes before it are counted: an odd run
+/// means it is escaped. Other escapes (`\n`, `\\`, `\u...`) are never
+/// looked at, so text full of them costs no more than plain text.
 ///
 /// Escaped quotes are common in code and JSON-in-text, so quotes often sit a
-/// few bytes apart. A `memchr` call per quote would pay its setup each time;
-/// the first 64 bytes are searched eight at a time in a register instead
-/// (the classic "has a zero byte" test on `word ^ 0x2222..`), and only a
-/// longer quote-free stretch goes to `memchr`'s vectorized search.
+/// few bytes apart, where a `memchr` call per quote would pay its setup each
+/// time. So the bytes are read eight at a time in a register (an exact
+/// per-byte "equals `"`" mask on `word ^ 0x2222..`), every quote of a word
+/// handled from that one mask; only after 64 quote-free bytes does the
+/// search hand over to `memchr`'s vectorized loop, until the next quote.
 #[inline(always)]
-fn find_quote(b: &[u8], from: usize) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
+fn closing_quote(b: &[u8], open: usize) -> Option<usize> {
+    const LOWS: u64 = 0x7F7F_7F7F_7F7F_7F7F;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
-    const QUOTES: u64 = ONES * b'"' as u64;
-    let mut at = from;
-    let near = from.saturating_add(64).min(b.len());
-    while at + 8 <= near {
-        let Ok(word) = <[u8; 8]>::try_from(&b[at..at + 8]) else {
-            break;
-        };
-        let x = u64::from_le_bytes(word) ^ QUOTES;
-        let zero = x.wrapping_sub(ONES) & !x & HIGHS;
-        if zero != 0 {
-            // The lowest flagged byte is always a true match (false flags
-            // only appear above a real one).
-            return Some(at + (zero.trailing_zeros() / 8) as usize);
+    const QUOTES: u64 = 0x2222_2222_2222_2222;
+    // The opening quote stops the walk back over backslashes.
+    let escaped = |quote: usize| {
+        let mut run = 0;
+        while b[quote - 1 - run] == b'\\' {
+            run += 1;
         }
-        at += 8;
+        run % 2 == 1
+    };
+    let mut at = open + 1;
+    let mut near = at.saturating_add(64);
+    loop {
+        match b.get(at..at + 8).map(<[u8; 8]>::try_from) {
+            Some(Ok(word)) if at < near => {
+                let x = u64::from_le_bytes(word) ^ QUOTES;
+                // High bit set exactly in the bytes where `x` is zero.
+                let mut hits = !(((x & LOWS) + LOWS) | x) & HIGHS;
+                while hits != 0 {
+                    let quote = at + (hits.trailing_zeros() / 8) as usize;
+                    if !escaped(quote) {
+                        return Some(quote);
+                    }
+                    near = quote + 64;
+                    hits &= hits - 1;
+                }
+                at += 8;
+            }
+            _ => {
+                let quote = at + memchr(b'"', b.get(at..)?)?;
+                if !escaped(quote) {
+                    return Some(quote);
+                }
+                at = quote + 1;
+                near = at + 64;
+            }
+        }
     }
-    memchr(b'"', b.get(at..)?).map(|off| at + off)
 }
 
 /// Decodes a JSON string's inner bytes strictly: valid escapes, no raw

@@ -10,7 +10,7 @@
 //! that owns the `Next`, through a channel carried in the request's
 //! extensions ([`Dispatch`]), and waits for the answer on a oneshot. The
 //! `handle` call runs the jobs through `Next` alongside the stack's future
-//! (see `Pump`).
+//! (see [`drive`]).
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -205,72 +205,59 @@ impl Future for DispatchFuture {
     }
 }
 
-// === impl Pump ===
+// === impl drive ===
 
-/// Runs the jobs of one `handle` call through `Next`, and keeps each
-/// failed attempt's original error so it can be returned as it was.
-pub(crate) struct Pump<'a> {
-    next: Next<'a>,
-    jobs: mpsc::UnboundedReceiver<Job>,
-    in_flight: FuturesUnordered<Pin<Box<dyn Future<Output = Finished> + Send + 'a>>>,
-    failures: Vec<Option<reqwest_middleware::Error>>,
+/// Drives `call` (the stack's future) to completion, sending the jobs it
+/// makes meanwhile through `next`; returns its output and the original
+/// errors of the attempts that failed.
+///
+/// The jobs' futures live in a `FuturesUnordered` local to this function, so
+/// their type is inferred and they are not boxed.
+pub(crate) async fn drive<F: Future>(
+    next: Next<'_>,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
+    call: F,
+) -> (F::Output, Failures) {
+    let mut call = std::pin::pin!(call);
+    let mut in_flight = FuturesUnordered::new();
+    let mut failures = Failures(Vec::new());
+    let output = std::future::poll_fn(|cx| {
+        // NOTE: a job sent while `call` is polled below wakes this task
+        // through the receiver, so it is picked up on the next poll.
+        while let Poll::Ready(Some(job)) = jobs.poll_recv(cx) {
+            let id = failures.0.len();
+            failures.0.push(None);
+            in_flight.push(run(next.clone(), job, id));
+        }
+        while let Poll::Ready(Some(finished)) = in_flight.poll_next_unpin(cx) {
+            if let Some((id, err)) = finished
+                && let Some(slot) = failures.0.get_mut(id)
+            {
+                *slot = Some(err);
+            }
+        }
+        call.as_mut().poll(cx)
+    })
+    .await;
+    (output, failures)
 }
 
-type Finished = Option<(usize, reqwest_middleware::Error)>;
+/// The original errors of the attempts of one `handle` call, by job id.
+#[derive(Debug)]
+pub(crate) struct Failures(Vec<Option<reqwest_middleware::Error>>);
 
-impl<'a> Pump<'a> {
-    pub(crate) fn new(next: Next<'a>, jobs: mpsc::UnboundedReceiver<Job>) -> Self {
-        Self {
-            next,
-            jobs,
-            in_flight: FuturesUnordered::new(),
-            failures: Vec::new(),
-        }
-    }
-
-    /// Drives `call` (the stack's future) to completion, sending the jobs it
-    /// makes meanwhile.
-    pub(crate) async fn drive<F: Future>(&mut self, call: F) -> F::Output {
-        let mut call = std::pin::pin!(call);
-        std::future::poll_fn(|cx| {
-            // NOTE: a job sent while `call` is polled below wakes this task
-            // through the receiver, so it is picked up on the next poll.
-            while let Poll::Ready(Some(job)) = self.jobs.poll_recv(cx) {
-                let id = self.failures.len();
-                self.failures.push(None);
-                self.in_flight
-                    .push(Box::pin(run(self.next.clone(), job, id)));
-            }
-            while let Poll::Ready(Some(finished)) = self.in_flight.poll_next_unpin(cx) {
-                if let Some((id, err)) = finished
-                    && let Some(slot) = self.failures.get_mut(id)
-                {
-                    *slot = Some(err);
-                }
-            }
-            call.as_mut().poll(cx)
-        })
-        .await
-    }
-
+impl Failures {
     /// The original error of the attempt `err` was made from, if any.
     pub(crate) fn take_original(
         &mut self,
         err: &(dyn StdError + 'static),
     ) -> Option<reqwest_middleware::Error> {
         let id = Attempted::find(err)?;
-        self.failures.get_mut(id)?.take()
+        self.0.get_mut(id)?.take()
     }
 }
 
-impl fmt::Debug for Pump<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Pump")
-            .field("in_flight", &self.in_flight.len())
-            .field("attempts", &self.failures.len())
-            .finish()
-    }
-}
+type Finished = Option<(usize, reqwest_middleware::Error)>;
 
 async fn run(next: Next<'_>, job: Job, id: usize) -> Finished {
     let Job {

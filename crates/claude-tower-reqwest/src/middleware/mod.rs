@@ -107,9 +107,9 @@
 //! # Cost
 //!
 //! Per request: one channel, the conversion of the request into an
-//! `http::Request` and back for each attempt, a oneshot and a boxed future
-//! for each attempt (reqwest-middleware boxes every middleware call anyway),
-//! and a re-boxed response body. The stack itself (breakers, retry budgets)
+//! `http::Request` and back for each attempt, a oneshot for each attempt,
+//! and a re-boxed response body (reqwest-middleware boxes every middleware
+//! call anyway). The stack itself (breakers, retry budgets)
 //! is built once and shared by every request.
 
 mod builder;
@@ -132,7 +132,7 @@ use tower::ServiceExt;
 pub use builder::{BuildError, ClaudeMiddlewareBuilder, Route};
 
 use crate::convert::remember_url;
-use dispatch::{AttemptExtensions, Dispatch, Pump, RouteTransport};
+use dispatch::{AttemptExtensions, Dispatch, RouteTransport, drive};
 
 type RouteStack = Retry<Normalize<ModelMap<RouteTransport>>>;
 type Stack = ToolPairing<Failover<RouteStack>>;
@@ -252,8 +252,7 @@ impl Middleware for ClaudeMiddleware {
         parts.extensions.insert(dispatch);
         let request = http::Request::from_parts(parts, body);
 
-        let mut pump = Pump::new(next, jobs);
-        let result = pump.drive(self.stack.clone().oneshot(request)).await;
+        let (result, mut failures) = drive(next, jobs, self.stack.clone().oneshot(request)).await;
         match result {
             Ok(response) => {
                 let (mut parts, body) = response.into_parts();
@@ -270,7 +269,7 @@ impl Middleware for ClaudeMiddleware {
             }
             Err(err) => {
                 tracing::debug!(error = %err, "every route failed without an answer");
-                match pump.take_original(&err) {
+                match failures.take_original(&err) {
                     Some(original) => Err(original),
                     None => Err(reqwest_middleware::Error::middleware(err)),
                 }
