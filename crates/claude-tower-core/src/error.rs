@@ -186,6 +186,30 @@ impl ClaudeError {
     pub fn failover_worthy(&self) -> bool {
         self.inner.class.failover_worthy()
     }
+
+    /// The first `ClaudeError` in `err` or its source chain: how Retry and
+    /// Failover read a failure out of any error a layer below returned (a
+    /// `tower::BoxError`, a timeout wrapping one), by type and never by
+    /// message text.
+    ///
+    /// ```
+    /// use claude_tower_core::{ClaudeError, ErrorClass};
+    ///
+    /// let boxed: Box<dyn std::error::Error + Send + Sync> =
+    ///     Box::new(ClaudeError::new(ErrorClass::Auth, "no token"));
+    /// let found = ClaudeError::find_in(&*boxed).expect("found through the box");
+    /// assert_eq!(found.class(), ErrorClass::Auth);
+    /// ```
+    pub fn find_in<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a ClaudeError> {
+        let mut next = Some(err);
+        while let Some(err) = next {
+            if let Some(found) = err.downcast_ref::<ClaudeError>() {
+                return Some(found);
+            }
+            next = err.source();
+        }
+        None
+    }
 }
 
 impl fmt::Debug for ClaudeError {
@@ -281,6 +305,29 @@ mod tests {
         assert_eq!(io.kind(), std::io::ErrorKind::ConnectionReset);
         assert_eq!(err.response_status(), StatusCode::BAD_GATEWAY);
         assert_eq!(err.status(), None);
+    }
+
+    #[test]
+    fn find_in_walks_the_source_chain() {
+        #[derive(Debug)]
+        struct Wrapper(ClaudeError);
+        impl fmt::Display for Wrapper {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("wrapped")
+            }
+        }
+        impl StdError for Wrapper {
+            fn source(&self) -> Option<&(dyn StdError + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let wrapped = Wrapper(ClaudeError::new(ErrorClass::Timeout, "slow"));
+        assert_eq!(
+            ClaudeError::find_in(&wrapped).map(ClaudeError::class),
+            Some(ErrorClass::Timeout)
+        );
+        let io = std::io::Error::other("plain");
+        assert!(ClaudeError::find_in(&io).is_none());
     }
 
     #[test]
