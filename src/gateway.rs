@@ -244,7 +244,7 @@ impl Gateway {
         }
         out += &format!(
             "  try it:\n    curl -si {base}/v1/messages -H 'content-type: application/json' -H 'anthropic-version: 2023-06-01' \\\n      \
-             -d '{{\"model\":\"claude-sonnet-4-5\",\"max_tokens\":64,\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'\n    \
+             -d '{{\"model\":\"claude-sonnet-4-6\",\"max_tokens\":64,\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'\n    \
              curl -s {base}/healthz\n  \
              Claude Code through the gateway:\n    \
              ANTHROPIC_BASE_URL={base} ANTHROPIC_API_KEY=gateway-key claude\n    \

@@ -234,8 +234,7 @@ mod tests {
             ("ANTHROPIC_FOUNDRY_BASE_URL", "https://x.example/anthropic"),
             ("ANTHROPIC_FOUNDRY_API_KEY", "fk"),
         ]))
-        .err()
-        .expect("mutually exclusive");
+        .expect_err("mutually exclusive");
         let text = err.to_string();
         assert!(
             text.contains("ANTHROPIC_FOUNDRY_RESOURCE")

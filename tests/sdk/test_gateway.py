@@ -15,7 +15,7 @@ import anthropic
 
 GATEWAY = os.environ["CLAUDE_TOWER_URL"]
 SIM = os.environ["CLAUDE_TOWER_SIM_URL"]
-MODEL = "claude-sonnet-4-5"
+MODEL = "claude-sonnet-4-6"
 
 
 def sim_faults(script):

@@ -29,7 +29,7 @@ pub const DEFAULT_REQUEST_BODY_LIMIT: usize = 32 * 1024 * 1024;
 /// assert_eq!(first, second);
 /// # }
 /// ```
-#[derive(Clone, Default)]
+#[derive(Default)]
 pub struct ReplayBody {
     bytes: Bytes,
     // Whether this instance has yielded its data frame; clones start afresh.
@@ -97,6 +97,14 @@ impl ReplayBody {
                 }
             }
         }
+    }
+}
+
+impl Clone for ReplayBody {
+    /// A clone yields the whole body from the start, even when this instance
+    /// has already been read: that is what makes a request replayable.
+    fn clone(&self) -> Self {
+        Self::new(self.bytes.clone())
     }
 }
 
@@ -216,6 +224,21 @@ mod tests {
         assert_eq!(bytes, "hello");
         assert!(!clone.is_end_stream());
         assert_eq!(clone.collect().await.unwrap().to_bytes(), "hello");
+    }
+
+    #[tokio::test]
+    async fn a_clone_of_a_read_body_starts_afresh() {
+        let mut body = ReplayBody::from("again");
+        let first = std::pin::Pin::new(&mut body)
+            .frame()
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.into_data().unwrap(), "again");
+        assert!(body.is_end_stream());
+        let replay = body.clone();
+        assert!(!replay.is_end_stream());
+        assert_eq!(replay.collect().await.unwrap().to_bytes(), "again");
     }
 
     #[tokio::test]

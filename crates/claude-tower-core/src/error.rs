@@ -14,8 +14,10 @@ use crate::{ErrorClass, RequestIds, RetryAfter, RouteId};
 /// needs: the route, the status, the class, the server's retry hint, the raw
 /// `error.type` / `error.code`, the message and every request id.
 ///
-/// `ClaudeError` is `Clone` (extensions require it); an underlying cause is
-/// kept behind an `Arc` and reachable through [`std::error::Error::source`].
+/// `ClaudeError` is `Clone` (extensions require it) and one pointer wide:
+/// its fields live behind an `Arc`, so `Result<Response, ClaudeError>` stays
+/// small on the hot path and a clone is a reference count increment. An
+/// underlying cause is reachable through [`std::error::Error::source`].
 ///
 /// ```
 /// use claude_tower_core::{ClaudeError, ErrorClass, RouteId};
@@ -33,6 +35,11 @@ use crate::{ErrorClass, RequestIds, RetryAfter, RouteId};
 /// ```
 #[derive(Clone)]
 pub struct ClaudeError {
+    inner: Arc<Inner>,
+}
+
+#[derive(Clone)]
+struct Inner {
     route: Option<RouteId>,
     status: Option<StatusCode>,
     class: ErrorClass,
@@ -48,142 +55,177 @@ impl ClaudeError {
     /// A failure of `class` with a human-readable message.
     pub fn new(class: ErrorClass, message: impl Into<Arc<str>>) -> Self {
         Self {
-            route: None,
-            status: None,
-            class,
-            retry_after: None,
-            code: None,
-            message: message.into(),
-            request_ids: RequestIds::default(),
-            should_retry: None,
-            source: None,
+            inner: Arc::new(Inner {
+                route: None,
+                status: None,
+                class,
+                retry_after: None,
+                code: None,
+                message: message.into(),
+                request_ids: RequestIds::default(),
+                should_retry: None,
+                source: None,
+            }),
         }
+    }
+
+    // Builders run on a fresh, unshared error, so this does not copy.
+    fn edit(&mut self) -> &mut Inner {
+        Arc::make_mut(&mut self.inner)
     }
 
     /// Sets the route that produced the failure.
     pub fn with_route(mut self, route: RouteId) -> Self {
-        self.route = Some(route);
+        self.edit().route = Some(route);
         self
     }
 
     /// Sets the HTTP status the route answered with.
     pub fn with_status(mut self, status: StatusCode) -> Self {
-        self.status = Some(status);
+        self.edit().status = Some(status);
         self
     }
 
     /// Sets the wait the server asked for.
     pub fn with_retry_after(mut self, wait: RetryAfter) -> Self {
-        self.retry_after = Some(wait);
+        self.edit().retry_after = Some(wait);
         self
     }
 
     /// Sets the raw error code or type (`error.type` on Anthropic,
     /// `error.code` on Azure).
     pub fn with_code(mut self, code: impl Into<Arc<str>>) -> Self {
-        self.code = Some(code.into());
+        self.edit().code = Some(code.into());
         self
     }
 
     /// Sets the request ids of the response.
     pub fn with_request_ids(mut self, ids: RequestIds) -> Self {
-        self.request_ids = ids;
+        self.edit().request_ids = ids;
         self
     }
 
     /// Sets the server's `x-should-retry` answer.
     pub fn with_should_retry(mut self, should_retry: bool) -> Self {
-        self.should_retry = Some(should_retry);
+        self.edit().should_retry = Some(should_retry);
         self
     }
 
     /// Sets the underlying cause (a transport error, a credential error).
     pub fn with_source(mut self, source: impl StdError + Send + Sync + 'static) -> Self {
-        self.source = Some(Arc::new(source));
+        self.edit().source = Some(Arc::new(source));
         self
     }
 
     /// Sets the underlying cause from a boxed error.
     pub fn with_boxed_source(mut self, source: Box<dyn StdError + Send + Sync + 'static>) -> Self {
-        self.source = Some(Arc::from(source));
+        self.edit().source = Some(Arc::from(source));
         self
     }
 
     /// The route that produced the failure; `None` for local failures.
     pub fn route(&self) -> Option<&RouteId> {
-        self.route.as_ref()
+        self.inner.route.as_ref()
     }
 
     /// The HTTP status the route answered with; `None` when no response
     /// arrived (a transport failure) or the failure is local.
     pub fn status(&self) -> Option<StatusCode> {
-        self.status
+        self.inner.status
     }
 
     /// The status to answer a client with: the route's, or the class's
     /// [default](ErrorClass::default_status).
     pub fn response_status(&self) -> StatusCode {
-        self.status.unwrap_or(self.class.default_status())
+        self.inner
+            .status
+            .unwrap_or(self.inner.class.default_status())
     }
 
     /// What kind of failure this is.
     pub fn class(&self) -> ErrorClass {
-        self.class
+        self.inner.class
     }
 
     /// The wait the server asked for, if it said.
     pub fn retry_after(&self) -> Option<RetryAfter> {
-        self.retry_after
+        self.inner.retry_after
     }
 
     /// The raw `error.type` (Anthropic) or `error.code` (Azure).
     pub fn code(&self) -> Option<&str> {
-        self.code.as_deref()
+        self.inner.code.as_deref()
     }
 
     /// The human-readable message.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.inner.message
     }
 
     /// Every request id of the failed response.
     pub fn request_ids(&self) -> &RequestIds {
-        &self.request_ids
+        &self.inner.request_ids
     }
 
     /// The server's `x-should-retry` answer, if it sent one.
     pub fn should_retry(&self) -> Option<bool> {
-        self.should_retry
+        self.inner.should_retry
     }
 
     /// Whether the same request may be sent to the same route again: the
     /// server's `x-should-retry` if present, else the class's
     /// [`retryable`](ErrorClass::retryable).
     pub fn retryable(&self) -> bool {
-        self.should_retry.unwrap_or(self.class.retryable())
+        self.inner
+            .should_retry
+            .unwrap_or(self.inner.class.retryable())
     }
 
     /// Whether another route may serve the request: the class's
     /// [`failover_worthy`](ErrorClass::failover_worthy).
     pub fn failover_worthy(&self) -> bool {
-        self.class.failover_worthy()
+        self.inner.class.failover_worthy()
+    }
+
+    /// The first `ClaudeError` in `err` or its source chain: how Retry and
+    /// Failover read a failure out of any error a layer below returned (a
+    /// `tower::BoxError`, a timeout wrapping one), by type and never by
+    /// message text.
+    ///
+    /// ```
+    /// use claude_tower_core::{ClaudeError, ErrorClass};
+    ///
+    /// let boxed: Box<dyn std::error::Error + Send + Sync> =
+    ///     Box::new(ClaudeError::new(ErrorClass::Auth, "no token"));
+    /// let found = ClaudeError::find_in(&*boxed).expect("found through the box");
+    /// assert_eq!(found.class(), ErrorClass::Auth);
+    /// ```
+    pub fn find_in<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a ClaudeError> {
+        let mut next = Some(err);
+        while let Some(err) = next {
+            if let Some(found) = err.downcast_ref::<ClaudeError>() {
+                return Some(found);
+            }
+            next = err.source();
+        }
+        None
     }
 }
 
 impl fmt::Debug for ClaudeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("ClaudeError");
-        d.field("route", &self.route)
-            .field("status", &self.status)
-            .field("class", &self.class)
-            .field("retry_after", &self.retry_after)
-            .field("code", &self.code)
-            .field("message", &self.message)
-            .field("request_ids", &self.request_ids);
-        if let Some(should_retry) = self.should_retry {
+        d.field("route", &self.inner.route)
+            .field("status", &self.inner.status)
+            .field("class", &self.inner.class)
+            .field("retry_after", &self.inner.retry_after)
+            .field("code", &self.inner.code)
+            .field("message", &self.inner.message)
+            .field("request_ids", &self.inner.request_ids);
+        if let Some(should_retry) = self.inner.should_retry {
             d.field("should_retry", &should_retry);
         }
-        if let Some(source) = &self.source {
+        if let Some(source) = &self.inner.source {
             d.field("source", source);
         }
         d.finish()
@@ -192,22 +234,22 @@ impl fmt::Debug for ClaudeError {
 
 impl fmt::Display for ClaudeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(route) = &self.route {
+        if let Some(route) = &self.inner.route {
             write!(f, "route {route}: ")?;
         }
-        if let Some(status) = self.status {
+        if let Some(status) = self.inner.status {
             write!(f, "{status} ")?;
         }
-        write!(f, "({}", self.class)?;
-        if let Some(code) = &self.code {
+        write!(f, "({}", self.inner.class)?;
+        if let Some(code) = &self.inner.code {
             write!(f, ", {code}")?;
         }
-        write!(f, "): {}", self.message)?;
-        if let Some(wait) = self.retry_after {
+        write!(f, "): {}", self.inner.message)?;
+        if let Some(wait) = self.inner.retry_after {
             write!(f, " (retry after {:?})", wait.duration())?;
         }
-        if !self.request_ids.is_empty() {
-            write!(f, " [{}]", self.request_ids)?;
+        if !self.inner.request_ids.is_empty() {
+            write!(f, " [{}]", self.inner.request_ids)?;
         }
         Ok(())
     }
@@ -215,7 +257,8 @@ impl fmt::Display for ClaudeError {
 
 impl StdError for ClaudeError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.source
+        self.inner
+            .source
             .as_deref()
             .map(|e| e as &(dyn StdError + 'static))
     }
@@ -262,6 +305,37 @@ mod tests {
         assert_eq!(io.kind(), std::io::ErrorKind::ConnectionReset);
         assert_eq!(err.response_status(), StatusCode::BAD_GATEWAY);
         assert_eq!(err.status(), None);
+    }
+
+    #[test]
+    fn find_in_walks_the_source_chain() {
+        #[derive(Debug)]
+        struct Wrapper(ClaudeError);
+        impl fmt::Display for Wrapper {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("wrapped")
+            }
+        }
+        impl StdError for Wrapper {
+            fn source(&self) -> Option<&(dyn StdError + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let wrapped = Wrapper(ClaudeError::new(ErrorClass::Timeout, "slow"));
+        assert_eq!(
+            ClaudeError::find_in(&wrapped).map(ClaudeError::class),
+            Some(ErrorClass::Timeout)
+        );
+        let io = std::io::Error::other("plain");
+        assert!(ClaudeError::find_in(&io).is_none());
+    }
+
+    #[test]
+    fn is_one_pointer_wide() {
+        assert_eq!(
+            std::mem::size_of::<ClaudeError>(),
+            std::mem::size_of::<usize>()
+        );
     }
 
     #[test]

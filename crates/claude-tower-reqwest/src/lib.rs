@@ -52,10 +52,6 @@
     unreachable_pub,
     rust_2018_idioms
 )]
-// The contracts between crates make `ClaudeError` (248 bytes) the error of
-// every service and future here; boxing it per failure would not shrink the
-// `Result`s the tower traits fix. Core could box its cold fields instead.
-#![allow(clippy::result_large_err)]
 
 mod convert;
 pub mod middleware;

@@ -77,18 +77,6 @@ impl ErrorSource for Box<dyn StdError + 'static> {
     }
 }
 
-/// The first [`ClaudeError`] in `err` or its source chain.
-pub(crate) fn find_claude_error<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a ClaudeError> {
-    let mut next = Some(err);
-    while let Some(err) = next {
-        if let Some(found) = err.downcast_ref::<ClaudeError>() {
-            return Some(found);
-        }
-        next = err.source();
-    }
-    None
-}
-
 /// What one attempt came to, as far as retrying is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Outcome {
@@ -119,7 +107,7 @@ impl Outcome {
                     ),
                 }
             }
-            Err(err) => match find_claude_error(err.as_error()) {
+            Err(err) => match ClaudeError::find_in(err.as_error()) {
                 Some(err) => Outcome::from_error(err, err.retry_after()),
                 None => Outcome::Failure {
                     class: ErrorClass::Transport,

@@ -248,9 +248,6 @@ where
     }
 }
 
-// NOTE: `ClaudeError` is large, but it is the contract's error type and this
-// runs once per request, on the way out.
-#[allow(clippy::result_large_err)]
 fn finish<B>(
     report: &mut FailoverReport,
     best: Option<Best<B>>,

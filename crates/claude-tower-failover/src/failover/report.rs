@@ -154,23 +154,10 @@ impl StdError for Reported {
     }
 }
 
-/// The first `ClaudeError` in an error's source chain (linkerd's
-/// `is_caused_by`, keeping the match).
-pub(crate) fn find_claude_error<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a ClaudeError> {
-    let mut next = Some(err);
-    while let Some(err) = next {
-        if let Some(found) = err.downcast_ref::<ClaudeError>() {
-            return Some(found);
-        }
-        next = err.source();
-    }
-    None
-}
-
 /// A route's error as a `ClaudeError` with the route filled in: the one in
 /// its chain, or class Transport when there is none.
 pub(crate) fn classify_error(route: &RouteId, err: &tower::BoxError) -> ClaudeError {
-    let found = find_claude_error(&**err)
+    let found = ClaudeError::find_in(&**err)
         .cloned()
         .unwrap_or_else(|| ClaudeError::new(ErrorClass::Transport, err.to_string()));
     if found.route().is_some() {
