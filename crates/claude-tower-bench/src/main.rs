@@ -1,0 +1,691 @@
+//! `load`: the load harness behind `BENCHMARKS.md`.
+//!
+//! ```text
+//! cargo run --release -p claude-tower-bench --bin load -- [--quick]
+//!     [--workloads small,large,stream,memory,faults] [--rounds N]
+//!     [--connections N] [--rate-small R] [--rate-large R] [--rate-stream R]
+//!     [--no-build] [--gateway-nodelay]
+//! ```
+//!
+//! It builds and starts three server processes — the simulator with no
+//! faults, a bare hyper-util passthrough proxy in front of it (this binary,
+//! run as `load passthrough`), and the gateway example (the full default
+//! stack) in front of it — and measures, interleaved in one run:
+//!
+//! - (a) client -> simulator, (b) client -> passthrough -> simulator,
+//!   (c) client -> gateway -> simulator;
+//! - for three workloads: small non-streaming requests, ~200 KB tool-use
+//!   conversations (tool-pairing validation runs on each), and 64 KiB
+//!   streaming answers;
+//! - throughput at saturation (closed loop over `--connections` keep-alive
+//!   connections) and latency at a fixed offered rate (open loop on a
+//!   timetable, corrected for coordinated omission; see [`client`]), into
+//!   HDR histograms;
+//! - then the memory check ([`memory`]) and the fault runs ([`faults`]).
+//!
+//! `--gateway-nodelay` swaps (c) for a diagnostic: the gateway's own router
+//! served with `TCP_NODELAY` on accepted sockets ([`nodelay`]).
+//!
+//! Each workload runs `--rounds` rounds; each round visits (a), (b), (c) in a
+//! rotated order, closed loop then open loop, and the rounds' figures are
+//! added up, so slow drifts in the machine's load fall on every target alike.
+//!
+//! # Why separate processes
+//!
+//! The gateway must be its own process for the memory check (its RSS must
+//! not include the client's), and what users run is the `gateway` example's
+//! binary, runtime and all. The simulator and the passthrough then run as
+//! processes too, so that (a), (b) and (c) differ only in the hop under test
+//! and every server has its own allocator and a default multi-threaded tokio
+//! runtime. The client is one thread (a current-thread runtime), so on a
+//! 2-core machine it cannot take more than one core from the servers.
+
+#![forbid(unsafe_code)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms
+)]
+
+mod client;
+mod faults;
+mod memory;
+mod nodelay;
+mod passthrough;
+mod procs;
+mod report;
+mod workload;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use client::{Paced, RequestSpec, Saturation};
+use report::{Table, delta, micros, quantile, spread, verdict};
+use workload::Workload;
+
+const USAGE: &str = "usage: load [--quick] [--workloads small,large,stream,memory,faults] \
+[--rounds N] [--connections N] [--rate-small R] [--rate-large R] [--rate-stream R] [--no-build]
+       [--gateway-nodelay]
+       load passthrough --listen ADDR --upstream ADDR
+       load gateway-nodelay   (configured by the gateway's environment variables)";
+
+/// The run's settings.
+#[derive(Debug, Clone)]
+struct Args {
+    quick: bool,
+    workloads: Vec<Workload>,
+    memory: bool,
+    faults: bool,
+    rounds: usize,
+    connections: usize,
+    open_connections: usize,
+    rate_small: f64,
+    rate_large: f64,
+    rate_stream: f64,
+    build: bool,
+    gateway_nodelay: bool,
+    closed_warm_up: Duration,
+    closed_measure: Duration,
+    open_warm_up: Duration,
+    open_measure: Duration,
+    memory_streams: usize,
+    memory_stream_bytes: usize,
+    fault_rate: f64,
+    fault_duration: Duration,
+}
+
+impl Args {
+    fn full() -> Self {
+        Self {
+            quick: false,
+            workloads: Workload::ALL.to_vec(),
+            memory: true,
+            faults: true,
+            rounds: 3,
+            connections: 32,
+            open_connections: 32,
+            rate_small: 1000.0,
+            rate_large: 250.0,
+            rate_stream: 250.0,
+            build: true,
+            gateway_nodelay: false,
+            closed_warm_up: Duration::from_millis(300),
+            closed_measure: Duration::from_millis(1500),
+            open_warm_up: Duration::from_millis(300),
+            open_measure: Duration::from_millis(2500),
+            memory_streams: 100,
+            memory_stream_bytes: 10 << 20,
+            fault_rate: 200.0,
+            fault_duration: Duration::from_secs(4),
+        }
+    }
+
+    fn quick(self) -> Self {
+        Self {
+            quick: true,
+            rounds: 1,
+            closed_warm_up: Duration::from_millis(100),
+            closed_measure: Duration::from_millis(500),
+            open_warm_up: Duration::from_millis(100),
+            open_measure: Duration::from_millis(800),
+            memory_stream_bytes: 2 << 20,
+            fault_duration: Duration::from_millis(1500),
+            ..self
+        }
+    }
+
+    fn parse(args: impl Iterator<Item = String>) -> Result<Self, String> {
+        let args: Vec<String> = args.collect();
+        let mut out = Self::full();
+        if args.iter().any(|a| a == "--quick") {
+            out = out.quick();
+        }
+        let mut it = args.into_iter();
+        while let Some(flag) = it.next() {
+            let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+            match flag.as_str() {
+                "--quick" => {}
+                "--no-build" => out.build = false,
+                "--gateway-nodelay" => out.gateway_nodelay = true,
+                "--workloads" => {
+                    let list = value()?;
+                    out.workloads.clear();
+                    out.memory = false;
+                    out.faults = false;
+                    for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                        match name {
+                            "memory" => out.memory = true,
+                            "faults" => out.faults = true,
+                            _ => out.workloads.push(
+                                Workload::parse(name)
+                                    .ok_or_else(|| format!("unknown workload `{name}`"))?,
+                            ),
+                        }
+                    }
+                }
+                "--rounds" => out.rounds = number(&flag, &value()?)?.max(1.0) as usize,
+                "--connections" => out.connections = number(&flag, &value()?)?.max(1.0) as usize,
+                "--rate-small" => out.rate_small = positive(&flag, &value()?)?,
+                "--rate-large" => out.rate_large = positive(&flag, &value()?)?,
+                "--rate-stream" => out.rate_stream = positive(&flag, &value()?)?,
+                // `cargo bench` style flags are not ours; anything else is an error.
+                "-h" | "--help" => return Err(String::new()),
+                _ => return Err(format!("unknown flag `{flag}`")),
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn number(flag: &str, value: &str) -> Result<f64, String> {
+    value
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite())
+        .ok_or_else(|| format!("{flag}: `{value}` is not a number"))
+}
+
+fn positive(flag: &str, value: &str) -> Result<f64, String> {
+    number(flag, value).and_then(|v| {
+        if v > 0.0 {
+            Ok(v)
+        } else {
+            Err(format!("{flag} must be above zero"))
+        }
+    })
+}
+
+fn main() -> ExitCode {
+    let mut argv = std::env::args().skip(1).peekable();
+    match argv.peek().map(String::as_str) {
+        Some("passthrough") => return run_passthrough(argv.skip(1)),
+        Some("gateway-nodelay") => return serve_on_runtime("gateway-nodelay", nodelay::serve()),
+        _ => {}
+    }
+    let args = match Args::parse(argv) {
+        Ok(args) => args,
+        Err(message) => {
+            if !message.is_empty() {
+                eprintln!("load: {message}");
+            }
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    // One thread for the client: it must not take the servers' cores.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("load: cannot start a runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(harness(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("load: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_passthrough(mut args: impl Iterator<Item = String>) -> ExitCode {
+    let mut listen: Option<SocketAddr> = None;
+    let mut upstream: Option<SocketAddr> = None;
+    while let Some(flag) = args.next() {
+        let value = args.next().and_then(|v| v.parse().ok());
+        match flag.as_str() {
+            "--listen" => listen = value,
+            "--upstream" => upstream = value,
+            _ => {}
+        }
+    }
+    let (Some(listen), Some(upstream)) = (listen, upstream) else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    serve_on_runtime("passthrough", passthrough::serve(listen, upstream))
+}
+
+/// Runs a server on a default multi-threaded runtime, as `#[tokio::main]` does.
+fn serve_on_runtime(
+    name: &str,
+    server: impl std::future::Future<Output = std::io::Result<()>>,
+) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{name}: cannot start a runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(server) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The three targets, in the order (a), (b), (c).
+const TARGETS: [&str; 3] = ["(a) direct", "(b) passthrough", "(c) gateway"];
+
+/// Everything measured for one workload, per target.
+#[derive(Debug)]
+struct WorkloadResult {
+    workload: Workload,
+    rate: f64,
+    saturation: [Saturation; 3],
+    paced: [Paced; 3],
+}
+
+async fn harness(args: Args) -> Result<(), client::BoxError> {
+    let began = Instant::now();
+    let bins = procs::Binaries::locate(args.build)?;
+    println!("# claude-tower load harness");
+    println!();
+    println!("- machine: {}", report::machine());
+    println!(
+        "- mode: {}; {} round(s); closed loop {} connections, {:?} warm-up + {:?} per segment; \
+         open loop {} connections, {:?} warm-up + {:?} per segment",
+        if args.quick { "quick" } else { "full" },
+        args.rounds,
+        args.connections,
+        args.closed_warm_up,
+        args.closed_measure,
+        args.open_connections,
+        args.open_warm_up,
+        args.open_measure,
+    );
+    println!(
+        "- processes: simulator `{}`, passthrough `{} passthrough`, gateway `{}`; client: 1 thread",
+        bins.sim.display(),
+        bins.this.display(),
+        bins.gateway.display()
+    );
+    println!();
+
+    let sim = procs::simulator(&bins)?;
+    let proxy = procs::passthrough(&bins, sim.addr())?;
+    let gateway = if args.gateway_nodelay {
+        println!("- (c) is the diagnostic `load gateway-nodelay`, not the example binary");
+        println!();
+        procs::gateway_nodelay(&bins, sim.addr())?
+    } else {
+        procs::gateway(&bins, sim.addr(), true)?
+    };
+    let addrs = [sim.addr(), proxy.addr(), gateway.addr()];
+
+    let mut results = Vec::new();
+    for &workload in &args.workloads {
+        check_targets(&addrs, workload).await?;
+        let rate = match workload {
+            Workload::Small => args.rate_small,
+            Workload::Large => args.rate_large,
+            Workload::Stream => args.rate_stream,
+        };
+        let specs = addrs.map(|addr| RequestSpec::new(addr, workload));
+        let mut saturation = [0; 3].map(|_| Saturation::empty());
+        let mut paced = [0; 3].map(|_| Paced::empty());
+        for round in 0..args.rounds {
+            let order: Vec<usize> = (0..3).map(|k| (k + round) % 3).collect();
+            for &t in &order {
+                let s = client::closed_loop(
+                    specs[t].clone(),
+                    args.connections,
+                    args.closed_warm_up,
+                    args.closed_measure,
+                )
+                .await;
+                saturation[t].merge(s);
+            }
+            for &t in &order {
+                let p = client::open_loop(
+                    specs[t].clone(),
+                    rate,
+                    args.open_connections,
+                    args.open_warm_up,
+                    args.open_measure,
+                )
+                .await?;
+                paced[t].merge(&p);
+            }
+        }
+        let result = WorkloadResult {
+            workload,
+            rate,
+            saturation,
+            paced,
+        };
+        print_workload(&result, &args);
+        results.push(result);
+    }
+    drop(gateway);
+    drop(proxy);
+
+    let memory = if args.memory {
+        let (n, size) = (args.memory_streams, args.memory_stream_bytes);
+        let proxy = procs::passthrough(&bins, sim.addr())?;
+        let baseline = memory::run(&proxy, n, size).await?;
+        drop(proxy);
+        let gateway = procs::gateway(&bins, sim.addr(), true)?;
+        let run = memory::run(&gateway, n, size).await?;
+        drop(gateway);
+        print_memory(&[("(b) passthrough", &baseline), ("(c) gateway", &run)]);
+        Some(run)
+    } else {
+        None
+    };
+
+    let mut fault_runs = Vec::new();
+    if args.faults {
+        for scenario in faults::SCENARIOS {
+            fault_runs.push(
+                faults::run(
+                    &bins,
+                    sim.addr(),
+                    scenario,
+                    args.fault_rate,
+                    args.fault_duration,
+                )
+                .await?,
+            );
+        }
+        print_faults(&fault_runs, &args);
+    }
+
+    print_targets(&results, memory.as_ref(), &fault_runs);
+    println!(
+        "Whole run: {:.0} s; machine afterwards: {}",
+        began.elapsed().as_secs_f64(),
+        report::machine()
+    );
+    Ok(())
+}
+
+/// One request per target before measuring: every target must answer 200,
+/// and streams must carry their bytes (the gateway forwards
+/// `x-sim-stream-bytes` like any other header).
+async fn check_targets(addrs: &[SocketAddr; 3], workload: Workload) -> Result<(), String> {
+    for (addr, name) in addrs.iter().zip(TARGETS) {
+        let spec = RequestSpec::new(*addr, workload);
+        let mut conn = client::Connection::new(*addr);
+        let x = conn
+            .exchange(&spec)
+            .await
+            .map_err(|e| format!("{name}, {workload}: {e}"))?;
+        if !x.status.is_success() {
+            return Err(format!("{name}, {workload}: status {}", x.status));
+        }
+        if let Some(n) = workload.stream_bytes()
+            && x.bytes < n
+        {
+            return Err(format!(
+                "{name}, {workload}: a stream of {} bytes, expected at least {n}",
+                x.bytes
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn print_workload(r: &WorkloadResult, args: &Args) {
+    println!("## Workload: {}", r.workload);
+    println!();
+    println!(
+        "Throughput at saturation (closed loop, {} connections, {} x {:?}):",
+        args.connections, args.rounds, args.closed_measure
+    );
+    println!();
+    let mut t = Table::new(&["target", "req/s", "MiB/s answered", "errors", "vs (b)"]);
+    let b = r.saturation[1].per_second();
+    for (i, s) in r.saturation.iter().enumerate() {
+        t.row(vec![
+            TARGETS[i].to_owned(),
+            format!("{:.0}", s.per_second()),
+            format!(
+                "{:.1}",
+                s.bytes as f64 / (1 << 20) as f64 / s.window.as_secs_f64().max(1e-9)
+            ),
+            s.errors.to_string(),
+            format!("{:.2}", s.per_second() / b.max(1e-9)),
+        ]);
+    }
+    t.print();
+
+    println!(
+        "Latency at {:.0} req/s offered (open loop, {} connections, {} x {:?}; microseconds from due time):",
+        r.rate, args.open_connections, args.rounds, args.open_measure
+    );
+    println!();
+    let streaming = r.workload == Workload::Stream;
+    let mut t = Table::new(&[
+        "target",
+        if streaming { "total p50" } else { "p50" },
+        "p99",
+        "p99.9",
+        "max",
+        "TTFB p50",
+        "TTFB p99",
+        "TTFB p99.9",
+        "sent",
+        "errors",
+        "held up",
+        "from schedule p99",
+        "timer lag p99",
+    ]);
+    for (i, p) in r.paced.iter().enumerate() {
+        let [p50, p99, p999, max] = spread(&p.latency);
+        let [t50, t99, t999, _] = spread(&p.ttfb);
+        t.row(vec![
+            TARGETS[i].to_owned(),
+            p50,
+            p99,
+            p999,
+            max,
+            t50,
+            t99,
+            t999,
+            p.sent.to_string(),
+            p.errors.to_string(),
+            p.held_up.to_string(),
+            micros(quantile(&p.from_schedule, 0.99)),
+            micros(quantile(&p.timer_lag, 0.99)),
+        ]);
+    }
+    t.print();
+    let (b, c) = (&r.paced[1], &r.paced[2]);
+    let d = |q: f64, h: fn(&Paced) -> &hdrhistogram::Histogram<u64>| {
+        delta(quantile(h(c), q) as i64 - quantile(h(b), q) as i64)
+    };
+    println!(
+        "(c) - (b): p50 {}, p99 {}, p99.9 {}; TTFB p50 {}, p99 {}; throughput (c)/(b) {:.2}",
+        d(0.5, |p| &p.latency),
+        d(0.99, |p| &p.latency),
+        d(0.999, |p| &p.latency),
+        d(0.5, |p| &p.ttfb),
+        d(0.99, |p| &p.ttfb),
+        r.saturation[2].per_second() / r.saturation[1].per_second().max(1e-9),
+    );
+    println!();
+}
+
+fn print_memory(runs: &[(&str, &memory::MemoryRun)]) {
+    let Some((_, first)) = runs.first() else {
+        return;
+    };
+    println!(
+        "## Memory: {} concurrent streams of {} MiB through a fresh server process",
+        first.streams,
+        first.stream_bytes >> 20
+    );
+    println!();
+    let mut t = Table::new(&[
+        "server",
+        "idle VmRSS",
+        "peak VmRSS (sampled)",
+        "VmHWM after",
+        "growth",
+        "streams complete",
+        "received",
+        "time",
+    ]);
+    for (name, m) in runs {
+        t.row(vec![
+            (*name).to_owned(),
+            format!("{:.1} MiB", m.idle_rss as f64 / 1024.0),
+            format!("{:.1} MiB", m.sampled_peak as f64 / 1024.0),
+            format!("{:.1} MiB", m.hwm as f64 / 1024.0),
+            format!("{:.1} MiB", m.growth_kib() as f64 / 1024.0),
+            format!("{}/{}", m.complete, m.streams),
+            format!("{:.0} MiB", m.received as f64 / (1 << 20) as f64),
+            format!(
+                "{:.1} s ({:.0} MiB/s)",
+                m.seconds,
+                m.received as f64 / (1 << 20) as f64 / m.seconds.max(1e-9)
+            ),
+        ]);
+    }
+    t.print();
+}
+
+fn print_faults(runs: &[faults::FaultRun], args: &Args) {
+    println!(
+        "## Fault runs: small requests at {:.0} req/s for {:?} through a fresh gateway each",
+        args.fault_rate, args.fault_duration
+    );
+    println!();
+    let mut t = Table::new(&[
+        "scenario",
+        "requests",
+        "success",
+        "mean attempts",
+        "attempts direct / foundry",
+        "upstream direct / foundry",
+        "upstream per request",
+        "direct per request",
+        "p50",
+        "p99",
+    ]);
+    for r in runs {
+        t.row(vec![
+            r.scenario.name.to_owned(),
+            r.requests.to_string(),
+            format!("{:.1} %", 100.0 * r.success_rate()),
+            format!("{:.3}", r.mean_attempts()),
+            format!("{} / {}", r.attempts_direct, r.attempts_foundry),
+            format!("{} / {}", r.upstream_direct, r.upstream_foundry),
+            format!("{:.3}x", r.amplification()),
+            format!("{:.3}x", r.direct_amplification()),
+            micros(quantile(&r.latency, 0.5)),
+            micros(quantile(&r.latency, 0.99)),
+        ]);
+    }
+    t.print();
+    let took: f64 = runs.iter().map(|r| r.seconds).sum();
+    println!("(fault runs took {took:.1} s including the retries' backoff)");
+    println!();
+}
+
+fn print_targets(
+    results: &[WorkloadResult],
+    memory: Option<&memory::MemoryRun>,
+    faults: &[faults::FaultRun],
+) {
+    println!("## Targets");
+    println!();
+    let mut t = Table::new(&["target", "measured", "verdict"]);
+    for r in results {
+        let ratio = r.saturation[2].per_second() / r.saturation[1].per_second().max(1e-9);
+        let (b, c) = (&r.paced[1], &r.paced[2]);
+        match r.workload {
+            Workload::Small => {
+                t.row(vec![
+                    "small: throughput (c) >= 90 % of (b)".to_owned(),
+                    format!("{:.0} %", 100.0 * ratio),
+                    verdict(ratio >= 0.90).to_owned(),
+                ]);
+                let d = quantile(&c.latency, 0.99) as i64 - quantile(&b.latency, 0.99) as i64;
+                t.row(vec![
+                    format!("small: p99 at {:.0} req/s, (c) <= (b) + 200 µs", r.rate),
+                    delta(d),
+                    verdict(d <= 200).to_owned(),
+                ]);
+            }
+            Workload::Large => t.row(vec![
+                "200 KB with tool-pairing validation: throughput (c) >= 85 % of (b)".to_owned(),
+                format!("{:.0} %", 100.0 * ratio),
+                verdict(ratio >= 0.85).to_owned(),
+            ]),
+            Workload::Stream => {
+                let d50 = quantile(&c.ttfb, 0.5) as i64 - quantile(&b.ttfb, 0.5) as i64;
+                let d99 = quantile(&c.ttfb, 0.99) as i64 - quantile(&b.ttfb, 0.99) as i64;
+                t.row(vec![
+                    "streaming: TTFB (c) within 1 ms of (b) (p50 / p99)".to_owned(),
+                    format!("{} / {}", delta(d50), delta(d99)),
+                    verdict(d50 <= 1000 && d99 <= 1000).to_owned(),
+                ]);
+            }
+        }
+    }
+    if let Some(m) = memory {
+        t.row(vec![
+            format!(
+                "memory: {} x {} MiB streams, peak RSS <= idle + 50 MiB",
+                m.streams,
+                m.stream_bytes >> 20
+            ),
+            format!("+{:.1} MiB", m.growth_kib() as f64 / 1024.0),
+            verdict(m.growth_kib() <= 50 * 1024 && m.complete == m.streams).to_owned(),
+        ]);
+    }
+    for r in faults.iter().filter(|r| r.scenario.faults.contains("503")) {
+        let (what, value) = if r.scenario.foundry {
+            ("upstream requests per client request", r.amplification())
+        } else {
+            ("retry amplification (budget alone)", r.amplification())
+        };
+        t.row(vec![
+            format!("{}: {what} < 1.3x", r.scenario.name),
+            format!("{value:.3}x"),
+            verdict(value < 1.3).to_owned(),
+        ]);
+    }
+    t.print();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, String> {
+        Args::parse(args.iter().map(|s| (*s).to_owned()))
+    }
+
+    #[test]
+    fn flags_select_workloads_and_checks() {
+        let all = parse(&[]).expect("defaults");
+        assert_eq!(all.workloads.len(), 3);
+        assert!(all.memory && all.faults && !all.quick);
+
+        let some = parse(&["--quick", "--workloads", "small,faults"]).expect("parses");
+        assert!(some.quick);
+        assert_eq!(some.workloads, vec![Workload::Small]);
+        assert!(some.faults && !some.memory);
+        assert_eq!(some.rounds, 1);
+
+        assert!(parse(&["--workloads", "tiny"]).is_err());
+        assert!(parse(&["--rate-small", "0"]).is_err());
+        assert!(parse(&["--connections"]).is_err());
+        assert!(parse(&["--bogus"]).is_err());
+    }
+}
