@@ -132,10 +132,14 @@ pub(crate) fn is_messages_request<B>(req: &Request<B>) -> bool {
     path.ends_with("/v1/messages") || path.ends_with("/v1/messages/count_tokens")
 }
 
+/// The local 400, carrying its `ClaudeError` in the extensions like every
+/// other failure the stack returns, so logs and metrics above see one model.
 fn rejection(err: &PairingError) -> Response<Bytes> {
     let err = ClaudeError::new(ErrorClass::InvalidRequest, err.to_string())
         .with_status(StatusCode::BAD_REQUEST);
-    error_response::<Bytes>(&err)
+    let mut response = error_response::<Bytes>(&err);
+    response.extensions_mut().insert(err);
+    response
 }
 
 impl<S, ResBody> Service<Request<ReplayBody>> for ToolPairing<S>

@@ -63,6 +63,11 @@ async fn reject_answers_400_in_anthropics_envelope_and_sends_nothing() {
     assert_eq!(parts.status, 400);
     assert_eq!(parts.headers["content-type"], "application/json");
     assert_eq!(parts.headers["x-should-retry"], "false");
+    let local = parts
+        .extensions
+        .get::<claude_tower_core::ClaudeError>()
+        .expect("the rejection carries its ClaudeError");
+    assert_eq!(local.class(), claude_tower_core::ErrorClass::InvalidRequest);
     let json: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(json["type"], "error");
     assert_eq!(json["error"]["type"], "invalid_request_error");

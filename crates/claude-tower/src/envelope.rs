@@ -5,11 +5,11 @@
 //! connection, or a credential could not be obtained). A gateway must still
 //! answer its client, and an axum service must be infallible, so
 //! [`ErrorEnvelopeLayer`] renders that error with
-//! [`error_response`](claude_tower_core::error_response): Anthropic's
+//! [`error_response`]: Anthropic's
 //! envelope, the class's status (502 for a transport failure, 504 for a
 //! timeout, 401 for a credential failure), canonical retry headers and
 //! `x-should-retry`. The [`ClaudeError`] and the
-//! [`FailoverReport`](claude_tower_failover::FailoverReport) ride along in the
+//! [`FailoverReport`] ride along in the
 //! response extensions, exactly as on a response a route produced.
 
 use std::convert::Infallible;

@@ -14,6 +14,7 @@
 //! | `toolpair` | [`toolpair`] | `tool_use` / `tool_result` pairing validation and repair |
 //! | `stack` | [`stack`] | [`ClaudeStack`](stack::ClaudeStack): the default stack from a list of routes |
 //! | `transport` | [`transport`] | the default hyper-util + rustls client |
+//! | `reqwest` | [`reqwest`] | `ReqwestService` transport and `ClaudeMiddleware` for reqwest-middleware |
 //! | `full` | | all of the above (default) |
 //!
 //! To take one layer alone, depend on its crate (`claude-tower-retry`, ...):
@@ -70,6 +71,9 @@ pub use claude_tower_failover as failover;
 #[cfg(feature = "normalize")]
 #[doc(inline)]
 pub use claude_tower_normalize as normalize;
+#[cfg(feature = "reqwest")]
+#[doc(inline)]
+pub use claude_tower_reqwest as reqwest;
 #[cfg(feature = "retry")]
 #[doc(inline)]
 pub use claude_tower_retry as retry;
