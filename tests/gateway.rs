@@ -407,3 +407,17 @@ async fn healthz_reports_each_route_and_its_breaker() {
     assert_eq!(v["routes"][1]["id"], "foundry");
     assert_eq!(v["routes"][1]["breaker"], "closed");
 }
+
+#[tokio::test]
+async fn an_error_event_after_a_200_passes_through_and_is_never_retried() {
+    let gw = start(&[]).await;
+    gw.faults("anthropic=stream-error");
+    let (status, headers, body) = read(gw.call("/v1/messages", HELLO_STREAM).await).await;
+    assert_eq!(status, StatusCode::OK, "the decision is made on the head");
+    assert_eq!(headers["x-claude-tower-attempts"], "anthropic=1");
+    let text = String::from_utf8_lossy(&body);
+    assert!(text.starts_with("event: message_start"), "{text}");
+    assert!(text.contains("event: error"), "{text}");
+    assert!(text.contains("overloaded_error"), "{text}");
+    assert_eq!(gw.requests().len(), 1);
+}
