@@ -69,7 +69,8 @@ const USAGE: &str = "usage: load [--quick] [--workloads small,large,stream,memor
 [--rounds N] [--connections N] [--rate-small R] [--rate-large R] [--rate-stream R] [--no-build]
        [--gateway-nodelay]
        load passthrough --listen ADDR --upstream ADDR
-       load gateway-nodelay   (configured by the gateway's environment variables)";
+       load gateway-nodelay   (configured by the gateway's environment variables)
+       load print-body small|large|stream";
 
 /// The run's settings.
 #[derive(Debug, Clone)]
@@ -202,6 +203,17 @@ fn main() -> ExitCode {
     match argv.peek().map(String::as_str) {
         Some("passthrough") => return run_passthrough(argv.skip(1)),
         Some("gateway-nodelay") => return serve_on_runtime("gateway-nodelay", nodelay::serve()),
+        Some("print-body") => {
+            // For profiling with an outside client (curl --data-binary @file).
+            let name = argv.nth(1).unwrap_or_default();
+            let Some(workload) = Workload::parse(&name) else {
+                eprintln!("load print-body small|large|stream");
+                return ExitCode::from(2);
+            };
+            let body = workload.body();
+            println!("{}", String::from_utf8_lossy(&body));
+            return ExitCode::SUCCESS;
+        }
         _ => {}
     }
     let args = match Args::parse(argv) {
