@@ -62,6 +62,8 @@ pub(crate) struct FaultRun {
     pub(crate) upstream_foundry: u64,
     pub(crate) latency: Histogram<u64>,
     pub(crate) seconds: f64,
+    /// The direct route's circuit breaker at the end, from `/healthz`.
+    pub(crate) direct_breaker: String,
 }
 
 impl FaultRun {
@@ -166,6 +168,7 @@ pub(crate) async fn run(
         joined.expect("a fault-run task panicked");
     }
     let seconds = start.elapsed().as_secs_f64();
+    let direct_breaker = breaker_state(gateway.addr()).await;
     let (upstream_direct, upstream_foundry) = procs::logged_per_route(sim).await?;
     procs::control(sim, Method::POST, "/_sim/reset", "").await?;
     drop(gateway);
@@ -186,7 +189,22 @@ pub(crate) async fn run(
         upstream_foundry,
         latency,
         seconds,
+        direct_breaker,
     })
+}
+
+/// The `anthropic` route's breaker state as `/healthz` reports it.
+async fn breaker_state(gateway: SocketAddr) -> String {
+    let Ok(body) = procs::control(gateway, Method::GET, "/healthz", "").await else {
+        return "?".to_owned();
+    };
+    let health: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    health["routes"]
+        .as_array()
+        .and_then(|routes| routes.iter().find(|r| r["id"] == "anthropic"))
+        .and_then(|r| r["breaker"].as_str())
+        .unwrap_or("?")
+        .to_owned()
 }
 
 #[cfg(test)]

@@ -585,6 +585,7 @@ fn print_faults(runs: &[faults::FaultRun], args: &Args) {
         "upstream direct / foundry",
         "upstream per request",
         "direct per request",
+        "direct breaker at end",
         "p50",
         "p99",
     ]);
@@ -598,6 +599,7 @@ fn print_faults(runs: &[faults::FaultRun], args: &Args) {
             format!("{} / {}", r.upstream_direct, r.upstream_foundry),
             format!("{:.3}x", r.amplification()),
             format!("{:.3}x", r.direct_amplification()),
+            r.direct_breaker.clone(),
             micros(quantile(&r.latency, 0.5)),
             micros(quantile(&r.latency, 0.99)),
         ]);

@@ -212,14 +212,15 @@ pub(crate) fn memory_kib(pid: u32) -> io::Result<(u64, u64)> {
     Ok((field("VmRSS:")?, field("VmHWM:")?))
 }
 
-/// One request to the simulator's control endpoints (`/_sim/...`).
+/// One small request to a control endpoint (the simulator's `/_sim/...`,
+/// the gateway's `/healthz`); the body of a 2xx answer.
 pub(crate) async fn control(
-    sim: SocketAddr,
+    addr: SocketAddr,
     method: Method,
     path: &str,
     body: &str,
 ) -> Result<Bytes, BoxError> {
-    let stream = tokio::net::TcpStream::connect(sim).await?;
+    let stream = tokio::net::TcpStream::connect(addr).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(async move {
         let _ = conn.await;
@@ -227,7 +228,7 @@ pub(crate) async fn control(
     let req = Request::builder()
         .method(method)
         .uri(path)
-        .header(http::header::HOST, sim.to_string())
+        .header(http::header::HOST, addr.to_string())
         .body(Full::new(Bytes::copy_from_slice(body.as_bytes())))?;
     let res = sender.send_request(req).await?;
     let status = res.status();
