@@ -648,6 +648,13 @@ fn print_targets(
                     format!("{} / {}", delta(d50), delta(d99)),
                     verdict(d50 <= 1000 && d99 <= 1000).to_owned(),
                 ]);
+                let t50 = quantile(&c.latency, 0.5) as i64 - quantile(&b.latency, 0.5) as i64;
+                let t99 = quantile(&c.latency, 0.99) as i64 - quantile(&b.latency, 0.99) as i64;
+                t.row(vec![
+                    "streaming: total time (c) - (b) (p50 / p99), no target".to_owned(),
+                    format!("{} / {}", delta(t50), delta(t99)),
+                    "-".to_owned(),
+                ]);
             }
         }
     }
