@@ -13,6 +13,7 @@ use axum::error_handling::HandleErrorLayer;
 use axum::extract::State;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post_service};
+use axum::serve::ListenerExt;
 use claude_tower::failover::{Breakers, FailoverReport};
 use claude_tower::prelude::*;
 use claude_tower::stack::{ClaudeService, Route};
@@ -255,12 +256,21 @@ impl Gateway {
 
     /// Serves on `listener` until `shutdown` resolves, then stops accepting
     /// and lets in-flight requests, streams included, finish.
+    ///
+    /// Accepted sockets get `TCP_NODELAY`: SSE events are small writes, and
+    /// with Nagle's algorithm each one after the first can wait for the
+    /// client's delayed ACK (tens of milliseconds) before it leaves.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> io::Result<()> {
         let app = self.router();
+        let listener = listener.tap_io(|tcp| {
+            if let Err(err) = tcp.set_nodelay(true) {
+                tracing::debug!(%err, "cannot set TCP_NODELAY on an accepted socket");
+            }
+        });
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await
