@@ -24,7 +24,7 @@
 //! - then the memory check ([`memory`]) and the fault runs ([`faults`]).
 //!
 //! `--gateway-nodelay` swaps (c) for a diagnostic: the gateway's own router
-//! served with `TCP_NODELAY` on accepted sockets ([`nodelay`]).
+//! served by this binary with `TCP_NODELAY` on accepted sockets ([`nodelay`]).
 //!
 //! Each workload runs `--rounds` rounds; each round visits (a), (b), (c) in a
 //! rotated order, closed loop then open loop, and the rounds' figures are
