@@ -14,6 +14,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+/// The largest read buffer a pooled HTTP/1 connection grows to.
+pub const READ_BUFFER_MAX: usize = 64 * 1024;
+
 /// The client type the default stack sends requests with.
 pub type HttpsClient = Client<HttpsConnector<HttpConnector>, ReplayBody>;
 
@@ -47,5 +50,9 @@ pub fn https_client() -> Result<HttpsClient, std::io::Error> {
         .wrap_connector(http);
     Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
+        // hyper grows a connection's read buffer up to ~400 KiB while a fast
+        // upstream streams; with a hundred concurrent streams that is tens of
+        // MiB held for nothing. 64 KiB still reads a whole SSE burst at once.
+        .http1_max_buf_size(READ_BUFFER_MAX)
         .build(https))
 }
