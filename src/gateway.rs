@@ -191,7 +191,9 @@ impl Gateway {
     /// The axum router: the API paths under both prefixes, `GET /healthz`,
     /// and a 404 in Anthropic's envelope for everything else.
     pub fn router(&self) -> Router {
+        // Synchronous and unboxed: the route headers cost no extra future.
         let stack = ServiceBuilder::new()
+            .map_response(report_headers)
             .layer(HandleErrorLayer::new(deadline_passed))
             .timeout(self.config.deadline)
             .service(self.service.clone());
@@ -202,7 +204,6 @@ impl Gateway {
                 post_service(stack.clone()).fallback(method_not_allowed),
             );
         }
-        let api = api.layer(axum::middleware::map_response(report_headers));
         let api = if self.config.client_keys.is_empty() {
             api
         } else {
@@ -365,7 +366,7 @@ async fn deadline_passed(err: tower::BoxError) -> Response {
 }
 
 /// Names the route that answered and the attempts per route.
-async fn report_headers(mut res: Response) -> Response {
+fn report_headers(mut res: Response) -> Response {
     let Some(report) = res.extensions().get::<FailoverReport>() else {
         return res;
     };
