@@ -575,30 +575,54 @@ impl std::io::Write for Captured {
     }
 }
 
+/// One process-wide capturing subscriber. A scoped (`set_default`) one is
+/// not enough: the other tests of this binary hit the same callsite on other
+/// threads with no subscriber, and a callsite registered there can keep a
+/// cached interest of "never" (seen as a missing event in full runs). A
+/// global subscriber is consulted by every registration; this test reads only
+/// the lines of its own routes.
+fn global_capture() -> &'static Captured {
+    static CAPTURE: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    CAPTURE.get_or_init(|| {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .without_time()
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("no other test installs a global subscriber");
+        captured
+    })
+}
+
 #[tokio::test]
 async fn one_event_per_response_debug_for_success_warn_for_failure() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .without_time()
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let captured = global_capture();
 
     let ok = Response::builder()
         .header("request-id", "req_ok")
         .body(Full::new(Bytes::new()))
         .unwrap();
-    let _ = through(anthropic(), ok).await;
-    let _ = through(foundry(), foundry_error(404, "DeploymentNotFound", "gone")).await;
+    let events_anthropic = NormalizeLayer::new(RouteId::new("events-anthropic"), Face::Anthropic);
+    let events_foundry = NormalizeLayer::new(RouteId::new("events-foundry"), Face::Foundry);
+    let _ = through(events_anthropic, ok).await;
+    let _ = through(
+        events_foundry,
+        foundry_error(404, "DeploymentNotFound", "gone"),
+    )
+    .await;
 
     let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    let lines: Vec<&str> = text.lines().collect();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|line| line.contains("route=events-"))
+        .collect();
     assert_eq!(lines.len(), 2, "{text}");
     assert!(lines[0].starts_with("DEBUG"), "{}", lines[0]);
-    assert!(lines[0].contains("route=anthropic") && lines[0].contains("status=200"));
+    assert!(lines[0].contains("route=events-anthropic") && lines[0].contains("status=200"));
     assert!(lines[0].contains("request-id=req_ok"), "{}", lines[0]);
     assert!(
         lines[1].starts_with(" WARN") || lines[1].starts_with("WARN"),
@@ -606,7 +630,7 @@ async fn one_event_per_response_debug_for_success_warn_for_failure() {
         lines[1]
     );
     for field in [
-        "route=foundry",
+        "route=events-foundry",
         "status=404",
         "class=\"route-unavailable\"",
         "code=\"DeploymentNotFound\"",
