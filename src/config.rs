@@ -22,6 +22,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use claude_tower::toolpair::Mode;
 use claude_tower_core::DEFAULT_REQUEST_BODY_LIMIT;
 
 /// Default listen address.
@@ -31,18 +32,6 @@ pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(600);
 /// Fault mix of the demo simulator: a fifth of direct-route requests fail
 /// with a retryable fault, so retries and failover are visible at once.
 pub const DEFAULT_SIM_FAULTS: &str = "anthropic=random(p=0.2,seed=42)";
-
-/// What to do with a request whose tool_use / tool_result pairing is broken.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum ToolPairMode {
-    /// Answer 400 locally; nothing is sent upstream.
-    #[default]
-    Reject,
-    /// Fix the pairing and send the repaired body.
-    Repair,
-    /// Log only.
-    Observe,
-}
 
 /// One `CLAUDE_TOWER_MODEL_MAP` rule.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,7 +56,7 @@ pub struct GatewayConfig {
     /// Route order by name, when given.
     pub route_order: Option<Vec<String>>,
     /// Tool pairing mode.
-    pub toolpair: ToolPairMode,
+    pub toolpair: Mode,
     /// Model-id rules.
     pub model_map: Vec<ModelRule>,
     /// Deadline for the response head of one request, retries included.
@@ -181,9 +170,9 @@ impl GatewayConfig {
             .map(|v| v.trim().to_ascii_lowercase())
             .as_deref()
         {
-            None | Some("reject") => ToolPairMode::Reject,
-            Some("repair") => ToolPairMode::Repair,
-            Some("observe") => ToolPairMode::Observe,
+            None | Some("reject") => Mode::Reject,
+            Some("repair") => Mode::Repair,
+            Some("observe") => Mode::Observe,
             Some(other) => {
                 return Err(ConfigError::new(
                     "CLAUDE_TOWER_TOOLPAIR",
@@ -344,7 +333,7 @@ mod tests {
         let c = config(&[]).unwrap();
         assert_eq!(c.listen, DEFAULT_LISTEN.parse().unwrap());
         assert!(c.client_keys.is_empty());
-        assert_eq!(c.toolpair, ToolPairMode::Reject);
+        assert_eq!(c.toolpair, Mode::Reject);
         assert_eq!(c.deadline, DEFAULT_DEADLINE);
         assert_eq!(c.body_limit, DEFAULT_REQUEST_BODY_LIMIT);
         assert_eq!(c.sim_faults, DEFAULT_SIM_FAULTS);

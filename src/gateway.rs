@@ -14,10 +14,9 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post_service};
 use axum::serve::ListenerExt;
-use claude_tower::failover::{Breakers, FailoverReport};
+use claude_tower::failover::{Breakers, CircuitState, FailoverReport};
 use claude_tower::prelude::*;
 use claude_tower::stack::{ClaudeService, Route};
-use claude_tower::toolpair::Mode;
 use claude_tower::transport::{HttpsClient, https_client};
 use claude_tower_sim::{Sim, SimConfig};
 use http::{HeaderName, HeaderValue, Request, StatusCode};
@@ -26,7 +25,7 @@ use tower::ServiceBuilder;
 use tower_http::trace::TraceLayer;
 
 use crate::client_auth::ClientKeys;
-use crate::config::{ConfigError, GatewayConfig, ToolPairMode};
+use crate::config::{ConfigError, GatewayConfig};
 use crate::routes::{self, RoutesError};
 
 /// `x-claude-tower-route`: the route that served (or answered) the request.
@@ -150,13 +149,8 @@ impl Gateway {
                 credential: r.credential().kind(),
             })
             .collect();
-        let mode = match config.toolpair {
-            ToolPairMode::Reject => Mode::Reject,
-            ToolPairMode::Repair => Mode::Repair,
-            ToolPairMode::Observe => Mode::Observe,
-        };
         let mut stack = ClaudeStack::new()
-            .tool_pairing(mode)
+            .tool_pairing(config.toolpair)
             .body_limit(config.body_limit);
         for route in arranged {
             stack = stack.route(route);
@@ -409,7 +403,7 @@ async fn healthz(State(health): State<Health>) -> Result<impl IntoResponse, Infa
             })
         })
         .collect();
-    let any_closed = breakers.iter().any(|b| b.state().as_str() != "open");
+    let any_closed = breakers.iter().any(|b| b.state() != CircuitState::Open);
     Ok(Json(serde_json::json!({
         "status": if any_closed { "ok" } else { "degraded" },
         "mode": if health.simulator.is_some() { "simulator" } else { "upstream" },

@@ -131,7 +131,7 @@ async fn a_full_tool_use_loop() {
         ]
     });
     let req = gw
-        .post("/v1/messages", "")
+        .post("/v1/messages")
         .body(Full::new(Bytes::from(follow_up.to_string())))
         .unwrap();
     let (status, _, body) = read(gw.send(req).await).await;
@@ -251,7 +251,7 @@ async fn inbound_credentials_never_reach_upstream() {
     .await;
     sim.set_faults("anthropic=529*10").unwrap();
     let req = gw
-        .post("/v1/messages", "")
+        .post("/v1/messages")
         .header("authorization", "Bearer developer-gateway-token")
         .header("api-key", "caller-azure-key")
         .body(Full::new(Bytes::from_static(HELLO.as_bytes())))

@@ -45,7 +45,6 @@
 
 use std::fmt;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
 use claude_tower_auth::{Auth, AuthLayer, Credential, Endpoint};
@@ -340,6 +339,3 @@ where
         self.inner.call(req)
     }
 }
-
-/// Default retry deadline of a route, re-exported for configuration docs.
-pub const DEFAULT_RETRY_DEADLINE: Duration = claude_tower_retry::DEFAULT_DEADLINE;
