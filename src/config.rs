@@ -17,6 +17,7 @@
 //! | `CLAUDE_TOWER_RETRY_ATTEMPTS` | attempts per route, first send included | `3` |
 //! | `CLAUDE_TOWER_RETRY_BACKOFF` | full-jitter backoff `base,cap` when the server gave no Retry-After | `500ms,8s` |
 //! | `CLAUDE_TOWER_SIM_FAULTS` | the demo simulator's fault script (simulator mode only) | `anthropic=random(p=0.2,seed=42)` |
+//! | `CLAUDE_TOWER_SIM_LISTEN` | the demo simulator's address (simulator mode only) | an ephemeral loopback port |
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -65,6 +66,8 @@ pub struct GatewayConfig {
     pub body_limit: usize,
     /// The demo simulator's fault script.
     pub sim_faults: String,
+    /// The demo simulator's address.
+    pub sim_listen: SocketAddr,
     /// Attempts per route (`None`: the retry crate's default, 3).
     pub retry_attempts: Option<u32>,
     /// Backoff base and cap (`None`: the retry crate's defaults, 500 ms and 8 s).
@@ -214,6 +217,16 @@ impl GatewayConfig {
         let sim_faults =
             lookup("CLAUDE_TOWER_SIM_FAULTS").unwrap_or_else(|| DEFAULT_SIM_FAULTS.to_owned());
 
+        let sim_listen = match get("CLAUDE_TOWER_SIM_LISTEN") {
+            Some(v) => v.trim().parse::<SocketAddr>().map_err(|_| {
+                ConfigError::new(
+                    "CLAUDE_TOWER_SIM_LISTEN",
+                    format!("`{v}` is not an address like 127.0.0.1:9000"),
+                )
+            })?,
+            None => SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+
         let retry_attempts = match get("CLAUDE_TOWER_RETRY_ATTEMPTS") {
             Some(v) => Some(
                 v.trim()
@@ -254,6 +267,7 @@ impl GatewayConfig {
             deadline,
             body_limit,
             sim_faults,
+            sim_listen,
             retry_attempts,
             retry_backoff,
         })
@@ -357,6 +371,7 @@ mod tests {
     fn bad_values_name_their_variable() {
         for (var, value) in [
             ("CLAUDE_TOWER_LISTEN", "localhost"),
+            ("CLAUDE_TOWER_SIM_LISTEN", "nowhere"),
             ("CLAUDE_TOWER_TOOLPAIR", "fix"),
             ("CLAUDE_TOWER_MODEL_MAP", "no-equals-sign"),
             ("CLAUDE_TOWER_DEADLINE", "soon"),

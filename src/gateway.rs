@@ -16,7 +16,7 @@ use axum::routing::{get, post_service};
 use axum::serve::ListenerExt;
 use claude_tower::failover::{Breakers, CircuitState, FailoverReport};
 use claude_tower::prelude::*;
-use claude_tower::stack::{ClaudeService, Route};
+use claude_tower::stack::{ClaudeService, Route, StackError};
 use claude_tower::transport::{HttpsClient, https_client};
 use claude_tower_sim::{Sim, SimConfig};
 use http::{HeaderName, HeaderValue, Request, StatusCode};
@@ -50,6 +50,8 @@ pub enum GatewayError {
     Config(ConfigError),
     /// An upstream route's settings are wrong.
     Routes(RoutesError),
+    /// The routes do not make a stack (none left after `CLAUDE_TOWER_ROUTES`).
+    Stack(StackError),
     /// The TLS client or the simulator could not start.
     Io(io::Error),
 }
@@ -59,6 +61,7 @@ impl fmt::Display for GatewayError {
         match self {
             GatewayError::Config(err) => write!(f, "configuration: {err}"),
             GatewayError::Routes(err) => write!(f, "routes: {err}"),
+            GatewayError::Stack(err) => write!(f, "routes: {err}"),
             GatewayError::Io(err) => write!(f, "start-up: {err}"),
         }
     }
@@ -69,6 +72,7 @@ impl std::error::Error for GatewayError {
         match self {
             GatewayError::Config(err) => Some(err),
             GatewayError::Routes(err) => Some(err),
+            GatewayError::Stack(err) => Some(err),
             GatewayError::Io(err) => Some(err),
         }
     }
@@ -120,18 +124,9 @@ impl Gateway {
                 None,
             )
         } else {
-            let listen = match lookup("CLAUDE_TOWER_SIM_LISTEN").filter(|v| !v.trim().is_empty()) {
-                Some(addr) => addr.trim().parse::<SocketAddr>().map_err(|_| {
-                    GatewayError::Io(io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        format!("CLAUDE_TOWER_SIM_LISTEN: `{addr}` is not an address like 127.0.0.1:9000"),
-                    ))
-                })?,
-                None => SocketAddr::from(([127, 0, 0, 1], 0)),
-            };
             let sim = Sim::start(
                 SimConfig::default()
-                    .listen(listen)
+                    .listen(config.sim_listen)
                     .faults(config.sim_faults.clone()),
             )
             .await
@@ -156,9 +151,7 @@ impl Gateway {
             stack = stack.route(route);
         }
         let client = https_client().map_err(GatewayError::Io)?;
-        let service = stack
-            .build(client)
-            .map_err(|e| GatewayError::Io(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
+        let service = stack.build(client).map_err(GatewayError::Stack)?;
         Ok(Self {
             config,
             service,

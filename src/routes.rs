@@ -67,10 +67,15 @@ impl From<claude_tower::auth::ConfigError> for RoutesError {
     }
 }
 
+/// Whether a variable is set to something other than blanks.
+fn is_set(lookup: &impl Fn(&str) -> Option<String>, name: &str) -> bool {
+    lookup(name).is_some_and(|v| !v.trim().is_empty())
+}
+
 /// Whether any upstream route is configured; without one the gateway runs on
 /// its simulator.
 pub fn any_configured(lookup: &impl Fn(&str) -> Option<String>) -> bool {
-    let set = |name: &str| lookup(name).is_some_and(|v| !v.trim().is_empty());
+    let set = |name: &str| is_set(lookup, name);
     set("ANTHROPIC_API_KEY")
         || set("ANTHROPIC_FOUNDRY_RESOURCE")
         || set("ANTHROPIC_FOUNDRY_BASE_URL")
@@ -78,7 +83,7 @@ pub fn any_configured(lookup: &impl Fn(&str) -> Option<String>) -> bool {
 
 /// The routes configured in the environment, unordered.
 pub fn from_env_with(lookup: &impl Fn(&str) -> Option<String>) -> Result<Vec<Route>, RoutesError> {
-    let set = |name: &str| lookup(name).is_some_and(|v| !v.trim().is_empty());
+    let set = |name: &str| is_set(lookup, name);
     let mut routes = Vec::new();
     if set("ANTHROPIC_API_KEY") {
         routes.push(Route::from_auth(
