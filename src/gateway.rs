@@ -78,20 +78,11 @@ impl std::error::Error for GatewayError {
     }
 }
 
-/// What `/healthz` and the banner say about a route.
-#[derive(Clone, Debug)]
-struct RouteInfo {
-    id: RouteId,
-    face: Face,
-    base_url: String,
-    credential: &'static str,
-}
-
 /// A configured gateway, ready to serve.
 pub struct Gateway {
     config: GatewayConfig,
     service: ClaudeService<HttpsClient>,
-    routes: Vec<RouteInfo>,
+    routes: Vec<Route>,
     sim: Option<Sim>,
 }
 
@@ -135,21 +126,14 @@ impl Gateway {
             (simulated, Some(sim))
         };
         let arranged = routes::arrange(found, &config).map_err(GatewayError::Routes)?;
-        let routes = arranged
-            .iter()
-            .map(|r| RouteInfo {
-                id: r.id().clone(),
-                face: r.face(),
-                base_url: r.endpoint().base_url().to_owned(),
-                credential: r.credential().kind(),
-            })
-            .collect();
         let mut stack = ClaudeStack::new()
             .tool_pairing(config.toolpair)
             .body_limit(config.body_limit);
         for route in arranged {
             stack = stack.route(route);
         }
+        // Kept for /healthz and the banner; clones share credentials.
+        let routes = stack.routes().to_vec();
         let client = https_client().map_err(GatewayError::Io)?;
         let service = stack.build(client).map_err(GatewayError::Stack)?;
         Ok(Self {
@@ -225,10 +209,10 @@ impl Gateway {
         for r in &self.routes {
             out += &format!(
                 "    {:<10} {} face, {} ({})\n",
-                r.id.as_str(),
-                r.face,
-                r.base_url,
-                r.credential
+                r.id().as_str(),
+                r.face(),
+                r.endpoint().base_url(),
+                r.credential().kind()
             );
         }
         out += &format!(
@@ -373,7 +357,7 @@ fn report_headers(mut res: Response) -> Response {
 
 #[derive(Clone)]
 struct Health {
-    routes: Vec<RouteInfo>,
+    routes: Vec<Route>,
     breakers: Breakers,
     simulator: Option<SocketAddr>,
 }
@@ -384,12 +368,12 @@ async fn healthz(State(health): State<Health>) -> Result<impl IntoResponse, Infa
         .routes
         .iter()
         .map(|r| {
-            let breaker = breakers.iter().find(|b| b.route() == &r.id);
+            let breaker = breakers.iter().find(|b| b.route() == r.id());
             serde_json::json!({
-                "id": r.id.as_str(),
-                "face": r.face.as_str(),
-                "endpoint": r.base_url,
-                "credential": r.credential,
+                "id": r.id().as_str(),
+                "face": r.face().as_str(),
+                "endpoint": r.endpoint().base_url(),
+                "credential": r.credential().kind(),
                 "breaker": breaker.map(|b| b.state().as_str()),
                 "consecutive_failures": breaker.map(|b| b.consecutive_failures()),
                 "reopens_in_ms": breaker.and_then(|b| b.reopens_in()).map(|d: Duration| d.as_millis() as u64),
