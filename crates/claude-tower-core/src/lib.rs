@@ -19,6 +19,11 @@
 //!   and failover can send it again.
 //! - [`error_response`]: renders any [`ClaudeError`] as Anthropic's error
 //!   envelope; every layer that answers locally uses it.
+//! - [`ResponseBody`]: the inner service's body or a small local one; the
+//!   body of every layer that can answer without calling inward.
+//! - [`Caller`]: who is calling, set by an identity layer.
+//! - [`usage`]: [`TokenUsage`], the per-request [`UsageRecord`], the
+//!   [`UsageSink`] trait and the [`UsageHook`] a quota settles through.
 //!
 //! This crate does no I/O.
 //!
@@ -58,21 +63,27 @@
 
 mod attempt;
 mod body;
+mod caller;
 mod class;
 mod envelope;
 mod error;
 mod face;
 pub mod headers;
 mod request_ids;
+mod response_body;
 mod retry_after;
 mod route;
+pub mod usage;
 
 pub use attempt::Attempt;
 pub use body::{BufferError, DEFAULT_REQUEST_BODY_LIMIT, ReplayBody};
+pub use caller::{AuthMethod, Caller};
 pub use class::ErrorClass;
 pub use envelope::{envelope_json, error_response};
 pub use error::ClaudeError;
 pub use face::Face;
 pub use request_ids::RequestIds;
+pub use response_body::ResponseBody;
 pub use retry_after::RetryAfter;
 pub use route::RouteId;
+pub use usage::{TokenUsage, UsageHook, UsageRecord, UsageSink};
