@@ -1,0 +1,86 @@
+-- claude-tower-quota: check and charge one request (GCRA, debt model, period quota).
+-- KEYS[1]  the caller's hash: tt (token TAT, unix us), rt (request TAT), ps (period start, unix s), pu (period used), pol
+-- ARGV     1 token interval (us per token, 0 = no token rate)   2 token tolerance (us)
+--          3 request interval (us, 0 = none)                     4 request tolerance (us)
+--          5 quota tokens (0 = none)   6 period (1 hour, 2 day, 3 week, 4 month)
+--          7 cost (estimated tokens)   8 the policy, stored for /usage
+-- Returns  {verdict (0 admit, 1 rate, 3 quota), wait us, tt, rt, ps, pe, pu, now us}
+-- Time is the server's TIME, so replicas with skewed clocks agree.
+local function days_from_civil(y, m, d)
+  if m <= 2 then y = y - 1 end
+  local era = math.floor(y / 400)
+  local yoe = y - era * 400
+  local mp = (m > 2) and (m - 3) or (m + 9)
+  local doy = math.floor((153 * mp + 2) / 5) + d - 1
+  local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy
+  return era * 146097 + doe - 719468
+end
+local function civil_from_days(z)
+  z = z + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local m = (mp < 10) and (mp + 3) or (mp - 9)
+  local y = yoe + era * 400
+  if m <= 2 then y = y + 1 end
+  return y, m
+end
+local function bounds(secs, period)
+  if period == 1 then
+    local s = secs - secs % 3600
+    return s, s + 3600
+  elseif period == 2 then
+    local s = secs - secs % 86400
+    return s, s + 86400
+  elseif period == 3 then
+    local days = math.floor(secs / 86400)
+    local monday = days - (days + 3) % 7
+    return monday * 86400, (monday + 7) * 86400
+  end
+  local y, m = civil_from_days(math.floor(secs / 86400))
+  local ny, nm = y, m + 1
+  if m == 12 then ny, nm = y + 1, 1 end
+  return days_from_civil(y, m, 1) * 86400, days_from_civil(ny, nm, 1) * 86400
+end
+local function fmt(x) return string.format('%.0f', x) end
+
+local t = redis.call('TIME')
+local secs = tonumber(t[1])
+local now = secs * 1000000 + tonumber(t[2])
+local ti, ttol = tonumber(ARGV[1]), tonumber(ARGV[2])
+local ri, rtol = tonumber(ARGV[3]), tonumber(ARGV[4])
+local quota, period, cost = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+
+local h = redis.call('HMGET', KEYS[1], 'tt', 'rt', 'ps', 'pu')
+local tt = math.max(tonumber(h[1]) or 0, now)
+local rt = math.max(tonumber(h[2]) or 0, now)
+local ps, pe, pu = 0, 0, 0
+if quota > 0 then
+  ps, pe = bounds(secs, period)
+  if tonumber(h[3]) == ps then pu = tonumber(h[4]) or 0 end
+end
+
+local verdict, wait = 0, 0
+if quota > 0 and pu >= quota then
+  verdict = 3
+else
+  if ti > 0 and tt - now > ttol then
+    verdict, wait = 1, tt - now - ttol
+  end
+  if ri > 0 and rt + ri - now > rtol then
+    verdict, wait = 1, math.max(wait, rt + ri - now - rtol)
+  end
+end
+
+if verdict == 0 then
+  if ti > 0 then tt = tt + cost * ti end
+  if ri > 0 then rt = rt + ri end
+  if quota > 0 then pu = pu + cost end
+  redis.call('HSET', KEYS[1], 'tt', fmt(tt), 'rt', fmt(rt), 'ps', fmt(ps), 'pu', fmt(pu), 'pol', ARGV[8])
+  local ttl = math.max(tt, rt) - now
+  if quota > 0 then ttl = math.max(ttl, (pe - secs) * 1000000) end
+  redis.call('PEXPIRE', KEYS[1], fmt(math.ceil(ttl / 1000) + 60000))
+end
+return {verdict, math.ceil(wait), math.floor(tt), math.floor(rt), ps, pe, pu, now}

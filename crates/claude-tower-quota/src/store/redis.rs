@@ -1,0 +1,604 @@
+//! The Redis store: buckets shared by every replica, one script per check.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{RedisError, Script, Value};
+
+use super::memory::{MemoryStore, delta};
+use super::{
+    Admission, BucketState, QuotaStore, Reservation, Standing, StoreFuture, StoreHealth, Verdict,
+    standing_of,
+};
+use crate::config::FailMode;
+use crate::time::Timestamp;
+use crate::{InvalidQuotaConfig, Period, Policy, QuotaKey, Rate, TokenQuota};
+
+const CHECK_LUA: &str = include_str!("check.lua");
+const SETTLE_LUA: &str = include_str!("settle.lua");
+
+/// The most keys a snapshot reads.
+const SNAPSHOT_MAX: usize = 10_000;
+
+/// Buckets in Redis, shared by every gateway replica.
+///
+/// - **One round trip per check**: `check.lua` (loaded once, run by
+///   `EVALSHA` through [`Script::invoke_async`]) reads the server's `TIME`,
+///   applies GCRA and the period quota, charges and sets the key's TTL.
+///   **One per settlement**, and none when the estimate was exact:
+///   `settle.lua`. After a Redis restart the first call also loads the
+///   script (`NOSCRIPT` -> `SCRIPT LOAD` -> `EVALSHA`).
+/// - **One key per caller**, `{prefix}{<key>}` (a hash), hash-tagged so a
+///   Redis Cluster keeps it in one slot; its TTL lasts until its buckets are
+///   full again and its quota period has ended.
+/// - **Server time**: every decision uses Redis's clock, so replicas whose
+///   clocks disagree still agree on buckets and periods.
+/// - **Bounded**: every call is cut off after the timeout (default 100 ms).
+/// - **Redis down** ([`FailMode::Open`], the default): the request is checked
+///   against a local [`MemoryStore`] (limits enforced per replica), a WARN is
+///   logged (at most every 10 s) and [`StoreHealth`] counts it. Redis is
+///   tried again by one request per second; when it answers, limits are
+///   shared again. [`FailMode::Closed`]: 503 instead.
+///
+/// The check future is boxed (one allocation per request on this path);
+/// while Redis is known to be down, checks are local and allocate nothing.
+///
+/// Must be built inside a tokio runtime (the connection manager spawns its
+/// reconnection task there). The connection is made lazily: a gateway starts
+/// while Redis is still down.
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    conn: ConnectionManager,
+    check: Script,
+    settle: Script,
+    prefix: Box<str>,
+    timeout: Duration,
+    fail: FailMode,
+    local: MemoryStore,
+    retry_interval: Duration,
+    /// Local clock µs until which Redis is not tried; 0 when it is up.
+    down_until: AtomicI64,
+    last_warn: AtomicI64,
+    errors: AtomicU64,
+    local_checks: AtomicU64,
+    lost: AtomicU64,
+}
+
+/// Builds a [`RedisStore`].
+#[derive(Clone)]
+pub struct RedisStoreBuilder {
+    url: String,
+    timeout: Duration,
+    fail: FailMode,
+    prefix: String,
+    retry_interval: Duration,
+}
+
+impl fmt::Debug for RedisStoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStoreBuilder")
+            .field("url", &"<redacted>")
+            .field("timeout", &self.timeout)
+            .field("fail", &self.fail)
+            .field("prefix", &self.prefix)
+            .field("retry_interval", &self.retry_interval)
+            .finish()
+    }
+}
+
+impl RedisStoreBuilder {
+    /// Bounds every Redis call (default 100 ms).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Fails open (default) or closed.
+    pub fn with_fail_mode(mut self, fail: FailMode) -> Self {
+        self.fail = fail;
+        self
+    }
+
+    /// The prefix of every key (default `ctq:`), so several gateways can
+    /// share one Redis.
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// How long Redis is left alone after a failure before one request
+    /// tries it again (default 1 s).
+    pub fn with_retry_interval(mut self, interval: Duration) -> Self {
+        self.retry_interval = interval;
+        self
+    }
+
+    /// The store. Fails only on a bad URL or prefix; an unreachable Redis is
+    /// handled at run time.
+    pub fn build(self) -> Result<RedisStore, InvalidQuotaConfig> {
+        let client = redis::Client::open(self.url.as_str()).map_err(|e| {
+            InvalidQuotaConfig::new(format!("redis_url is not a Redis URL ({:?})", e.kind()))
+        })?;
+        if self.prefix.contains(['{', '}']) {
+            return Err(InvalidQuotaConfig::new(
+                "a Redis key prefix cannot hold `{` or `}` (they mark the hash tag)",
+            ));
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|e| InvalidQuotaConfig::new(format!("Redis client: {:?}", e.kind())))?;
+        Ok(RedisStore {
+            inner: Arc::new(Inner {
+                conn,
+                check: Script::new(CHECK_LUA),
+                settle: Script::new(SETTLE_LUA),
+                prefix: self.prefix.into_boxed_str(),
+                timeout: self.timeout,
+                fail: self.fail,
+                local: MemoryStore::new(),
+                retry_interval: self.retry_interval,
+                down_until: AtomicI64::new(0),
+                last_warn: AtomicI64::new(i64::MIN),
+                errors: AtomicU64::new(0),
+                local_checks: AtomicU64::new(0),
+                lost: AtomicU64::new(0),
+            }),
+        })
+    }
+}
+
+impl RedisStore {
+    /// A builder for the Redis at `url` (`redis://[:password@]host:port[/db]`).
+    pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
+        RedisStoreBuilder {
+            url: url.into(),
+            timeout: Duration::from_millis(100),
+            fail: FailMode::Open,
+            prefix: "ctq:".to_owned(),
+            retry_interval: Duration::from_secs(1),
+        }
+    }
+
+    /// The local fallback (for tests and diagnostics).
+    pub fn local(&self) -> &MemoryStore {
+        &self.inner.local
+    }
+}
+
+impl Inner {
+    fn redis_key(&self, key: &QuotaKey) -> String {
+        format!("{}{{{}}}", self.prefix, key.as_str())
+    }
+
+    /// Whether this request should go to Redis: yes when it is up; when it
+    /// is down, one request per retry interval probes it.
+    fn try_shared(&self) -> bool {
+        let until = self.down_until.load(Ordering::Acquire);
+        if until == 0 {
+            return true;
+        }
+        let now = self.local.now_micros();
+        now >= until
+            && self
+                .down_until
+                .compare_exchange(until, now + micros(self.retry_interval), Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+    }
+
+    fn mark_up(&self) {
+        if self.down_until.swap(0, Ordering::AcqRel) != 0 {
+            tracing::info!("quota: Redis answers again; limits are shared across replicas");
+        }
+    }
+
+    fn mark_down(&self, err: &Failure) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        let now = self.local.now_micros();
+        let _ = self.down_until.compare_exchange(
+            0,
+            now + micros(self.retry_interval),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+        let last = self.last_warn.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= 10_000_000
+            && self
+                .last_warn
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            let errors = self.errors.load(Ordering::Relaxed);
+            match self.fail {
+                FailMode::Open => tracing::warn!(
+                    error = %err, errors,
+                    "quota: Redis unreachable; enforcing limits locally on this replica until it answers"
+                ),
+                FailMode::Closed => tracing::warn!(
+                    error = %err, errors,
+                    "quota: Redis unreachable; refusing requests (503) until it answers"
+                ),
+            }
+        }
+    }
+
+    fn fallback(&self, key: &QuotaKey, policy: &Policy, cost: u64) -> Admission {
+        match self.fail {
+            FailMode::Open => {
+                self.local_checks.fetch_add(1, Ordering::Relaxed);
+                self.local.check_now(key, policy, cost)
+            }
+            FailMode::Closed => Admission {
+                verdict: Verdict::Unavailable,
+                standing: Standing {
+                    key: key.clone(),
+                    tokens: None,
+                    requests: None,
+                    quota: None,
+                },
+                reservation: None,
+            },
+        }
+    }
+
+    async fn remote_check(
+        &self,
+        key: &QuotaKey,
+        policy: &Policy,
+        cost: u64,
+    ) -> Result<Admission, Failure> {
+        let p = PolicyArgs::of(policy);
+        let mut inv = self.check.key(self.redis_key(key));
+        inv.arg(p.token_interval)
+            .arg(p.token_tolerance)
+            .arg(p.request_interval)
+            .arg(p.request_tolerance)
+            .arg(p.quota)
+            .arg(p.period)
+            .arg(cost)
+            .arg(encode_policy(policy));
+        let mut conn = self.conn.clone();
+        let v: Vec<i64> = tokio::time::timeout(self.timeout, inv.invoke_async(&mut conn))
+            .await
+            .map_err(|_| Failure::Timeout(self.timeout))??;
+        let [verdict, wait, tt, rt, ps, pe, pu, now] = v[..] else {
+            return Err(Failure::Reply("check.lua returned an unexpected shape"));
+        };
+        let state = BucketState {
+            tat_tokens: tt as f64,
+            tat_requests: rt as f64,
+            period_start: ps,
+            period_used: u64::try_from(pu).unwrap_or(0),
+        };
+        let standing = standing_of(key, &state, policy, now);
+        let verdict = match (verdict, policy.quota) {
+            (0, _) => Verdict::Admit,
+            (3, Some(quota)) => Verdict::QuotaExhausted {
+                quota,
+                resets: Timestamp::from_unix_micros(pe.saturating_mul(1_000_000)),
+            },
+            _ => Verdict::RateLimited {
+                wait: crate::time::micros(wait),
+            },
+        };
+        let reservation = (verdict == Verdict::Admit).then(|| Reservation {
+            key: key.clone(),
+            policy: *policy,
+            charged: cost,
+            period_start: ps,
+            shared: true,
+        });
+        Ok(Admission {
+            verdict,
+            standing,
+            reservation,
+        })
+    }
+
+    async fn remote_settle(&self, r: &Reservation, delta: i64) -> Result<(), Failure> {
+        let p = PolicyArgs::of(&r.policy);
+        let mut inv = self.settle.key(self.redis_key(&r.key));
+        inv.arg(p.token_interval).arg(delta).arg(r.period_start);
+        let mut conn = self.conn.clone();
+        let _: i64 = tokio::time::timeout(self.timeout, inv.invoke_async(&mut conn))
+            .await
+            .map_err(|_| Failure::Timeout(self.timeout))??;
+        Ok(())
+    }
+
+    async fn remote_standings(&self, keys: Vec<String>) -> Result<Vec<Standing>, Failure> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("TIME");
+        for k in &keys {
+            pipe.cmd("HMGET").arg(k).arg("tt").arg("rt").arg("ps").arg("pu").arg("pol");
+        }
+        let mut conn = self.conn.clone();
+        let values: Vec<Value> = tokio::time::timeout(self.timeout, pipe.query_async(&mut conn))
+            .await
+            .map_err(|_| Failure::Timeout(self.timeout))??;
+        let mut values = values.into_iter();
+        let (secs, us): (i64, i64) =
+            redis::from_redis_value(values.next().ok_or(Failure::Reply("no TIME reply"))?)
+                .map_err(|_| Failure::Reply("TIME returned an unexpected shape"))?;
+        let now = secs * 1_000_000 + us;
+        let mut out = Vec::new();
+        for (k, v) in keys.iter().zip(values) {
+            let fields: Vec<Option<String>> = redis::from_redis_value(v)
+                .map_err(|_| Failure::Reply("HMGET returned an unexpected shape"))?;
+            let num = |i: usize| {
+                fields
+                    .get(i)
+                    .and_then(|f| f.as_deref())
+                    .and_then(|s| s.parse::<f64>().ok())
+            };
+            let Some(policy) = fields.get(4).and_then(|f| f.as_deref()).and_then(decode_policy)
+            else {
+                continue;
+            };
+            let Some(name) = k
+                .strip_prefix(&*self.prefix)
+                .and_then(|s| s.strip_prefix('{'))
+                .and_then(|s| s.strip_suffix('}'))
+            else {
+                continue;
+            };
+            let state = BucketState {
+                tat_tokens: num(0).unwrap_or(0.0),
+                tat_requests: num(1).unwrap_or(0.0),
+                period_start: num(2).unwrap_or(0.0) as i64,
+                period_used: num(3).unwrap_or(0.0) as u64,
+            };
+            out.push(standing_of(&QuotaKey::from_stored(name), &state, &policy, now));
+        }
+        Ok(out)
+    }
+
+    async fn remote_snapshot(&self) -> Result<Vec<Standing>, Failure> {
+        let pattern = format!("{}{{*", self.prefix);
+        let mut cursor: u64 = 0;
+        let mut keys = Vec::new();
+        loop {
+            let mut conn = self.conn.clone();
+            let mut cmd = redis::cmd("SCAN");
+            cmd.arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1_000);
+            let scan = cmd.query_async::<(u64, Vec<String>)>(&mut conn);
+            let (next, batch) = tokio::time::timeout(self.timeout, scan)
+                .await
+                .map_err(|_| Failure::Timeout(self.timeout))??;
+            keys.extend(batch);
+            cursor = next;
+            if cursor == 0 || keys.len() >= SNAPSHOT_MAX {
+                break;
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        keys.truncate(SNAPSHOT_MAX);
+        let mut out = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(500) {
+            out.extend(self.remote_standings(chunk.to_vec()).await?);
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+}
+
+impl QuotaStore for RedisStore {
+    fn check(&self, key: &QuotaKey, policy: &Policy, cost: u64) -> StoreFuture<Admission> {
+        if !self.inner.try_shared() {
+            return StoreFuture::ready(self.inner.fallback(key, policy, cost));
+        }
+        let inner = Arc::clone(&self.inner);
+        let key = key.clone();
+        let policy = *policy;
+        StoreFuture::boxed(async move {
+            match inner.remote_check(&key, &policy, cost).await {
+                Ok(admission) => {
+                    inner.mark_up();
+                    admission
+                }
+                Err(e) => {
+                    inner.mark_down(&e);
+                    inner.fallback(&key, &policy, cost)
+                }
+            }
+        })
+    }
+
+    fn settle(&self, reservation: &Reservation, actual: u64) {
+        if !reservation.shared {
+            self.inner.local.settle_now(reservation, actual);
+            return;
+        }
+        let delta = delta(actual, reservation.charged);
+        if delta == 0 {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            self.inner.lost.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let inner = Arc::clone(&self.inner);
+        let reservation = reservation.clone();
+        handle.spawn(async move {
+            if let Err(e) = inner.remote_settle(&reservation, delta).await {
+                inner.lost.fetch_add(1, Ordering::Relaxed);
+                inner.mark_down(&e);
+            }
+        });
+    }
+
+    fn standing(&self, key: &QuotaKey) -> StoreFuture<Option<Standing>> {
+        let inner = Arc::clone(&self.inner);
+        let key = key.clone();
+        StoreFuture::boxed(async move {
+            match inner.remote_standings(vec![inner.redis_key(&key)]).await {
+                Ok(mut v) => v.pop(),
+                Err(_) => inner.local.standing_now(&key),
+            }
+        })
+    }
+
+    fn snapshot(&self) -> StoreFuture<Vec<Standing>> {
+        let inner = Arc::clone(&self.inner);
+        StoreFuture::boxed(async move {
+            match inner.remote_snapshot().await {
+                Ok(v) => v,
+                Err(e) => {
+                    inner.mark_down(&e);
+                    inner.local.snapshot_now()
+                }
+            }
+        })
+    }
+
+    fn health(&self) -> StoreHealth {
+        StoreHealth {
+            shared: self.inner.down_until.load(Ordering::Acquire) == 0,
+            errors: self.inner.errors.load(Ordering::Relaxed),
+            local_checks: self.inner.local_checks.load(Ordering::Relaxed),
+            lost_settlements: self.inner.lost.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.inner.prefix)
+            .field("timeout", &self.inner.timeout)
+            .field("fail", &self.inner.fail)
+            .field("health", &self.health())
+            .finish_non_exhaustive()
+    }
+}
+
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// Why a Redis call failed.
+#[derive(Debug)]
+enum Failure {
+    Redis(RedisError),
+    Timeout(Duration),
+    Reply(&'static str),
+}
+
+impl From<RedisError> for Failure {
+    fn from(e: RedisError) -> Self {
+        Failure::Redis(e)
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Redis(e) => write!(f, "{e}"),
+            Failure::Timeout(d) => write!(f, "no answer within {d:?}"),
+            Failure::Reply(what) => f.write_str(what),
+        }
+    }
+}
+
+/// A policy as the check script's arguments (0 = absent).
+struct PolicyArgs {
+    token_interval: String,
+    token_tolerance: String,
+    request_interval: String,
+    request_tolerance: String,
+    quota: u64,
+    period: u8,
+}
+
+impl PolicyArgs {
+    fn of(p: &Policy) -> Self {
+        let f = |x: f64| format!("{x:.6}");
+        Self {
+            token_interval: p.tokens.map_or("0".into(), |r| f(r.interval_micros())),
+            token_tolerance: p.tokens.map_or("0".into(), |r| f(r.tolerance_micros())),
+            request_interval: p.requests.map_or("0".into(), |r| f(r.interval_micros())),
+            request_tolerance: p.requests.map_or("0".into(), |r| f(r.tolerance_micros())),
+            quota: p.quota.map_or(0, |q| q.tokens()),
+            period: p.quota.map_or(0, |q| q.period().code()),
+        }
+    }
+}
+
+/// `amount,per_us,burst` for both rates, then `quota,period`; zeros for absent.
+fn encode_policy(p: &Policy) -> String {
+    let r = |r: Option<Rate>| {
+        r.map_or("0,0,0".to_owned(), |r| {
+            format!("{},{},{}", r.amount(), r.per().as_micros(), r.burst())
+        })
+    };
+    format!(
+        "{},{},{},{}",
+        r(p.tokens),
+        r(p.requests),
+        p.quota.map_or(0, |q| q.tokens()),
+        p.quota.map_or(0, |q| q.period().code()),
+    )
+}
+
+fn decode_policy(s: &str) -> Option<Policy> {
+    let n: Vec<u64> = s.split(',').map(|x| x.parse().ok()).collect::<Option<_>>()?;
+    let [ta, tp, tb, ra, rp, rb, q, pc] = n[..] else {
+        return None;
+    };
+    let rate = |a: u64, p: u64, b: u64| -> Option<Option<Rate>> {
+        if a == 0 {
+            return Some(None);
+        }
+        Rate::new(a, Duration::from_micros(p))
+            .and_then(|r| r.with_burst(b))
+            .ok()
+            .map(Some)
+    };
+    let quota = if q == 0 {
+        None
+    } else {
+        Some(TokenQuota::new(q, Period::from_code(i64::try_from(pc).ok()?)?).ok()?)
+    };
+    Some(Policy {
+        tokens: rate(ta, tp, tb)?,
+        requests: rate(ra, rp, rb)?,
+        quota,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policies_round_trip_through_their_stored_form() {
+        let p = Policy::unlimited()
+            .with_tokens(Rate::per_minute(100_000).unwrap().with_burst(5).unwrap())
+            .with_quota("5000000/month".parse().unwrap());
+        assert_eq!(decode_policy(&encode_policy(&p)), Some(p));
+        assert_eq!(decode_policy(&encode_policy(&Policy::unlimited())), Some(Policy::unlimited()));
+        assert_eq!(decode_policy("1,2"), None);
+        assert_eq!(decode_policy("x,0,0,0,0,0,0,0"), None);
+    }
+
+    #[tokio::test]
+    async fn bad_prefix_and_url_are_config_errors() {
+        assert!(RedisStore::builder("redis://127.0.0.1:1").with_prefix("a{").build().is_err());
+        assert!(RedisStore::builder("nope://x").build().is_err());
+    }
+}
