@@ -44,6 +44,7 @@ local function bounds(secs, period)
   if m == 12 then ny, nm = y + 1, 1 end
   return days_from_civil(y, m, 1) * 86400, days_from_civil(ny, nm, 1) * 86400
 end
+-- end of calendar
 local function fmt(x) return string.format('%.0f', x) end
 
 local t = redis.call('TIME')
