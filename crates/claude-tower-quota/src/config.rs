@@ -350,6 +350,14 @@ impl PolicyOverride {
         })
     }
 
+    fn all(p: Policy) -> Self {
+        Self {
+            tokens: Some(p.tokens),
+            requests: Some(p.requests),
+            quota: Some(p.quota),
+        }
+    }
+
     fn apply(&self, mut policy: Policy) -> Policy {
         if let Some(t) = self.tokens {
             policy.tokens = t;
@@ -394,6 +402,19 @@ impl Limits {
             default,
             ..Self::default()
         }
+    }
+
+    /// Sets caller (or key header value) `id`'s policy, replacing every
+    /// limit the default or its groups would give.
+    pub fn with_caller(mut self, id: impl Into<Box<str>>, policy: Policy) -> Self {
+        self.callers.insert(id.into(), PolicyOverride::all(policy));
+        self
+    }
+
+    /// Sets group `name`'s policy (every limit; see the resolution rule).
+    pub fn with_group(mut self, name: impl Into<Box<str>>, policy: Policy) -> Self {
+        self.groups.insert(name.into(), PolicyOverride::all(policy));
+        self
     }
 
     /// The default policy.
