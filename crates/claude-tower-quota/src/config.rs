@@ -201,8 +201,7 @@ impl QuotaConfig {
             self.redis_url = Some(url.trim().to_owned());
         }
         if let Some(v) = get(ENV_TPM) {
-            self.default.tokens_per_minute =
-                Some(parse_limit(&v).map_err(|e| e.context(ENV_TPM))?);
+            self.default.tokens_per_minute = Some(parse_limit(&v).map_err(|e| e.context(ENV_TPM))?);
         }
         if let Some(v) = get(ENV_RPM) {
             self.default.requests_per_minute =
@@ -241,12 +240,12 @@ impl QuotaConfig {
     pub fn limits(&self) -> Result<Limits, InvalidQuotaConfig> {
         self.estimate.validate()?;
         self.weights.validate()?;
-        if let Some(ms) = self.redis_timeout_ms {
-            if ms == 0 || ms > 60_000 {
-                return Err(InvalidQuotaConfig::new(format!(
-                    "redis_timeout_ms = {ms}: use 1 to 60000"
-                )));
-            }
+        if let Some(ms) = self.redis_timeout_ms
+            && (ms == 0 || ms > 60_000)
+        {
+            return Err(InvalidQuotaConfig::new(format!(
+                "redis_timeout_ms = {ms}: use 1 to 60000"
+            )));
         }
         if let Some(h) = &self.key_header {
             http::HeaderName::try_from(h.as_str()).map_err(|_| {
@@ -259,8 +258,8 @@ impl QuotaConfig {
                 InvalidQuotaConfig::new(format!("redis_url is not a Redis URL ({:?})", e.kind()))
             })?;
         }
-        let base = PolicyOverride::compile(&self.default)
-            .map_err(|e| e.context("[quota.default]"))?;
+        let base =
+            PolicyOverride::compile(&self.default).map_err(|e| e.context("[quota.default]"))?;
         let default = base.apply(Policy::unlimited());
         let compile_all = |map: &BTreeMap<String, PolicyConfig>, section: &str| {
             map.iter()
@@ -517,7 +516,11 @@ mod tests {
 
         let daily = Caller::new("dan", AuthMethod::Token).with_groups(["daily"]);
         assert_eq!(
-            limits.resolve("dan", Some(&daily)).quota().unwrap().to_string(),
+            limits
+                .resolve("dan", Some(&daily))
+                .quota()
+                .unwrap()
+                .to_string(),
             "1000000/day"
         );
 
@@ -531,24 +534,46 @@ mod tests {
     #[test]
     fn bad_settings_are_named() {
         let cases = [
-            (serde_json::json!({"default": {"tokens_per_minute": 0}}), "tokens_per_minute"),
+            (
+                serde_json::json!({"default": {"tokens_per_minute": 0}}),
+                "tokens_per_minute",
+            ),
             (
                 serde_json::json!({"default": {"requests_per_minute": 10_000_000_000_000u64}}),
                 "largest",
             ),
-            (serde_json::json!({"default": {"token_quota": "0/month"}}), "token_quota"),
+            (
+                serde_json::json!({"default": {"token_quota": "0/month"}}),
+                "token_quota",
+            ),
             (
                 serde_json::json!({"groups": {"g": {"token_quota": "5/fortnight"}}}),
                 "[quota.groups.\"g\"]",
             ),
-            (serde_json::json!({"default": {"burst_tokens": 5}}), "burst_tokens"),
+            (
+                serde_json::json!({"default": {"burst_tokens": 5}}),
+                "burst_tokens",
+            ),
             (serde_json::json!({"redis_url": "http://nope"}), "redis_url"),
-            (serde_json::json!({"redis_timeout_ms": 0}), "redis_timeout_ms"),
-            (serde_json::json!({"key_header": "bad header"}), "key_header"),
-            (serde_json::json!({"weights": {"output": -1.0}}), "weights.output"),
+            (
+                serde_json::json!({"redis_timeout_ms": 0}),
+                "redis_timeout_ms",
+            ),
+            (
+                serde_json::json!({"key_header": "bad header"}),
+                "key_header",
+            ),
+            (
+                serde_json::json!({"weights": {"output": -1.0}}),
+                "weights.output",
+            ),
         ];
         for (json, needle) in cases {
-            let err = config(json.clone()).unwrap().validate().unwrap_err().to_string();
+            let err = config(json.clone())
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(needle), "{json}: {err}");
         }
         // Unknown keys and wrong types are serde errors.
@@ -575,6 +600,10 @@ mod tests {
         let err = QuotaConfig::from_lookup(|n: &str| (n == ENV_TOKEN_QUOTA).then(|| "lots".into()))
             .unwrap_err();
         assert!(err.to_string().contains(ENV_TOKEN_QUOTA), "{err}");
-        assert!(!QuotaConfig::from_lookup(|_: &str| None).unwrap().is_enabled());
+        assert!(
+            !QuotaConfig::from_lookup(|_: &str| None)
+                .unwrap()
+                .is_enabled()
+        );
     }
 }

@@ -128,7 +128,10 @@ mod tests {
 
     #[test]
     fn odd_and_long_ids_are_hashed() {
-        assert_eq!(QuotaKey::caller("ada@contoso.com").as_str(), "caller:ada@contoso.com");
+        assert_eq!(
+            QuotaKey::caller("ada@contoso.com").as_str(),
+            "caller:ada@contoso.com"
+        );
         let odd: String = "{ä}\u{0}\n🦀".repeat(1_100);
         assert!(odd.len() > 10_000);
         let k = QuotaKey::caller(&odd);

@@ -19,8 +19,12 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::config::{HeaderPrecedence, Limits, QuotaConfig};
-use crate::store::{Admission, QuotaStore, Reservation, Standing, StoreFuture, StoreHealth, Verdict};
-use crate::{Estimate, InvalidQuotaConfig, KeySource, MemoryStore, QuotaKey, RedisStore, Weights};
+use crate::store::{
+    Admission, QuotaStore, Reservation, Standing, StoreFuture, StoreHealth, Verdict,
+};
+use crate::{
+    Estimate, InvalidQuotaConfig, KeySource, MemoryStore, QuotaKey, RedisStore, Timestamp, Weights,
+};
 
 /// `anthropic-ratelimit-tokens-limit`.
 pub const TOKENS_LIMIT: HeaderName = HeaderName::from_static("anthropic-ratelimit-tokens-limit");
@@ -495,38 +499,41 @@ impl LocalAnswer {
 }
 
 fn write_standing(h: &mut HeaderMap, s: &Standing, precedence: HeaderPrecedence) {
-    fn put(h: &mut HeaderMap, name: HeaderName, value: impl ToString) {
-        if let Ok(v) = HeaderValue::try_from(value.to_string()) {
-            h.insert(name, v);
-        }
-    }
     let ours = match precedence {
         HeaderPrecedence::Ours => true,
         HeaderPrecedence::None => false,
-        HeaderPrecedence::Upstream => !h
-            .keys()
-            .any(|k| k.as_str().starts_with(RATELIMIT_PREFIX)),
+        HeaderPrecedence::Upstream => !h.keys().any(|k| k.as_str().starts_with(RATELIMIT_PREFIX)),
+    };
+    h.reserve(9);
+    let mut put = |names: [HeaderName; 3], limit: u64, remaining: u64, reset: Timestamp| {
+        let [l, r, t] = names;
+        h.insert(l, HeaderValue::from(limit));
+        h.insert(r, HeaderValue::from(remaining));
+        h.insert(t, reset.header_value());
     };
     if ours {
+        let tokens = [TOKENS_LIMIT, TOKENS_REMAINING, TOKENS_RESET];
         if let Some(t) = s.tokens {
-            put(h, TOKENS_LIMIT, t.limit);
-            put(h, TOKENS_REMAINING, t.remaining);
-            put(h, TOKENS_RESET, t.reset);
+            put(tokens, t.limit, t.remaining, t.reset);
         } else if let Some(q) = s.quota {
-            put(h, TOKENS_LIMIT, q.limit);
-            put(h, TOKENS_REMAINING, q.remaining);
-            put(h, TOKENS_RESET, q.reset);
+            put(tokens, q.limit, q.remaining, q.reset);
         }
         if let Some(r) = s.requests {
-            put(h, REQUESTS_LIMIT, r.limit);
-            put(h, REQUESTS_REMAINING, r.remaining);
-            put(h, REQUESTS_RESET, r.reset);
+            put(
+                [REQUESTS_LIMIT, REQUESTS_REMAINING, REQUESTS_RESET],
+                r.limit,
+                r.remaining,
+                r.reset,
+            );
         }
     }
     if let Some(q) = s.quota {
-        put(h, QUOTA_LIMIT, q.limit);
-        put(h, QUOTA_REMAINING, q.remaining);
-        put(h, QUOTA_RESET, q.reset);
+        put(
+            [QUOTA_LIMIT, QUOTA_REMAINING, QUOTA_RESET],
+            q.limit,
+            q.remaining,
+            q.reset,
+        );
     }
 }
 

@@ -154,18 +154,41 @@ impl Timestamp {
     }
 }
 
-impl fmt::Display for Timestamp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Timestamp {
+    /// `YYYY-MM-DDTHH:MM:SSZ` without the formatting machinery (it is
+    /// written into up to six headers per response). Years outside
+    /// 0..=9999 are clamped.
+    pub(crate) fn rfc3339(self) -> [u8; 20] {
         let secs = self.unix_secs_ceil();
         let (y, m, d) = civil_from_days(secs.div_euclid(DAY));
         let s = secs.rem_euclid(DAY);
-        write!(
-            f,
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-            s / 3_600,
-            s % 3_600 / 60,
-            s % 60
-        )
+        let mut out = *b"0000-00-00T00:00:00Z";
+        let mut put = |at: usize, width: usize, mut v: i64| {
+            for i in (0..width).rev() {
+                out[at + i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        };
+        put(0, 4, y.clamp(0, 9_999));
+        put(5, 2, m);
+        put(8, 2, d);
+        put(11, 2, s / 3_600);
+        put(14, 2, s % 3_600 / 60);
+        put(17, 2, s % 60);
+        out
+    }
+
+    /// As a header value.
+    pub(crate) fn header_value(self) -> http::HeaderValue {
+        http::HeaderValue::from_bytes(&self.rfc3339())
+            .unwrap_or_else(|_| http::HeaderValue::from_static("1970-01-01T00:00:00Z"))
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // NOTE: `rfc3339` writes ASCII digits and separators only.
+        f.write_str(std::str::from_utf8(&self.rfc3339()).unwrap_or("1970-01-01T00:00:00Z"))
     }
 }
 
@@ -248,7 +271,10 @@ mod tests {
         assert_eq!(ts(Period::Day.bounds(t).0), "2026-11-30T00:00:00Z");
         assert_eq!(ts(Period::Week.bounds(t).0), "2026-11-30T00:00:00Z");
         assert_eq!(ts(Period::Week.bounds(t).1), "2026-12-07T00:00:00Z");
-        assert_eq!(ts(Period::Week.bounds(t - 1_000_000).0), "2026-11-16T00:00:00Z");
+        assert_eq!(
+            ts(Period::Week.bounds(t - 1_000_000).0),
+            "2026-11-16T00:00:00Z"
+        );
         assert_eq!(ts(Period::Month.bounds(t).0), "2026-11-01T00:00:00Z");
         assert_eq!(ts(Period::Month.bounds(t).1), "2026-12-01T00:00:00Z");
         // December rolls into January; February in a leap year.

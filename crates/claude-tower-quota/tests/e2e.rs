@@ -20,9 +20,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use claude_tower_core::{AuthMethod, Caller, ResponseBody, TokenUsage, UsageHook, UsageRecord};
-use claude_tower_quota::{
-    Estimate, Limits, Policy, QuotaLayer, Rate, RedisStore, TokenQuota,
-};
+use claude_tower_quota::{Estimate, Limits, Policy, QuotaLayer, Rate, RedisStore, TokenQuota};
 use claude_tower_sim::{Sim, SimConfig};
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
@@ -60,7 +58,9 @@ impl Service<Request<Full<Bytes>>> for SimRoute {
     }
 
     fn call(&mut self, mut req: Request<Full<Bytes>>) -> Self::Future {
-        let uri: Uri = format!("{}{}", self.base, req.uri().path()).parse().unwrap();
+        let uri: Uri = format!("{}{}", self.base, req.uri().path())
+            .parse()
+            .unwrap();
         *req.uri_mut() = uri;
         req.headers_mut().insert("x-api-key", "k".parse().unwrap());
         req.headers_mut()
@@ -77,11 +77,17 @@ fn limits() -> Limits {
     Limits::new(Policy::unlimited().with_tokens(per_minute(TPM).with_burst(0).unwrap()))
         .with_caller(
             "carol",
-            Policy::unlimited().with_quota(TokenQuota::new(20_000, claude_tower_quota::Period::Day).unwrap()),
+            Policy::unlimited()
+                .with_quota(TokenQuota::new(20_000, claude_tower_quota::Period::Day).unwrap()),
         )
         .with_caller(
             "dave",
-            Policy::unlimited().with_requests(Rate::new(1, Duration::from_secs(600)).unwrap().with_burst(2).unwrap()),
+            Policy::unlimited().with_requests(
+                Rate::new(1, Duration::from_secs(600))
+                    .unwrap()
+                    .with_burst(2)
+                    .unwrap(),
+            ),
         )
 }
 
@@ -159,13 +165,32 @@ async fn finish_like_the_usage_layer(mut res: StackResponse) -> u64 {
 }
 
 async fn send(stack: &Stack, req: Request<Full<Bytes>>) -> StackResponse {
-    stack.clone().ready().await.unwrap().call(req).await.unwrap()
+    stack
+        .clone()
+        .ready()
+        .await
+        .unwrap()
+        .call(req)
+        .await
+        .unwrap()
 }
 
 fn retry_after_ms(res: &StackResponse) -> u64 {
-    let ms: u64 = res.headers()["retry-after-ms"].to_str().unwrap().parse().unwrap();
-    let secs: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
-    assert_eq!(secs, ms.div_ceil(1_000), "retry-after is whole seconds rounded up");
+    let ms: u64 = res.headers()["retry-after-ms"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let secs: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        secs,
+        ms.div_ceil(1_000),
+        "retry-after is whole seconds rounded up"
+    );
     ms
 }
 
@@ -234,8 +259,14 @@ async fn three_replicas_64_streaming_clients_one_redis() {
         ledger.refused,
         100.0 * admitted as f64 / TPM as f64
     );
-    assert!(admitted <= allowed + largest, "{admitted} > {allowed} + {largest}");
-    assert!(admitted as f64 >= 0.95 * TPM as f64, "only {admitted} of {TPM} used");
+    assert!(
+        admitted <= allowed + largest,
+        "{admitted} > {allowed} + {largest}"
+    );
+    assert!(
+        admitted as f64 >= 0.95 * TPM as f64,
+        "only {admitted} of {TPM} used"
+    );
     assert!(ledger.refused > 0);
 
     // --- A 429's retry-after, when honoured, is admitted (one client alone).
@@ -248,7 +279,11 @@ async fn three_replicas_64_streaming_clients_one_redis() {
     assert!(wait > 500, "{wait}");
     tokio::time::sleep(Duration::from_millis(wait)).await;
     let res = send(&stacks[0].1, request("erin", 100)).await;
-    assert_eq!(res.status(), StatusCode::OK, "honouring retry-after-ms is enough");
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "honouring retry-after-ms is enough"
+    );
     finish_like_the_usage_layer(res).await;
 
     // --- The period quota: 403 once 20,000 tokens of the day are used.
@@ -263,7 +298,10 @@ async fn three_replicas_64_streaming_clients_one_redis() {
     };
     assert_eq!(forbidden.status(), StatusCode::FORBIDDEN);
     assert!((20_000..20_000 + 3_100).contains(&used), "{used}");
-    let reset = forbidden.headers()["x-quota-tokens-reset"].to_str().unwrap().to_owned();
+    let reset = forbidden.headers()["x-quota-tokens-reset"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(reset.ends_with("T00:00:00Z"), "{reset}");
     let body = forbidden.into_body().collect().await.unwrap().to_bytes();
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();

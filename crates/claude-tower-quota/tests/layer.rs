@@ -28,8 +28,12 @@ fn request(caller: &str, body: &'static str) -> Request<Full<Bytes>> {
 
 fn upstream(
     calls: Arc<AtomicUsize>,
-) -> impl Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = Infallible, Future: Send>
-+ Clone {
+) -> impl Service<
+    Request<Full<Bytes>>,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future: Send,
+> + Clone {
     tower::service_fn(move |_req: Request<Full<Bytes>>| {
         calls.fetch_add(1, Ordering::SeqCst);
         async { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"{}")))) }
@@ -80,7 +84,10 @@ async fn debt_is_waited_out_and_retry_after_when_honoured_is_admitted() {
     let mut res = send(&mut svc, request("ada", "")).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.headers()["anthropic-ratelimit-tokens-limit"], "6000");
-    assert_eq!(res.headers()["anthropic-ratelimit-tokens-remaining"], "6000");
+    assert_eq!(
+        res.headers()["anthropic-ratelimit-tokens-remaining"],
+        "6000"
+    );
     // 6500 tokens: 500 into debt at 100 tokens/s.
     settle(&mut res, StatusCode::OK, tokens(6_500));
 
@@ -90,7 +97,9 @@ async fn debt_is_waited_out_and_retry_after_when_honoured_is_admitted() {
     assert_eq!(res.headers()["retry-after-ms"], "5000");
     assert_eq!(res.headers()["x-should-retry"], "true");
     assert_eq!(res.headers()["anthropic-ratelimit-tokens-remaining"], "0");
-    let reset = res.headers()["anthropic-ratelimit-tokens-reset"].to_str().unwrap();
+    let reset = res.headers()["anthropic-ratelimit-tokens-reset"]
+        .to_str()
+        .unwrap();
     assert!(reset.ends_with('Z') && reset.contains('T'), "{reset}");
     assert!(res.extensions().get::<ClaudeError>().is_some());
     let v = json(res).await;
@@ -106,7 +115,11 @@ async fn debt_is_waited_out_and_retry_after_when_honoured_is_admitted() {
     assert_eq!(send(&mut svc, request("ada", "")).await.status(), 429);
     tokio::time::advance(Duration::from_millis(1)).await;
     assert_eq!(send(&mut svc, request("ada", "")).await.status(), 200);
-    assert_eq!(calls.load(Ordering::SeqCst), 3, "refused requests never reach upstream");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        3,
+        "refused requests never reach upstream"
+    );
     let health = layer.health();
     assert_eq!(health.settled, 1);
     // The admitted requests whose hooks were dropped: usage unknown.
@@ -115,7 +128,8 @@ async fn debt_is_waited_out_and_retry_after_when_honoured_is_admitted() {
 
 #[tokio::test(start_paused = true)]
 async fn the_estimate_makes_concurrent_requests_see_each_other_and_is_settled() {
-    let policy = Policy::unlimited().with_tokens(Rate::per_minute(600).unwrap().with_burst(100).unwrap());
+    let policy =
+        Policy::unlimited().with_tokens(Rate::per_minute(600).unwrap().with_burst(100).unwrap());
     let layer = QuotaLayer::new(Limits::new(policy), MemoryStore::new());
     let mut svc = ServiceBuilder::new()
         .layer(layer.clone())
@@ -124,7 +138,11 @@ async fn the_estimate_makes_concurrent_requests_see_each_other_and_is_settled() 
     let body = &*"x".repeat(400).leak();
     let mut first = send(&mut svc, request("ada", body)).await;
     assert_eq!(first.status(), 200);
-    assert_eq!(send(&mut svc, request("ada", body)).await.status(), 200, "not in deficit yet");
+    assert_eq!(
+        send(&mut svc, request("ada", body)).await.status(),
+        200,
+        "not in deficit yet"
+    );
     assert_eq!(send(&mut svc, request("ada", body)).await.status(), 429);
     // The first one used 10 tokens: 90 refunded.
     settle(&mut first, StatusCode::OK, tokens(10));
@@ -194,14 +212,23 @@ async fn failures_settle_nothing_and_unknown_usage_keeps_the_estimate() {
         Err::<Response<Full<Bytes>>, BoxError>("connection refused".into())
     });
     let mut failing = ServiceBuilder::new().layer(layer.clone()).service(failing);
-    assert!(failing.ready().await.unwrap().call(request("ada", "")).await.is_err());
+    assert!(
+        failing
+            .ready()
+            .await
+            .unwrap()
+            .call(request("ada", ""))
+            .await
+            .is_err()
+    );
     assert_eq!(used(&layer).await, 280);
 }
 
 #[tokio::test(start_paused = true)]
 async fn quota_answers_403_naming_the_reset() {
     let policy = Policy::unlimited().with_quota("100/month".parse().unwrap());
-    let layer = QuotaLayer::new(Limits::new(policy), MemoryStore::new()).with_estimate(Estimate::none());
+    let layer =
+        QuotaLayer::new(Limits::new(policy), MemoryStore::new()).with_estimate(Estimate::none());
     let mut svc = ServiceBuilder::new()
         .layer(layer)
         .service(upstream(Arc::new(AtomicUsize::new(0))));
@@ -213,37 +240,52 @@ async fn quota_answers_403_naming_the_reset() {
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     assert_eq!(res.headers()["x-should-retry"], "false");
     assert_eq!(res.headers()["x-quota-tokens-remaining"], "0");
-    let reset = res.headers()["x-quota-tokens-reset"].to_str().unwrap().to_owned();
+    let reset = res.headers()["x-quota-tokens-reset"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(reset.ends_with("-01T00:00:00Z"), "{reset}");
     let v = json(res).await;
     assert_eq!(v["error"]["type"], "permission_error");
     let message = v["error"]["message"].as_str().unwrap();
-    assert!(message.contains(&reset) && message.contains("per month"), "{message}");
+    assert!(
+        message.contains(&reset) && message.contains("per month"),
+        "{message}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn upstream_rate_limit_headers_win_unless_configured() {
     let upstream_with_headers = tower::service_fn(|_req: Request<Full<Bytes>>| async {
         let mut res = Response::new(Full::new(Bytes::from_static(b"{}")));
-        res.headers_mut()
-            .insert("anthropic-ratelimit-requests-limit", "4000".parse().unwrap());
+        res.headers_mut().insert(
+            "anthropic-ratelimit-requests-limit",
+            "4000".parse().unwrap(),
+        );
         Ok::<_, Infallible>(res)
     });
     let policy = Policy::unlimited().with_requests(Rate::per_minute(60).unwrap());
     let layer = QuotaLayer::new(Limits::new(policy), MemoryStore::new());
     let mut kept = ServiceBuilder::new()
         .layer(layer.clone())
-        .service(upstream_with_headers.clone());
+        .service(upstream_with_headers);
     let res = send(&mut kept, request("ada", "")).await;
     assert_eq!(res.headers()["anthropic-ratelimit-requests-limit"], "4000");
-    assert!(res.headers().get("anthropic-ratelimit-requests-remaining").is_none());
+    assert!(
+        res.headers()
+            .get("anthropic-ratelimit-requests-remaining")
+            .is_none()
+    );
 
     let mut ours = ServiceBuilder::new()
         .layer(layer.with_upstream_headers(HeaderPrecedence::Ours))
         .service(upstream_with_headers);
     let res = send(&mut ours, request("ada", "")).await;
     assert_eq!(res.headers()["anthropic-ratelimit-requests-limit"], "60");
-    assert_eq!(res.headers()["anthropic-ratelimit-requests-remaining"], "58");
+    assert_eq!(
+        res.headers()["anthropic-ratelimit-requests-remaining"],
+        "58"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -257,7 +299,9 @@ async fn config_built_layer_keys_by_header_and_resolves_groups() {
     .unwrap();
     let layer = QuotaLayer::from_config(&config).unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
-    let mut svc = ServiceBuilder::new().layer(layer.clone()).service(upstream(calls.clone()));
+    let mut svc = ServiceBuilder::new()
+        .layer(layer.clone())
+        .service(upstream(calls.clone()));
     // A caller in `devs`: 2 per minute.
     for expect in [200, 200, 429] {
         assert_eq!(send(&mut svc, request("ada", "")).await.status(), expect);
@@ -271,7 +315,13 @@ async fn config_built_layer_keys_by_header_and_resolves_groups() {
     for _ in 0..5 {
         assert_eq!(send(&mut svc, team("blue")).await.status(), 200);
     }
-    assert!(send(&mut svc, team("blue")).await.headers().get("anthropic-ratelimit-requests-limit").is_none());
+    assert!(
+        send(&mut svc, team("blue"))
+            .await
+            .headers()
+            .get("anthropic-ratelimit-requests-limit")
+            .is_none()
+    );
     for expect in [200, 429] {
         assert_eq!(send(&mut svc, team("red")).await.status(), expect);
     }
@@ -289,7 +339,12 @@ async fn config_built_layer_keys_by_header_and_resolves_groups() {
     assert_eq!(keys, ["caller:ada", "global", "header:red"]);
     let json = serde_json::to_value(layer.snapshot().await).unwrap();
     assert_eq!(json[0]["requests"]["limit"], 2);
-    assert!(json[0]["requests"]["reset"].as_str().unwrap().ends_with('Z'));
+    assert!(
+        json[0]["requests"]["reset"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -303,7 +358,8 @@ async fn a_10kb_odd_caller_id_is_limited_like_any_other() {
         .service(upstream(Arc::new(AtomicUsize::new(0))));
     let mk = || {
         let mut req = Request::new(Full::new(Bytes::new()));
-        req.extensions_mut().insert(Caller::new(odd.as_str(), AuthMethod::ClientKey));
+        req.extensions_mut()
+            .insert(Caller::new(odd.as_str(), AuthMethod::ClientKey));
         req
     };
     assert_eq!(send(&mut svc, mk()).await.status(), 200);

@@ -40,7 +40,11 @@ async fn replicas_share_buckets_at_one_round_trip_before_and_one_after() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let mut conn = server.client().await;
-    let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut conn).await.unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
 
     // Replica a charges 600 estimated tokens; replica b sees them.
     let first = a.check(&key, &policy, 600).await;
@@ -55,7 +59,10 @@ async fn replicas_share_buckets_at_one_round_trip_before_and_one_after() {
         panic!("{:?}", refused.verdict)
     };
     // 200 tokens of debt at 100 tokens/s.
-    assert!(wait > Duration::from_millis(1_800) && wait <= Duration::from_secs(2), "{wait:?}");
+    assert!(
+        wait > Duration::from_millis(1_800) && wait <= Duration::from_secs(2),
+        "{wait:?}"
+    );
     // Settle: the first used 100 (500 refunded), the second exactly its estimate.
     a.settle(first.reservation.as_ref().unwrap(), 100);
     b.settle(seen.reservation.as_ref().unwrap(), 600);
@@ -75,16 +82,31 @@ async fn replicas_share_buckets_at_one_round_trip_before_and_one_after() {
     // 3 checks + 1 settlement (the exact estimate needs none) = 4 EVALSHA;
     // the 1..n standing reads are one pipelined TIME + HMGET each.
     let calls = command_calls(&mut conn).await;
-    let evalsha = calls.iter().find(|(n, _)| n == "evalsha").map_or(0, |c| c.1);
+    let evalsha = calls
+        .iter()
+        .find(|(n, _)| n == "evalsha")
+        .map_or(0, |c| c.1);
     assert_eq!(evalsha, 4, "{calls:?}");
     for (name, _) in &calls {
         assert!(
-            ["evalsha", "time", "hmget", "hset", "pexpire", "pttl", "config|resetstat"]
-                .contains(&name.as_str()),
+            [
+                "evalsha",
+                "time",
+                "hmget",
+                "hset",
+                "pexpire",
+                "pttl",
+                "config|resetstat"
+            ]
+            .contains(&name.as_str()),
             "unexpected command {name}: {calls:?}"
         );
     }
-    let ttl: i64 = redis::cmd("PTTL").arg("ctq:{caller:ada}").query_async(&mut conn).await.unwrap();
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg("ctq:{caller:ada}")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     // The key lives until the day's quota period ends (plus a minute).
     assert!(ttl > 60_000 && ttl <= 86_460_000, "{ttl}");
     assert!(a.health().shared && a.health().errors == 0);
@@ -96,7 +118,8 @@ async fn periods_follow_the_server_clock_and_the_lua_calendar_matches_rust() {
     let s = store(&server);
     let mut conn = server.client().await;
     for period in [Period::Hour, Period::Day, Period::Week, Period::Month] {
-        let policy = Policy::unlimited().with_quota(claude_tower_quota::TokenQuota::new(10, period).unwrap());
+        let policy = Policy::unlimited()
+            .with_quota(claude_tower_quota::TokenQuota::new(10, period).unwrap());
         let key = QuotaKey::caller(period.as_str());
         assert!(admitted(&s.check(&key, &policy, 10).await.verdict));
         let res = s.check(&key, &policy, 1).await;
@@ -104,7 +127,11 @@ async fn periods_follow_the_server_clock_and_the_lua_calendar_matches_rust() {
         let Verdict::QuotaExhausted { resets, .. } = res.verdict else {
             panic!("{:?}", res.verdict)
         };
-        assert_eq!(resets.unix_micros() / 1_000_000, period.bounds(secs).1, "{period}");
+        assert_eq!(
+            resets.unix_micros() / 1_000_000,
+            period.bounds(secs).1,
+            "{period}"
+        );
     }
     // The script's calendar against Rust's, over two centuries of month and
     // week edges (the functions above `-- end of calendar` in check.lua).
@@ -113,7 +140,9 @@ async fn periods_follow_the_server_clock_and_the_lua_calendar_matches_rust() {
     let script = redis::Script::new(&format!(
         "{calendar}\nlocal out = {{}}\nfor i = 1, #ARGV do local s, e = bounds(tonumber(ARGV[i]), tonumber(KEYS[1])) out[#out + 1] = s out[#out + 1] = e end\nreturn out"
     ));
-    let instants: Vec<i64> = (0..2_000).map(|i| i * 3_155_760 + (i % 86_400) - 86_400 * 365).collect();
+    let instants: Vec<i64> = (0..2_000)
+        .map(|i| i * 3_155_760 + (i % 86_400) - 86_400 * 365)
+        .collect();
     for period in [Period::Hour, Period::Day, Period::Week, Period::Month] {
         let mut inv = script.key(match period {
             Period::Hour => 1,
@@ -143,9 +172,16 @@ async fn an_odd_10kb_caller_id_is_one_hash_tagged_key() {
     assert!(admitted(&s.check(&key, &policy, 0).await.verdict));
     assert!(!admitted(&s.check(&key, &policy, 0).await.verdict));
     let mut conn = server.client().await;
-    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(&mut conn).await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     assert_eq!(keys.len(), 1);
-    assert!(keys[0].starts_with("ctq:{caller#") && keys[0].ends_with('}') && keys[0].len() < 64, "{keys:?}");
+    assert!(
+        keys[0].starts_with("ctq:{caller#") && keys[0].ends_with('}') && keys[0].len() < 64,
+        "{keys:?}"
+    );
     let snap = s.snapshot().await;
     assert_eq!(snap.len(), 1);
     assert_eq!(snap[0].key, key);
@@ -198,12 +234,16 @@ async fn a_redis_that_never_answers_is_bounded_by_the_timeout() {
 async fn redis_killed_fails_open_to_local_limits_and_restarted_is_shared_again() {
     let mut server = RedisServer::start();
     let (a, b) = (store(&server), store(&server));
-    let policy = Policy::unlimited().with_requests(Rate::per_minute(600).unwrap().with_burst(3).unwrap());
+    let policy =
+        Policy::unlimited().with_requests(Rate::per_minute(600).unwrap().with_burst(3).unwrap());
     let key = QuotaKey::caller("ada");
     for _ in 0..3 {
         assert!(admitted(&a.check(&key, &policy, 0).await.verdict));
     }
-    assert!(!admitted(&b.check(&key, &policy, 0).await.verdict), "shared");
+    assert!(
+        !admitted(&b.check(&key, &policy, 0).await.verdict),
+        "shared"
+    );
 
     server.kill();
     // Still serving, against each replica's own bucket (3 each).
@@ -221,7 +261,11 @@ async fn redis_killed_fails_open_to_local_limits_and_restarted_is_shared_again()
     // Back: within a few retry intervals both replicas use Redis again.
     let deadline = Instant::now() + Duration::from_secs(15);
     while !(a.health().shared && b.health().shared) {
-        assert!(Instant::now() < deadline, "never went back to Redis: {:?}", a.health());
+        assert!(
+            Instant::now() < deadline,
+            "never went back to Redis: {:?}",
+            a.health()
+        );
         let _ = a.check(&QuotaKey::caller("probe"), &policy, 0).await;
         let _ = b.check(&QuotaKey::caller("probe"), &policy, 0).await;
         tokio::time::sleep(Duration::from_millis(50)).await;

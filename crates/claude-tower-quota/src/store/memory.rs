@@ -94,7 +94,7 @@ impl MemoryStore {
     pub fn check_now(&self, key: &QuotaKey, policy: &Policy, cost: u64) -> Admission {
         let now = self.now_micros();
         let mut shard = self.shard(key);
-        if !shard.map.contains_key(key.as_str()) && shard.map.len() >= shard.sweep_at {
+        if shard.map.len() >= shard.sweep_at && !shard.map.contains_key(key.as_str()) {
             sweep(&mut shard, now);
         }
         let entry = shard.map.entry(key.clone()).or_insert_with(|| Entry {
@@ -128,7 +128,12 @@ impl MemoryStore {
         }
         let mut shard = self.shard(&reservation.key);
         if let Some(e) = shard.map.get_mut(reservation.key.as_str()) {
-            settle_state(&mut e.state, &reservation.policy, reservation.period_start, delta);
+            settle_state(
+                &mut e.state,
+                &reservation.policy,
+                reservation.period_start,
+                delta,
+            );
         }
     }
 
@@ -238,13 +243,21 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn shares_buckets_per_key_and_recovers_with_time() {
         let store = MemoryStore::new();
-        let p = Policy::unlimited().with_tokens(Rate::per_minute(600).unwrap().with_burst(10).unwrap());
+        let p =
+            Policy::unlimited().with_tokens(Rate::per_minute(600).unwrap().with_burst(10).unwrap());
         let a = QuotaKey::caller("a");
         let b = QuotaKey::caller("b");
         let first = store.check_now(&a, &p, 50);
         assert_eq!(first.verdict, Verdict::Admit);
-        assert!(matches!(store.check_now(&a, &p, 1).verdict, Verdict::RateLimited { .. }));
-        assert_eq!(store.check_now(&b, &p, 1).verdict, Verdict::Admit, "isolated");
+        assert!(matches!(
+            store.check_now(&a, &p, 1).verdict,
+            Verdict::RateLimited { .. }
+        ));
+        assert_eq!(
+            store.check_now(&b, &p, 1).verdict,
+            Verdict::Admit,
+            "isolated"
+        );
         // 40 tokens of debt at 10/s.
         tokio::time::advance(Duration::from_secs(4)).await;
         assert_eq!(store.check_now(&a, &p, 0).verdict, Verdict::Admit);

@@ -301,7 +301,12 @@ pub(crate) fn check_state(
 /// Applies `delta` tokens (actual minus charged) to an admitted request's
 /// buckets: the token rate always, the quota only if still in the period it
 /// was charged to.
-pub(crate) fn settle_state(state: &mut BucketState, policy: &Policy, period_start: i64, delta: i64) {
+pub(crate) fn settle_state(
+    state: &mut BucketState,
+    policy: &Policy,
+    period_start: i64,
+    delta: i64,
+) {
     if let Some(r) = policy.tokens {
         state.tat_tokens = (state.tat_tokens + delta as f64 * r.interval_micros()).round();
     }
@@ -311,7 +316,12 @@ pub(crate) fn settle_state(state: &mut BucketState, policy: &Policy, period_star
 }
 
 /// The standing of `state` at `now` (Unix µs).
-pub(crate) fn standing_of(key: &QuotaKey, state: &BucketState, policy: &Policy, now: i64) -> Standing {
+pub(crate) fn standing_of(
+    key: &QuotaKey,
+    state: &BucketState,
+    policy: &Policy,
+    now: i64,
+) -> Standing {
     let now_f = now as f64;
     let rate = |r: crate::Rate, tat: f64| {
         let owed = (tat - now_f).max(0.0) / r.interval_micros();
@@ -376,7 +386,10 @@ mod tests {
             v => panic!("{v:?}"),
         }
         // Exactly when the debt is paid, the next request is admitted.
-        assert_eq!(check_state(&mut s, &p, 0, T0 + 20_000_000).0, Verdict::Admit);
+        assert_eq!(
+            check_state(&mut s, &p, 0, T0 + 20_000_000).0,
+            Verdict::Admit
+        );
     }
 
     #[test]
@@ -398,7 +411,13 @@ mod tests {
         assert_eq!(st.requests.unwrap().remaining, 0);
         // A settlement for a past period leaves the new one alone.
         settle_state(&mut s, &p, start - 86_400, 1_000);
-        assert_eq!(standing_of(&QuotaKey::global(), &s, &p, T0).quota.unwrap().used, 50);
+        assert_eq!(
+            standing_of(&QuotaKey::global(), &s, &p, T0)
+                .quota
+                .unwrap()
+                .used,
+            50
+        );
     }
 
     #[test]
@@ -415,7 +434,10 @@ mod tests {
             v => panic!("{v:?}"),
         }
         // The next day starts afresh.
-        assert_eq!(check_state(&mut s, &p, 1, T0 + 86_400_000_000).0, Verdict::Admit);
+        assert_eq!(
+            check_state(&mut s, &p, 1, T0 + 86_400_000_000).0,
+            Verdict::Admit
+        );
     }
 
     #[test]

@@ -192,7 +192,12 @@ impl Inner {
         now >= until
             && self
                 .down_until
-                .compare_exchange(until, now + micros(self.retry_interval), Ordering::AcqRel, Ordering::Acquire)
+                .compare_exchange(
+                    until,
+                    now + micros(self.retry_interval),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
                 .is_ok()
     }
 
@@ -320,7 +325,13 @@ impl Inner {
         let mut pipe = redis::pipe();
         pipe.cmd("TIME");
         for k in &keys {
-            pipe.cmd("HMGET").arg(k).arg("tt").arg("rt").arg("ps").arg("pu").arg("pol");
+            pipe.cmd("HMGET")
+                .arg(k)
+                .arg("tt")
+                .arg("rt")
+                .arg("ps")
+                .arg("pu")
+                .arg("pol");
         }
         let mut conn = self.conn.clone();
         let values: Vec<Value> = tokio::time::timeout(self.timeout, pipe.query_async(&mut conn))
@@ -341,7 +352,10 @@ impl Inner {
                     .and_then(|f| f.as_deref())
                     .and_then(|s| s.parse::<f64>().ok())
             };
-            let Some(policy) = fields.get(4).and_then(|f| f.as_deref()).and_then(decode_policy)
+            let Some(policy) = fields
+                .get(4)
+                .and_then(|f| f.as_deref())
+                .and_then(decode_policy)
             else {
                 continue;
             };
@@ -358,7 +372,12 @@ impl Inner {
                 period_start: num(2).unwrap_or(0.0) as i64,
                 period_used: num(3).unwrap_or(0.0) as u64,
             };
-            out.push(standing_of(&QuotaKey::from_stored(name), &state, &policy, now));
+            out.push(standing_of(
+                &QuotaKey::from_stored(name),
+                &state,
+                &policy,
+                now,
+            ));
         }
         Ok(out)
     }
@@ -556,7 +575,10 @@ fn encode_policy(p: &Policy) -> String {
 }
 
 fn decode_policy(s: &str) -> Option<Policy> {
-    let n: Vec<u64> = s.split(',').map(|x| x.parse().ok()).collect::<Option<_>>()?;
+    let n: Vec<u64> = s
+        .split(',')
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
     let [ta, tp, tb, ra, rp, rb, q, pc] = n[..] else {
         return None;
     };
@@ -591,14 +613,22 @@ mod tests {
             .with_tokens(Rate::per_minute(100_000).unwrap().with_burst(5).unwrap())
             .with_quota("5000000/month".parse().unwrap());
         assert_eq!(decode_policy(&encode_policy(&p)), Some(p));
-        assert_eq!(decode_policy(&encode_policy(&Policy::unlimited())), Some(Policy::unlimited()));
+        assert_eq!(
+            decode_policy(&encode_policy(&Policy::unlimited())),
+            Some(Policy::unlimited())
+        );
         assert_eq!(decode_policy("1,2"), None);
         assert_eq!(decode_policy("x,0,0,0,0,0,0,0"), None);
     }
 
     #[tokio::test]
     async fn bad_prefix_and_url_are_config_errors() {
-        assert!(RedisStore::builder("redis://127.0.0.1:1").with_prefix("a{").build().is_err());
+        assert!(
+            RedisStore::builder("redis://127.0.0.1:1")
+                .with_prefix("a{")
+                .build()
+                .is_err()
+        );
         assert!(RedisStore::builder("nope://x").build().is_err());
     }
 }

@@ -77,7 +77,10 @@ impl RedisServer {
         let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not listen on {addr}");
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not listen on {addr}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -100,7 +103,9 @@ impl Drop for RedisServer {
 }
 
 /// `INFO commandstats` as (command, calls) pairs.
-pub(crate) async fn command_calls(conn: &mut redis::aio::MultiplexedConnection) -> Vec<(String, u64)> {
+pub(crate) async fn command_calls(
+    conn: &mut redis::aio::MultiplexedConnection,
+) -> Vec<(String, u64)> {
     let info: String = redis::cmd("INFO")
         .arg("commandstats")
         .query_async(conn)
