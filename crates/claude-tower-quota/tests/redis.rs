@@ -279,3 +279,38 @@ async fn redis_killed_fails_open_to_local_limits_and_restarted_is_shared_again()
     }
     assert_eq!(shared, 3, "shared again");
 }
+
+#[tokio::test]
+async fn failing_closed_answers_503_api_error_that_may_be_retried() {
+    use bytes::Bytes;
+    use claude_tower_quota::{Limits, QuotaLayer};
+    use http_body_util::{BodyExt, Full};
+    use tower::{Layer, Service, ServiceExt};
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener); // nothing listens: connection refused
+    let store = RedisStore::builder(format!("redis://{addr}/"))
+        .with_timeout(Duration::from_millis(100))
+        .with_fail_mode(FailMode::Closed)
+        .build()
+        .unwrap();
+    let policy = Policy::unlimited().with_requests(Rate::per_minute(60).unwrap());
+    let mut svc = QuotaLayer::new(Limits::new(policy), store).layer(tower::service_fn(
+        |_req: http::Request<Full<Bytes>>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::new())))
+        },
+    ));
+    let res = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(http::Request::new(Full::new(Bytes::new())))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(res.headers()["x-should-retry"], "true");
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["error"]["type"], "api_error");
+}
