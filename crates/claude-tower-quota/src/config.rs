@@ -252,6 +252,13 @@ impl QuotaConfig {
                 InvalidQuotaConfig::new(format!("key_header = {h:?} is not a header name"))
             })?;
         }
+        #[cfg(not(feature = "redis"))]
+        if self.redis_url.is_some() {
+            return Err(InvalidQuotaConfig::new(
+                "redis_url is set but claude-tower-quota was built without its `redis` feature",
+            ));
+        }
+        #[cfg(feature = "redis")]
         if let Some(url) = &self.redis_url {
             redis::Client::open(url.as_str()).map_err(|e| {
                 // The URL may hold a password: name the error, not the URL.
@@ -483,7 +490,7 @@ mod tests {
     #[test]
     fn file_section_with_overrides() {
         let c = config(serde_json::json!({
-            "redis_url": "redis://:secret@127.0.0.1:6379/0",
+            "redis_url": if cfg!(feature = "redis") { Some("redis://:secret@127.0.0.1:6379/0") } else { None },
             "on_redis_error": "closed",
             "upstream_headers": "ours",
             "weights": {"cache_read": 0.1},
@@ -554,6 +561,7 @@ mod tests {
                 serde_json::json!({"default": {"burst_tokens": 5}}),
                 "burst_tokens",
             ),
+            #[cfg(feature = "redis")]
             (serde_json::json!({"redis_url": "http://nope"}), "redis_url"),
             (
                 serde_json::json!({"redis_timeout_ms": 0}),

@@ -50,6 +50,7 @@ impl QuotaKey {
     }
 
     /// A key read back from a store, as it was stored.
+    #[cfg(feature = "redis")]
     pub(crate) fn from_stored(s: &str) -> Self {
         Self(Arc::from(s))
     }

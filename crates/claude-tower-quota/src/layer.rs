@@ -18,13 +18,13 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
+#[cfg(feature = "redis")]
+use crate::RedisStore;
 use crate::config::{HeaderPrecedence, Limits, QuotaConfig};
 use crate::store::{
     Admission, QuotaStore, Reservation, Standing, StoreFuture, StoreHealth, Verdict,
 };
-use crate::{
-    Estimate, InvalidQuotaConfig, KeySource, MemoryStore, QuotaKey, RedisStore, Timestamp, Weights,
-};
+use crate::{Estimate, InvalidQuotaConfig, KeySource, MemoryStore, QuotaKey, Timestamp, Weights};
 
 /// `anthropic-ratelimit-tokens-limit`.
 pub const TOKENS_LIMIT: HeaderName = HeaderName::from_static("anthropic-ratelimit-tokens-limit");
@@ -111,13 +111,15 @@ impl QuotaLayer {
     pub fn from_config(config: &QuotaConfig) -> Result<Self, InvalidQuotaConfig> {
         let limits = config.limits()?;
         let store: Arc<dyn QuotaStore> = match &config.redis_url {
+            #[cfg(feature = "redis")]
             Some(url) => Arc::new(
                 RedisStore::builder(url.as_str())
                     .with_timeout(config.redis_timeout())
                     .with_fail_mode(config.on_redis_error)
                     .build()?,
             ),
-            None => Arc::new(MemoryStore::new()),
+            // Without the feature `limits()` above refused a URL.
+            _ => Arc::new(MemoryStore::new()),
         };
         let mut keys = KeySource::new();
         if let Some(h) = &config.key_header {

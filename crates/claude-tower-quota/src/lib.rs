@@ -121,7 +121,7 @@
 //! # Stores
 //!
 //! [`MemoryStore`] (the default; sharded, no global lock; limits per
-//! process) or [`RedisStore`] (shared by replicas; one `EVALSHA` before a
+//! process) or `RedisStore` (feature `redis`, on by default; shared by replicas; one `EVALSHA` before a
 //! request, one after, using the server's `TIME`; fails open to a local
 //! `MemoryStore` by default). See each for details.
 //!
@@ -171,6 +171,7 @@ pub use layer::{
 };
 pub use policy::{Estimate, InvalidQuotaConfig, MAX_LIMIT, Policy, Rate, TokenQuota, Weights};
 pub use store::memory::MemoryStore;
+#[cfg(feature = "redis")]
 pub use store::redis::{RedisStore, RedisStoreBuilder};
 pub use store::{
     Admission, QuotaStanding, QuotaStore, RateStanding, Reservation, Standing, StoreFuture,

@@ -38,6 +38,7 @@ impl Period {
     }
 
     /// The code the Redis script uses (1..=4).
+    #[cfg(feature = "redis")]
     pub(crate) fn code(self) -> u8 {
         match self {
             Period::Hour => 1,
@@ -47,6 +48,7 @@ impl Period {
         }
     }
 
+    #[cfg(feature = "redis")]
     pub(crate) fn from_code(code: i64) -> Option<Self> {
         Some(match code {
             1 => Period::Hour,
@@ -286,6 +288,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "redis")]
     fn period_codes_round_trip() {
         for p in [Period::Hour, Period::Day, Period::Week, Period::Month] {
             assert_eq!(Period::from_code(i64::from(p.code())), Some(p));

@@ -13,6 +13,7 @@ use crate::time::{Timestamp, micros};
 use crate::{Period, Policy, QuotaKey, TokenQuota};
 
 pub(crate) mod memory;
+#[cfg(feature = "redis")]
 pub(crate) mod redis;
 
 /// A store of buckets, shared by every request of a [`QuotaLayer`](crate::QuotaLayer).
