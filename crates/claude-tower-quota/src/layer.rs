@@ -227,6 +227,11 @@ impl<S> Layer<S> for QuotaLayer {
 
 /// The service [`QuotaLayer`] makes: checks the caller's buckets, answers
 /// 429 / 403 locally, and settles admitted requests through a [`UsageHook`].
+///
+/// `S: Clone` because an admission that waits on Redis takes the service
+/// that `poll_ready` readied along into the future (leaving a clone behind),
+/// as tower's docs recommend; the memory store answers at once and calls the
+/// service directly.
 #[derive(Clone)]
 pub struct Quota<S> {
     inner: S,
@@ -328,8 +333,12 @@ where
 
 pin_project! {
     /// The future of [`Quota`]: an admission check (ready for the memory
-    /// store; one boxed future on the Redis path), then the inner call or a
-    /// local answer.
+    /// store, no allocation; one boxed future on the Redis path), then the
+    /// inner call or a local answer.
+    ///
+    /// Unlike most of our layers it names the service and request body
+    /// types too (`ResponseFuture<S::Future, S, ReqB>`): while Redis answers
+    /// it holds the ready service and the request.
     pub struct ResponseFuture<F, S, ReqB> {
         shared: Arc<Shared>,
         #[pin]
