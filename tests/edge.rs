@@ -75,7 +75,11 @@ async fn a_slow_header_client_is_dropped_after_the_header_read_timeout() {
         // A header line every 50 ms, never the blank line that ends them.
         for i in 0.. {
             tokio::time::sleep(Duration::from_millis(50)).await;
-            if wr.write_all(format!("x-slow-{i}: a\r\n").as_bytes()).await.is_err() {
+            if wr
+                .write_all(format!("x-slow-{i}: a\r\n").as_bytes())
+                .await
+                .is_err()
+            {
                 return;
             }
         }
@@ -94,7 +98,10 @@ async fn a_slow_header_client_is_dropped_after_the_header_read_timeout() {
         () = tokio::time::sleep(Duration::from_secs(5)) => panic!("still open after 5 s"),
     }
     let took = began.elapsed();
-    assert!(took >= Duration::from_millis(250), "closed too early: {took:?}");
+    assert!(
+        took >= Duration::from_millis(250),
+        "closed too early: {took:?}"
+    );
     assert!(gw.requests().is_empty());
 }
 
@@ -124,7 +131,9 @@ async fn an_idle_h2_connection_is_closed() {
             .await
             .unwrap();
     let conn = tokio::spawn(conn);
-    let health = Request::get(gw.url("/healthz")).body(Full::new(Bytes::new())).unwrap();
+    let health = Request::get(gw.url("/healthz"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
     let res = sender.send_request(health).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     // Idle now: the gateway says GOAWAY and the connection ends.
@@ -134,7 +143,11 @@ async fn an_idle_h2_connection_is_closed() {
         .expect("closed within 5 s")
         .unwrap()
         .ok();
-    assert!(began.elapsed() >= Duration::from_millis(250), "{:?}", began.elapsed());
+    assert!(
+        began.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        began.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -163,11 +176,10 @@ async fn past_the_connection_cap_new_connections_wait() {
     let gw = start(&[("CLAUDE_TOWER_MAX_CONNECTIONS", "1")]).await;
     let open = |gw_addr| async move {
         let tcp = TcpStream::connect(gw_addr).await.unwrap();
-        let (sender, conn) = hyper::client::conn::http1::handshake::<_, Full<Bytes>>(
-            TokioIo::new(tcp),
-        )
-        .await
-        .unwrap();
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(tcp))
+                .await
+                .unwrap();
         (sender, tokio::spawn(conn))
     };
     let (mut first, first_conn) = open(gw.addr).await;
@@ -337,7 +349,10 @@ async fn a_trailing_slash_reaches_upstream_as_the_canonical_path() {
     let gw = start(&[]).await;
     for (path, upstream) in [
         ("/v1/messages/", "/v1/messages"),
-        ("/v1/messages/count_tokens/?beta=true", "/v1/messages/count_tokens"),
+        (
+            "/v1/messages/count_tokens/?beta=true",
+            "/v1/messages/count_tokens",
+        ),
         ("/anthropic/v1/messages/", "/v1/messages"),
     ] {
         let (status, _, body) = read(gw.call(path, HELLO).await).await;
@@ -350,13 +365,19 @@ async fn a_trailing_slash_reaches_upstream_as_the_canonical_path() {
 #[tokio::test]
 async fn without_an_anthropic_route_models_are_listed_from_the_configuration() {
     let gw = start(&[
-        ("CLAUDE_TOWER_MODEL_MAP", "claude-sonnet-4-5-20250929=sonnet,claude-opus-4-1*=opus"),
+        (
+            "CLAUDE_TOWER_MODEL_MAP",
+            "claude-sonnet-4-5-20250929=sonnet,claude-opus-4-1*=opus",
+        ),
         ("CLAUDE_TOWER_MODELS", "claude-sonnet-4-5,claude-haiku-4-5"),
     ])
     .await;
     for prefix in ["", "/anthropic"] {
-        let (status, _, body) =
-            read(gw.bare(Method::GET, &format!("{prefix}/v1/models?limit=1000")).await).await;
+        let (status, _, body) = read(
+            gw.bare(Method::GET, &format!("{prefix}/v1/models?limit=1000"))
+                .await,
+        )
+        .await;
         assert_eq!(status, StatusCode::OK, "{body:?}");
         let v = json(&body);
         let ids: Vec<&str> = v["data"]
@@ -413,7 +434,11 @@ async fn without_an_anthropic_route_batches_and_files_are_404_naming_foundry() {
 
 #[tokio::test]
 async fn anthropic_only_apis_go_to_the_anthropic_route_and_never_fail_over() {
-    let anthropic = Capture::start(529, r#"{"type":"error","error":{"type":"overloaded_error","message":"busy"}}"#).await;
+    let anthropic = Capture::start(
+        529,
+        r#"{"type":"error","error":{"type":"overloaded_error","message":"busy"}}"#,
+    )
+    .await;
     let foundry = Capture::start(200, r#"{"data":[],"has_more":false}"#).await;
     let (a, f) = (anthropic.url(), format!("{}/anthropic", foundry.url()));
     let gw = start(&[
@@ -426,12 +451,24 @@ async fn anthropic_only_apis_go_to_the_anthropic_route_and_never_fail_over() {
     .await;
     for (method, path, upstream) in [
         (Method::GET, "/v1/models?limit=1000", "/v1/models"),
-        (Method::GET, "/anthropic/v1/models/claude-x", "/v1/models/claude-x"),
+        (
+            Method::GET,
+            "/anthropic/v1/models/claude-x",
+            "/v1/models/claude-x",
+        ),
         (Method::POST, "/v1/messages/batches", "/v1/messages/batches"),
-        (Method::GET, "/v1/files/file_1/content", "/v1/files/file_1/content"),
+        (
+            Method::GET,
+            "/v1/files/file_1/content",
+            "/v1/files/file_1/content",
+        ),
     ] {
         let (status, _, _) = read(gw.bare(method.clone(), path).await).await;
-        assert_eq!(status.as_u16(), 529, "{method} {path}: the Anthropic answer, no failover");
+        assert_eq!(
+            status.as_u16(),
+            529,
+            "{method} {path}: the Anthropic answer, no failover"
+        );
         assert_eq!(
             anthropic.seen().last(),
             Some(&(method.clone(), upstream.to_owned())),
@@ -467,7 +504,12 @@ async fn healthz_is_open_and_says_little_readyz_is_guarded() {
     assert_eq!(status, StatusCode::OK);
     let v = json(&body);
     assert_eq!(v["routes"][0]["credential"], "anthropic-api-key");
-    assert!(v["simulator"].as_str().unwrap().starts_with("http://127.0.0.1:"));
+    assert!(
+        v["simulator"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://127.0.0.1:")
+    );
 }
 
 // === failing closed ===
@@ -475,12 +517,24 @@ async fn healthz_is_open_and_says_little_readyz_is_guarded() {
 #[tokio::test]
 async fn a_partial_upstream_configuration_refuses_to_start() {
     for (vars, named) in [
-        (&[("ANTHROPIC_BASE_URL", "https://api.example")][..], "ANTHROPIC_API_KEY"),
-        (&[("ANTHROPIC_AUTH_TOKEN", "tok")], "ANTHROPIC_AUTH_TOKEN"),
-        (&[("CLAUDE_CODE_USE_FOUNDRY", "1")], "ANTHROPIC_FOUNDRY_RESOURCE"),
-        (&[("ANTHROPIC_FOUNDRY_API_KEY", "fk")], "ANTHROPIC_FOUNDRY_RESOURCE"),
         (
-            &[("ANTHROPIC_FOUNDRY_RESOURCE", "r"), ("ANTHROPIC_FOUNDRY_AUTH_TOKEN", "t")],
+            &[("ANTHROPIC_BASE_URL", "https://api.example")][..],
+            "ANTHROPIC_API_KEY",
+        ),
+        (&[("ANTHROPIC_AUTH_TOKEN", "tok")], "ANTHROPIC_AUTH_TOKEN"),
+        (
+            &[("CLAUDE_CODE_USE_FOUNDRY", "1")],
+            "ANTHROPIC_FOUNDRY_RESOURCE",
+        ),
+        (
+            &[("ANTHROPIC_FOUNDRY_API_KEY", "fk")],
+            "ANTHROPIC_FOUNDRY_RESOURCE",
+        ),
+        (
+            &[
+                ("ANTHROPIC_FOUNDRY_RESOURCE", "r"),
+                ("ANTHROPIC_FOUNDRY_AUTH_TOKEN", "t"),
+            ],
             "ANTHROPIC_FOUNDRY_AUTH_TOKEN",
         ),
         (&[("CLAUDE_CODE_USE_VERTEX", "1")], "CLAUDE_CODE_USE_VERTEX"),
@@ -497,21 +551,31 @@ async fn off_loopback_the_simulator_runs_only_when_asked() {
         ("CLAUDE_TOWER_LISTEN", "0.0.0.0:0"),
         ("CLAUDE_TOWER_CLIENT_KEYS", "team-key"),
     ];
-    let err = configure(&public).await.expect_err("no upstream, not loopback");
+    let err = configure(&public)
+        .await
+        .expect_err("no upstream, not loopback");
     assert!(err.to_string().contains("--simulator"), "{err}");
     let mut asked = public.to_vec();
     asked.push(("CLAUDE_TOWER_SIMULATOR", "true"));
     let gw = configure(&asked).await.expect("asked for");
     assert!(gw.simulator().is_some());
-    let err = configure(&[("CLAUDE_TOWER_LISTEN", "0.0.0.0:0"), ("CLAUDE_TOWER_SIMULATOR", "1")])
-        .await
-        .expect_err("client keys are still required");
-    assert!(err.to_string().contains("CLAUDE_TOWER_CLIENT_KEYS"), "{err}");
+    let err = configure(&[
+        ("CLAUDE_TOWER_LISTEN", "0.0.0.0:0"),
+        ("CLAUDE_TOWER_SIMULATOR", "1"),
+    ])
+    .await
+    .expect_err("client keys are still required");
+    assert!(
+        err.to_string().contains("CLAUDE_TOWER_CLIENT_KEYS"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn a_whole_upstream_never_starts_the_simulator() {
-    let gw = configure(&[("ANTHROPIC_API_KEY", "sk-ant-real")]).await.unwrap();
+    let gw = configure(&[("ANTHROPIC_API_KEY", "sk-ant-real")])
+        .await
+        .unwrap();
     assert!(gw.simulator().is_none());
     let banner = gw.banner("127.0.0.1:8787".parse().unwrap());
     assert!(banner.contains("mode: upstream"), "{banner}");

@@ -49,6 +49,9 @@ pub fn check(
     }
     let (found, mode) = match upstream::resolve(&config, lookup)? {
         Upstream::Routes(routes) => (routes, None),
+        Upstream::Simulator(_) if cfg!(not(feature = "simulator")) => {
+            return Err(GatewayError::Config(crate::gateway::no_simulator()));
+        }
         Upstream::Simulator(reason) => {
             let at = format!("http://{}", config.sim_listen);
             let routes = simulated_routes_at(&at, &format!("{at}/anthropic"))
@@ -110,7 +113,8 @@ fn render(config: &GatewayConfig, simulator: Option<SimulatorReason>, routes: &[
         top.insert("simulator".into(), sim.into());
     }
     let header = match simulator {
-        None => "# claude-tower-gateway check: the configuration is valid (secrets redacted)\n".to_owned(),
+        None => "# claude-tower-gateway check: the configuration is valid (secrets redacted)\n"
+            .to_owned(),
         Some(reason) => format!(
             "# claude-tower-gateway check: the configuration is valid (secrets redacted)\n\
              # !!! SIMULATOR MODE ({}): every answer would be fake\n",
@@ -175,9 +179,10 @@ impl GatewayConfig {
             "attempts".into(),
             i64::from(self.retry_attempts.unwrap_or(3)).into(),
         );
-        let (base, cap) = self
-            .retry_backoff
-            .unwrap_or((std::time::Duration::from_millis(500), std::time::Duration::from_secs(8)));
+        let (base, cap) = self.retry_backoff.unwrap_or((
+            std::time::Duration::from_millis(500),
+            std::time::Duration::from_secs(8),
+        ));
         retry.insert(
             "backoff".into(),
             format!("{},{}", fmt_duration(base), fmt_duration(cap)).into(),

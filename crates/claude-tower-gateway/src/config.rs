@@ -280,16 +280,18 @@ impl GatewayConfig {
     ) -> Result<Self, ConfigError> {
         let server = &file.server;
         let listen = parsed(
-            raw(&s.listen, "CLAUDE_TOWER_LISTEN", server.listen.clone(), "server.listen"),
+            raw(
+                &s.listen,
+                "CLAUDE_TOWER_LISTEN",
+                server.listen.clone(),
+                "server.listen",
+            ),
             |v| v.parse::<SocketAddr>().ok(),
             "an address like 127.0.0.1:8787",
         )?
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8787)));
 
-        let client_keys_env = server
-            .client_keys_env
-            .as_deref()
-            .and_then(|name| lookup(name));
+        let client_keys_env = server.client_keys_env.as_deref().and_then(lookup);
         let file_keys = server
             .client_keys
             .as_ref()
@@ -322,7 +324,12 @@ impl GatewayConfig {
         .map(|r| list(&r.value));
 
         let toolpair = parsed(
-            raw(&s.toolpair, "CLAUDE_TOWER_TOOLPAIR", file.stack.toolpair.clone(), "stack.toolpair"),
+            raw(
+                &s.toolpair,
+                "CLAUDE_TOWER_TOOLPAIR",
+                file.stack.toolpair.clone(),
+                "stack.toolpair",
+            ),
             |v| match v.to_ascii_lowercase().as_str() {
                 "reject" => Some(Mode::Reject),
                 "repair" => Some(Mode::Repair),
@@ -358,13 +365,20 @@ impl GatewayConfig {
             }
         }
 
-        let models = match raw(&s.models, "CLAUDE_TOWER_MODELS", Some(file.models.join(",")), "models") {
+        let models = match raw(
+            &s.models,
+            "CLAUDE_TOWER_MODELS",
+            Some(file.models.join(",")),
+            "models",
+        ) {
             Some(r) => {
                 let models = list(&r.value);
                 if let Some(bad) = models.iter().find(|m| !m.starts_with("claude")) {
                     return Err(ConfigError::new(
                         r.from,
-                        format!("`{bad}` does not start with `claude` (Claude Code ignores such ids)"),
+                        format!(
+                            "`{bad}` does not start with `claude` (Claude Code ignores such ids)"
+                        ),
                     ));
                 }
                 models
@@ -382,7 +396,12 @@ impl GatewayConfig {
         };
 
         let deadline = parsed(
-            raw(&s.deadline, "CLAUDE_TOWER_DEADLINE", server.deadline.clone(), "server.deadline"),
+            raw(
+                &s.deadline,
+                "CLAUDE_TOWER_DEADLINE",
+                server.deadline.clone(),
+                "server.deadline",
+            ),
             parse_duration,
             "a duration like 600s or 1500ms",
         )?
@@ -425,14 +444,15 @@ impl GatewayConfig {
             "`base,cap` like 500ms,8s (base <= cap)",
         )?;
 
-        let duration = |flag: &Option<String>, variable: &str, file: &Option<String>, key: &str, default| {
-            parsed(
-                raw(flag, variable, file.clone(), key),
-                parse_duration,
-                "a duration like 30s or 500ms",
-            )
-            .map(|d| d.unwrap_or(default))
-        };
+        let duration =
+            |flag: &Option<String>, variable: &str, file: &Option<String>, key: &str, default| {
+                parsed(
+                    raw(flag, variable, file.clone(), key),
+                    parse_duration,
+                    "a duration like 30s or 500ms",
+                )
+                .map(|d| d.unwrap_or(default))
+            };
         let connections = ConnectionLimits {
             header_read_timeout: duration(
                 &s.header_read_timeout,
@@ -492,7 +512,11 @@ impl GatewayConfig {
         };
 
         // An empty script is a script with no faults, not an unset one.
-        let sim_faults = match s.sim_faults.clone().or_else(|| file.simulator.faults.clone()) {
+        let sim_faults = match s
+            .sim_faults
+            .clone()
+            .or_else(|| file.simulator.faults.clone())
+        {
             Some(v) if v.trim().eq_ignore_ascii_case("none") => String::new(),
             Some(v) => v,
             None => DEFAULT_SIM_FAULTS.to_owned(),

@@ -171,11 +171,7 @@ impl Gateway {
         };
         #[cfg(not(feature = "simulator"))]
         if let Mode::Simulator(_) = mode {
-            return Err(GatewayError::Config(ConfigError::new(
-                "CLAUDE_TOWER_SIMULATOR",
-                "no upstream is configured and this build has no simulator \
-                 (built without the `simulator` feature)",
-            )));
+            return Err(GatewayError::Config(no_simulator()));
         }
         let arranged = routes::arrange(found, &config).map_err(GatewayError::Routes)?;
         let client = https_client().map_err(GatewayError::Io)?;
@@ -370,6 +366,16 @@ impl Gateway {
     }
 }
 
+/// The error for simulator mode in a build without the simulator.
+#[cfg_attr(feature = "simulator", allow(dead_code))]
+pub(crate) fn no_simulator() -> ConfigError {
+    ConfigError::new(
+        "CLAUDE_TOWER_SIMULATOR",
+        "no upstream is configured and this build has no simulator \
+         (built without the `simulator` feature)",
+    )
+}
+
 /// One stack over `routes` with the gateway's stack options.
 fn build_stack(
     config: &GatewayConfig,
@@ -475,7 +481,6 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down: no new connections; in-flight requests finish");
 }
 
-
 async fn deadline_passed(err: tower::BoxError) -> Response {
     if err.is::<tower::timeout::error::Elapsed>() {
         local(
@@ -511,4 +516,3 @@ fn report_headers(mut res: Response) -> Response {
     }
     res
 }
-

@@ -11,7 +11,7 @@
 //! ```
 //!
 //! - [`settings`]: flags beside their `CLAUDE_TOWER_*` variables (clap);
-//!   [`file`]: the optional TOML config file; [`config`]: both resolved,
+//!   [`file`](mod@file): the optional TOML config file; [`config`]: both resolved,
 //!   with defaults, into a [`GatewayConfig`](config::GatewayConfig).
 //! - [`upstream`]: the routes from the variables Claude Code reads or the
 //!   file, or the simulator — failing closed on anything partial.

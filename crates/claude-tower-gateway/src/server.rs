@@ -135,7 +135,10 @@ pub async fn serve(
 /// (out of file descriptors) back off a little, as `axum::serve` does.
 async fn accept_error(err: io::Error) {
     use io::ErrorKind::*;
-    if matches!(err.kind(), ConnectionRefused | ConnectionAborted | ConnectionReset) {
+    if matches!(
+        err.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    ) {
         return;
     }
     tracing::error!(%err, "accept failed; retrying in 1 s");
@@ -173,7 +176,10 @@ impl Conn {
             let call = app.clone().oneshot(req.map(Body::new));
             async move {
                 let res = call.await?;
-                Ok::<_, Infallible>(res.map(|body| CountedBody { body, _guard: guard }))
+                Ok::<_, Infallible>(res.map(|body| CountedBody {
+                    body,
+                    _guard: guard,
+                }))
             }
         });
         let mut conn = pin!(self.builder.serve_connection(io, service));

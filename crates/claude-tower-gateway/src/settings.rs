@@ -85,13 +85,23 @@ pub struct Settings {
 
     /// Tool-pairing check before a request is sent: reject, repair or
     /// observe [default: reject].
-    #[arg(long, env = "CLAUDE_TOWER_TOOLPAIR", value_name = "MODE", global = true)]
+    #[arg(
+        long,
+        env = "CLAUDE_TOWER_TOOLPAIR",
+        value_name = "MODE",
+        global = true
+    )]
     pub toolpair: Option<String>,
 
     /// Model-id rules `[route:]model=deployment,...`; `model*` is a prefix
     /// rule; a rule without a route applies to every Foundry route
     /// [default: none].
-    #[arg(long, env = "CLAUDE_TOWER_MODEL_MAP", value_name = "RULES", global = true)]
+    #[arg(
+        long,
+        env = "CLAUDE_TOWER_MODEL_MAP",
+        value_name = "RULES",
+        global = true
+    )]
     pub model_map: Option<String>,
 
     /// Model ids `GET /v1/models` lists when no Anthropic route serves it
@@ -101,11 +111,21 @@ pub struct Settings {
 
     /// Deadline for a response head, retries and failover included, e.g.
     /// 600s, 90s, 1500ms [default: 600s].
-    #[arg(long, env = "CLAUDE_TOWER_DEADLINE", value_name = "DURATION", global = true)]
+    #[arg(
+        long,
+        env = "CLAUDE_TOWER_DEADLINE",
+        value_name = "DURATION",
+        global = true
+    )]
     pub deadline: Option<String>,
 
     /// Request body limit in bytes [default: 33554432 (32 MiB)].
-    #[arg(long, env = "CLAUDE_TOWER_BODY_LIMIT", value_name = "BYTES", global = true)]
+    #[arg(
+        long,
+        env = "CLAUDE_TOWER_BODY_LIMIT",
+        value_name = "BYTES",
+        global = true
+    )]
     pub body_limit: Option<String>,
 
     /// Attempts per route, first send included, 1 to 10 [default: 3].
@@ -184,12 +204,22 @@ pub struct Settings {
 
     /// Simulator mode only: the fault script; `none` for no faults
     /// [default: anthropic=random(p=0.2,seed=42)].
-    #[arg(long, env = "CLAUDE_TOWER_SIM_FAULTS", value_name = "SCRIPT", global = true)]
+    #[arg(
+        long,
+        env = "CLAUDE_TOWER_SIM_FAULTS",
+        value_name = "SCRIPT",
+        global = true
+    )]
     pub sim_faults: Option<String>,
 
     /// Simulator mode only: the simulator's address [default: an ephemeral
     /// loopback port].
-    #[arg(long, env = "CLAUDE_TOWER_SIM_LISTEN", value_name = "ADDR", global = true)]
+    #[arg(
+        long,
+        env = "CLAUDE_TOWER_SIM_LISTEN",
+        value_name = "ADDR",
+        global = true
+    )]
     pub sim_listen: Option<String>,
 }
 
@@ -263,7 +293,10 @@ mod tests {
             let variable = arg.get_env().and_then(|v| v.to_str()).expect("a variable");
             assert_eq!(
                 variable,
-                format!("CLAUDE_TOWER_{}", long.replace('-', "_").to_ascii_uppercase()),
+                format!(
+                    "CLAUDE_TOWER_{}",
+                    long.replace('-', "_").to_ascii_uppercase()
+                ),
             );
         }
     }

@@ -70,7 +70,8 @@ pub fn server_config(files: &TlsFiles) -> Result<ServerConfig, TlsError> {
             rustls_pki_types::pem::Error::NoItemsFound,
         ));
     }
-    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(pem_error(&files.key, "private key"))?;
+    let key =
+        PrivateKeyDer::from_pem_file(&files.key).map_err(pem_error(&files.key, "private key"))?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -102,7 +103,10 @@ mod tests {
             key: dir.join("missing.pem"),
         };
         let err = server_config(&files).unwrap_err().to_string();
-        assert!(err.contains("empty.pem") && err.contains("no certificate"), "{err}");
+        assert!(
+            err.contains("empty.pem") && err.contains("no certificate"),
+            "{err}"
+        );
         std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -250,7 +250,10 @@ fn env_routes<F: Fn(&str) -> Option<String>>(
     let key = vars.get("ANTHROPIC_FOUNDRY_API_KEY");
     let skip_auth = vars.set("CLAUDE_CODE_SKIP_FOUNDRY_AUTH")?;
     let wanted = [
-        ("CLAUDE_CODE_USE_FOUNDRY", vars.set("CLAUDE_CODE_USE_FOUNDRY")?),
+        (
+            "CLAUDE_CODE_USE_FOUNDRY",
+            vars.set("CLAUDE_CODE_USE_FOUNDRY")?,
+        ),
         ("ANTHROPIC_FOUNDRY_API_KEY", key.is_some()),
         ("CLAUDE_CODE_SKIP_FOUNDRY_AUTH", skip_auth),
     ];
@@ -293,9 +296,9 @@ fn env_routes<F: Fn(&str) -> Option<String>>(
             (Some(key), false) => Credential::foundry_api_key(Secret::from(key))
                 .map_err(auth("ANTHROPIC_FOUNDRY_API_KEY"))?,
             (None, true) => Credential::none(),
-            (None, false) => Credential::entra(Arc::new(EnvCredentialChain::from_env_with(
-                vars.lookup,
-            ))),
+            (None, false) => {
+                Credential::entra(Arc::new(EnvCredentialChain::from_env_with(vars.lookup)))
+            }
         };
         routes.push(Route::new(FOUNDRY, endpoint, credential));
     }
@@ -314,7 +317,11 @@ fn not_this_gateway(setting: &str, url: &str, listen: SocketAddr) -> Result<(), 
     };
     let port = uri
         .port_u16()
-        .unwrap_or(if uri.scheme_str() == Some("https") { 443 } else { 80 });
+        .unwrap_or(if uri.scheme_str() == Some("https") {
+            443
+        } else {
+            80
+        });
     let host = uri.host().unwrap_or_default().trim_matches(['[', ']']);
     let local = host == "localhost"
         || host
@@ -356,14 +363,17 @@ fn file_route(
             ));
         }
         (Some(key), None) => Some(key.clone()),
-        (None, Some(name)) => Some(
-            lookup(name)
-                .filter(|v| !v.trim().is_empty())
-                .ok_or_else(|| ConfigError::new(name.clone(), format!(
-                    "is not set, and route `{}` of the config file reads its key from it",
-                    r.name
-                )))?,
-        ),
+        (None, Some(name)) => Some(lookup(name).filter(|v| !v.trim().is_empty()).ok_or_else(
+            || {
+                ConfigError::new(
+                    name.clone(),
+                    format!(
+                        "is not set, and route `{}` of the config file reads its key from it",
+                        r.name
+                    ),
+                )
+            },
+        )?),
         (None, None) => None,
     };
     let auth_mode = r.auth.as_deref().map(str::to_ascii_lowercase);
@@ -374,16 +384,21 @@ fn file_route(
                 return bad("resource", "is a Foundry setting; use base_url");
             }
             let endpoint = match &r.base_url {
-                Some(url) => Endpoint::anthropic_base_url(url).map_err(|e| {
-                    ConfigError::new(at("base_url"), e.to_string())
-                })?,
+                Some(url) => Endpoint::anthropic_base_url(url)
+                    .map_err(|e| ConfigError::new(at("base_url"), e.to_string()))?,
                 None => Endpoint::anthropic(),
             };
             let Some(key) = key else {
-                return bad("api_key_env", "an Anthropic route needs a key (api_key_env or api_key)");
+                return bad(
+                    "api_key_env",
+                    "an Anthropic route needs a key (api_key_env or api_key)",
+                );
             };
             if !matches!(auth_mode.as_deref(), None | Some("key")) {
-                return bad("auth", "an Anthropic route signs with its key only (auth = \"key\")");
+                return bad(
+                    "auth",
+                    "an Anthropic route signs with its key only (auth = \"key\")",
+                );
             }
             let credential = Credential::anthropic_api_key(Secret::from(key))
                 .map_err(|e| ConfigError::new(at("api_key"), e.to_string()))?;
@@ -393,8 +408,10 @@ fn file_route(
             let endpoint = Endpoint::foundry(r.resource.as_deref(), r.base_url.as_deref())
                 .map_err(|e| ConfigError::new(at("resource"), e.to_string()))?;
             let credential = match (auth_mode.as_deref(), key) {
-                (None | Some("key"), Some(key)) => Credential::foundry_api_key(Secret::from(key))
-                    .map_err(|e| ConfigError::new(at("api_key"), e.to_string()))?,
+                (None | Some("key"), Some(key)) => {
+                    Credential::foundry_api_key(Secret::from(key))
+                        .map_err(|e| ConfigError::new(at("api_key"), e.to_string()))?
+                }
                 (Some("key"), None) => {
                     return bad("api_key_env", "auth = \"key\" needs api_key_env or api_key");
                 }
@@ -457,16 +474,31 @@ mod tests {
     #[test]
     fn partial_upstreams_fail_naming_the_variable() {
         for (vars, named) in [
-            (&[("ANTHROPIC_BASE_URL", "https://x.example")][..], "ANTHROPIC_API_KEY"),
+            (
+                &[("ANTHROPIC_BASE_URL", "https://x.example")][..],
+                "ANTHROPIC_API_KEY",
+            ),
             (&[("ANTHROPIC_AUTH_TOKEN", "t")], "ANTHROPIC_AUTH_TOKEN"),
             (
                 &[("ANTHROPIC_AUTH_TOKEN", "t"), ("ANTHROPIC_API_KEY", "k")],
                 "ANTHROPIC_AUTH_TOKEN",
             ),
-            (&[("CLAUDE_CODE_USE_FOUNDRY", "1")], "ANTHROPIC_FOUNDRY_RESOURCE"),
-            (&[("ANTHROPIC_FOUNDRY_API_KEY", "fk")], "ANTHROPIC_FOUNDRY_RESOURCE"),
-            (&[("CLAUDE_CODE_SKIP_FOUNDRY_AUTH", "1")], "ANTHROPIC_FOUNDRY_RESOURCE"),
-            (&[("CLAUDE_CODE_USE_FOUNDRY", "maybe")], "CLAUDE_CODE_USE_FOUNDRY"),
+            (
+                &[("CLAUDE_CODE_USE_FOUNDRY", "1")],
+                "ANTHROPIC_FOUNDRY_RESOURCE",
+            ),
+            (
+                &[("ANTHROPIC_FOUNDRY_API_KEY", "fk")],
+                "ANTHROPIC_FOUNDRY_RESOURCE",
+            ),
+            (
+                &[("CLAUDE_CODE_SKIP_FOUNDRY_AUTH", "1")],
+                "ANTHROPIC_FOUNDRY_RESOURCE",
+            ),
+            (
+                &[("CLAUDE_CODE_USE_FOUNDRY", "maybe")],
+                "CLAUDE_CODE_USE_FOUNDRY",
+            ),
             (
                 &[
                     ("ANTHROPIC_FOUNDRY_RESOURCE", "r"),
@@ -475,7 +507,10 @@ mod tests {
                 "ANTHROPIC_FOUNDRY_BASE_URL",
             ),
             (
-                &[("ANTHROPIC_FOUNDRY_RESOURCE", "r"), ("ANTHROPIC_FOUNDRY_AUTH_TOKEN", "t")],
+                &[
+                    ("ANTHROPIC_FOUNDRY_RESOURCE", "r"),
+                    ("ANTHROPIC_FOUNDRY_AUTH_TOKEN", "t"),
+                ],
                 "ANTHROPIC_FOUNDRY_AUTH_TOKEN",
             ),
             (
@@ -486,17 +521,32 @@ mod tests {
                 ],
                 "CLAUDE_CODE_SKIP_FOUNDRY_AUTH",
             ),
-            (&[("CLAUDE_CODE_USE_BEDROCK", "1")], "CLAUDE_CODE_USE_BEDROCK"),
-            (&[("ANTHROPIC_VERTEX_PROJECT_ID", "p")], "ANTHROPIC_VERTEX_PROJECT_ID"),
             (
-                &[("ANTHROPIC_API_KEY", "k"), ("ANTHROPIC_BASE_URL", "http://127.0.0.1:8787")],
+                &[("CLAUDE_CODE_USE_BEDROCK", "1")],
+                "CLAUDE_CODE_USE_BEDROCK",
+            ),
+            (
+                &[("ANTHROPIC_VERTEX_PROJECT_ID", "p")],
+                "ANTHROPIC_VERTEX_PROJECT_ID",
+            ),
+            (
+                &[
+                    ("ANTHROPIC_API_KEY", "k"),
+                    ("ANTHROPIC_BASE_URL", "http://127.0.0.1:8787"),
+                ],
                 "ANTHROPIC_BASE_URL",
             ),
             (
-                &[("ANTHROPIC_API_KEY", "k"), ("ANTHROPIC_BASE_URL", "not a url")],
+                &[
+                    ("ANTHROPIC_API_KEY", "k"),
+                    ("ANTHROPIC_BASE_URL", "not a url"),
+                ],
                 "ANTHROPIC_BASE_URL",
             ),
-            (&[("ANTHROPIC_FOUNDRY_RESOURCE", "bad name!")], "ANTHROPIC_FOUNDRY_RESOURCE"),
+            (
+                &[("ANTHROPIC_FOUNDRY_RESOURCE", "bad name!")],
+                "ANTHROPIC_FOUNDRY_RESOURCE",
+            ),
         ] {
             assert_eq!(fails_on(vars), named, "{vars:?}");
         }
@@ -536,9 +586,14 @@ mod tests {
             .collect();
         assert_eq!(
             kinds,
-            [("anthropic".into(), "anthropic-api-key"), ("foundry".into(), "none")]
+            [
+                ("anthropic".into(), "anthropic-api-key"),
+                ("foundry".into(), "none")
+            ]
         );
-        let Ok(Upstream::Routes(routes)) = decide(&[("ANTHROPIC_FOUNDRY_BASE_URL", "https://f.example/anthropic")]) else {
+        let Ok(Upstream::Routes(routes)) =
+            decide(&[("ANTHROPIC_FOUNDRY_BASE_URL", "https://f.example/anthropic")])
+        else {
             panic!("one route")
         };
         assert_eq!(routes[0].credential().kind(), "entra-id");
