@@ -238,7 +238,7 @@ impl Gateway {
     ///
     /// | path (also under `/anthropic`) | answers |
     /// |---|---|
-    /// | `HEAD /`, `GET /` | 200, no authentication (Claude Code's start-up probe) |
+    /// | `HEAD /`, `GET /` (and `/anthropic[/]`) | 200, no authentication (Claude Code's start-up probe of its base URL) |
     /// | `GET /healthz` | 200 `{"status","mode"}`, no authentication, no upstream detail |
     /// | `GET /readyz` | routes, breakers, mode; client key (when configured); 503 when every breaker is open |
     /// | `POST /v1/messages[/]`, `/v1/messages/count_tokens[/]` | the stack, every route |
@@ -291,6 +291,8 @@ impl Gateway {
         }
         Router::new()
             .route("/", get(paths::root))
+            .route("/anthropic", get(paths::root))
+            .route("/anthropic/", get(paths::root))
             .route("/healthz", get(paths::healthz).with_state(health))
             .merge(guarded)
             .fallback(paths::not_found)

@@ -598,4 +598,84 @@ mod tests {
         };
         assert_eq!(routes[0].credential().kind(), "entra-id");
     }
+
+    fn from_file(text: &str, vars: &[(&str, &str)]) -> Result<Upstream, ConfigError> {
+        let lookup = env(vars);
+        let file = crate::file::FileConfig::parse(text)?;
+        let settings = crate::settings::Settings::from_lookup(&lookup);
+        let config = GatewayConfig::resolve(&settings, &file, &lookup)?;
+        resolve(&config, &lookup)
+    }
+
+    #[test]
+    fn file_routes_sign_as_told_or_fail_naming_the_key() {
+        let routes = |text: &str, vars: &[(&str, &str)]| match from_file(text, vars) {
+            Ok(Upstream::Routes(routes)) => routes
+                .iter()
+                .map(|r| (r.id().to_string(), r.credential().kind()))
+                .collect::<Vec<_>>(),
+            other => panic!("{text}: {other:?}"),
+        };
+        let text = r#"
+            [[routes]]
+            name = "east"
+            face = "foundry"
+            resource = "east"
+            [[routes]]
+            name = "relay"
+            face = "foundry"
+            base_url = "https://relay.example/anthropic"
+            auth = "none"
+            [[routes]]
+            name = "direct"
+            face = "anthropic"
+            api_key_env = "ANTHROPIC_API_KEY"
+        "#;
+        assert_eq!(
+            routes(text, &[("ANTHROPIC_API_KEY", "k")]),
+            [
+                ("east".into(), "entra-id"),
+                ("relay".into(), "none"),
+                ("direct".into(), "anthropic-api-key")
+            ]
+        );
+        for (text, vars, named) in [
+            (
+                "[[routes]]\nname = \"a\"\nface = \"anthropic\"\n",
+                &[][..],
+                "routes.a.api_key_env (config file)",
+            ),
+            (
+                "[[routes]]\nname = \"a\"\nface = \"anthropic\"\napi_key_env = \"K\"\n",
+                &[],
+                "K",
+            ),
+            (
+                "[[routes]]\nname = \"f\"\nface = \"foundry\"\nresource = \"r\"\napi_key = \"k\"\nauth = \"none\"\n",
+                &[],
+                "routes.f.auth (config file)",
+            ),
+            (
+                "[[routes]]\nname = \"f\"\nface = \"bedrock\"\n",
+                &[],
+                "routes.f.face (config file)",
+            ),
+            (
+                "[[routes]]\nname = \"f\"\nface = \"foundry\"\nresource = \"r\"\n",
+                &[("ANTHROPIC_FOUNDRY_API_KEY", "stray")],
+                "ANTHROPIC_FOUNDRY_API_KEY",
+            ),
+        ] {
+            let err = from_file(text, vars).expect_err(text);
+            assert_eq!(err.setting(), named, "{text}: {err}");
+        }
+        let lookup = env(&[("CLAUDE_TOWER_SIMULATOR", "1")]);
+        let file = crate::file::FileConfig::parse(text).unwrap();
+        let settings = crate::settings::Settings::from_lookup(&lookup);
+        let config = GatewayConfig::resolve(&settings, &file, &lookup).unwrap();
+        assert_eq!(
+            resolve(&config, &lookup).unwrap_err().setting(),
+            "CLAUDE_TOWER_SIMULATOR"
+        );
+    }
 }
