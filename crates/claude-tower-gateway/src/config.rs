@@ -41,7 +41,7 @@ use claude_tower::toolpair::Mode;
 use claude_tower_core::DEFAULT_REQUEST_BODY_LIMIT;
 
 use crate::file::{FileConfig, RouteSection};
-use crate::settings::Settings;
+use crate::settings::{Settings, switch};
 
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
@@ -511,6 +511,13 @@ impl GatewayConfig {
             }
         };
 
+        let simulator = parsed(
+            raw(&s.simulator, "CLAUDE_TOWER_SIMULATOR", None, ""),
+            switch,
+            "a yes or no (true/false, 1/0)",
+        )?
+        .unwrap_or(false);
+
         // An empty script is a script with no faults, not an unset one.
         let sim_faults = match s
             .sim_faults
@@ -547,7 +554,7 @@ impl GatewayConfig {
             retry_backoff,
             connections,
             tls,
-            simulator: s.simulator,
+            simulator,
             sim_faults,
             sim_listen,
             file_routes: file.routes.clone(),

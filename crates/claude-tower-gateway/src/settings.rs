@@ -198,9 +198,18 @@ pub struct Settings {
     pub tls_key: Option<PathBuf>,
 
     /// Run on the built-in simulator (fake answers, injected faults) even off
-    /// loopback. Refused when any upstream is configured.
-    #[arg(long, env = "CLAUDE_TOWER_SIMULATOR", global = true)]
-    pub simulator: bool,
+    /// loopback; `--simulator` alone means true. Refused when any upstream is
+    /// configured [default: false].
+    #[arg(
+        long,
+        env = "CLAUDE_TOWER_SIMULATOR",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        global = true
+    )]
+    pub simulator: Option<String>,
 
     /// Simulator mode only: the fault script; `none` for no faults
     /// [default: anthropic=random(p=0.2,seed=42)].
@@ -225,7 +234,8 @@ pub struct Settings {
 
 impl Settings {
     /// Reads every setting's variable through `lookup`, as clap would read
-    /// the process environment, with no flags.
+    /// the process environment, with no flags. (Every setting takes a value,
+    /// so each variable becomes `--flag=value`.)
     ///
     /// ```
     /// use claude_tower_gateway::settings::Settings;
@@ -246,11 +256,7 @@ impl Settings {
             let Some(value) = variable.to_str().and_then(&lookup) else {
                 continue;
             };
-            if arg.get_action().takes_values() {
-                argv.push(format!("--{long}={value}").into());
-            } else if truthy(&value) {
-                argv.push(format!("--{long}").into());
-            }
+            argv.push(format!("--{long}={value}").into());
         }
         // The variables were read above; clap must not read the real ones.
         let command = command.mut_args(|arg| arg.env(None));
@@ -263,12 +269,14 @@ impl Settings {
     }
 }
 
-/// `1`, `true`, `yes`, `on` (any case).
-pub(crate) fn truthy(value: &str) -> bool {
-    matches!(
-        value.trim().to_ascii_lowercase().as_str(),
-        "1" | "true" | "yes" | "on"
-    )
+/// `1`, `true`, `yes`, `on` (any case) -> true; `0`, `false`, `no`, `off`
+/// -> false; anything else is not a yes-or-no.
+pub(crate) fn switch(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
 }
 
 /// The command line as clap sees it, for `--help` tests and the binary.
@@ -310,13 +318,9 @@ mod tests {
             _ => None,
         });
         assert_eq!(s.deadline.as_deref(), Some("-1s"));
-        assert!(s.simulator);
+        assert_eq!(s.simulator.as_deref(), Some("1"));
         assert_eq!(s.sim_faults.as_deref(), Some(""));
         assert_eq!(s.listen, None);
-        let s = Settings::from_lookup(|name| {
-            (name == "CLAUDE_TOWER_SIMULATOR").then(|| "0".to_owned())
-        });
-        assert!(!s.simulator);
     }
 
     #[test]
@@ -331,6 +335,6 @@ mod tests {
         .unwrap();
         assert_eq!(cli.command, Some(Command::Check));
         assert_eq!(cli.settings.listen.as_deref(), Some("127.0.0.1:1"));
-        assert!(cli.settings.simulator);
+        assert_eq!(cli.settings.simulator.as_deref(), Some("true"));
     }
 }

@@ -29,7 +29,7 @@ use claude_tower::stack::Route;
 use crate::config::{ConfigError, GatewayConfig};
 use crate::file::RouteSection;
 use crate::routes::{ANTHROPIC, FOUNDRY};
-use crate::settings::truthy;
+use crate::settings::switch;
 
 /// Every variable Claude Code reads about where its requests go and how they
 /// are signed. Any of them set means an upstream was meant.
@@ -98,16 +98,12 @@ impl<F: Fn(&str) -> Option<String>> Vars<'_, F> {
         if !SWITCHES.contains(&name) {
             return Ok(true);
         }
-        if truthy(&value) {
-            return Ok(true);
-        }
-        match value.trim().to_ascii_lowercase().as_str() {
-            "0" | "false" | "no" | "off" => Ok(false),
-            _ => Err(ConfigError::new(
+        switch(&value).ok_or_else(|| {
+            ConfigError::new(
                 name,
                 format!("`{}` is neither 1/true nor 0/false", value.trim()),
-            )),
-        }
+            )
+        })
     }
 }
 
