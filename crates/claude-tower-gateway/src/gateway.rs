@@ -236,7 +236,7 @@ impl Gateway {
 
     /// The axum router.
     ///
-    /// | path (also under `/anthropic`) | answers |
+    /// | path (the API paths also under `/anthropic`) | answers |
     /// |---|---|
     /// | `HEAD /`, `GET /` (and `/anthropic[/]`) | 200, no authentication (Claude Code's start-up probe of its base URL) |
     /// | `GET /healthz` | 200 `{"status","mode"}`, no authentication, no upstream detail |
