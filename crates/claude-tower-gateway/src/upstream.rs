@@ -305,8 +305,9 @@ fn auth(setting: &'static str) -> impl Fn(claude_tower::auth::ConfigError) -> Co
     move |err| ConfigError::new(setting, err.to_string())
 }
 
-/// A base URL on this gateway's own port on loopback or its listen address
-/// would send every request back to the gateway.
+/// A base URL on this gateway's own port, on loopback or its own listen
+/// address, would send every request back to the gateway. (Another host on
+/// the same port is another gateway: chaining them is allowed.)
 fn not_this_gateway(setting: &str, url: &str, listen: SocketAddr) -> Result<(), ConfigError> {
     let Ok(uri) = url.parse::<http::Uri>() else {
         return Ok(());
@@ -322,7 +323,7 @@ fn not_this_gateway(setting: &str, url: &str, listen: SocketAddr) -> Result<(), 
     let local = host == "localhost"
         || host
             .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback() || ip == listen.ip() || listen.ip().is_unspecified());
+            .is_ok_and(|ip| ip.is_loopback() || ip == listen.ip());
     if local && port == listen.port() {
         return Err(ConfigError::new(
             setting,
@@ -593,6 +594,24 @@ mod tests {
             panic!("one route")
         };
         assert_eq!(routes[0].credential().kind(), "entra-id");
+        // Another gateway on the same port elsewhere is not this one.
+        assert!(matches!(
+            decide(&[
+                ("CLAUDE_TOWER_LISTEN", "0.0.0.0:8787"),
+                ("CLAUDE_TOWER_CLIENT_KEYS", "k"),
+                ("ANTHROPIC_API_KEY", "k"),
+                ("ANTHROPIC_BASE_URL", "http://10.0.0.5:8787"),
+            ]),
+            Ok(Upstream::Routes(_))
+        ));
+        assert_eq!(
+            fails_on(&[
+                ("CLAUDE_TOWER_LISTEN", "0.0.0.0:8787"),
+                ("CLAUDE_TOWER_CLIENT_KEYS", "k"),
+                ("ANTHROPIC_FOUNDRY_BASE_URL", "http://localhost:8787/anthropic"),
+            ]),
+            "ANTHROPIC_FOUNDRY_BASE_URL"
+        );
     }
 
     fn from_file(text: &str, vars: &[(&str, &str)]) -> Result<Upstream, ConfigError> {
