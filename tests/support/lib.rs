@@ -53,7 +53,7 @@ pub async fn configure(vars: &[(&str, &str)]) -> Result<Gateway, GatewayError> {
     Gateway::from_lookup(env(vars)).await
 }
 
-/// Starts a gateway with `vars` as its whole environment (over [`env`]'s
+/// Starts a gateway with `vars` as its whole environment (over [`env()`]'s
 /// defaults), serving on an ephemeral loopback port.
 pub async fn start(vars: &[(&str, &str)]) -> TestGateway {
     let gateway = configure(vars).await.expect("gateway configures");

@@ -608,7 +608,10 @@ mod tests {
             fails_on(&[
                 ("CLAUDE_TOWER_LISTEN", "0.0.0.0:8787"),
                 ("CLAUDE_TOWER_CLIENT_KEYS", "k"),
-                ("ANTHROPIC_FOUNDRY_BASE_URL", "http://localhost:8787/anthropic"),
+                (
+                    "ANTHROPIC_FOUNDRY_BASE_URL",
+                    "http://localhost:8787/anthropic"
+                ),
             ]),
             "ANTHROPIC_FOUNDRY_BASE_URL"
         );
