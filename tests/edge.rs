@@ -553,6 +553,22 @@ async fn healthz_is_open_and_says_little_readyz_is_guarded() {
     );
 }
 
+#[tokio::test]
+async fn readyz_is_503_when_every_breaker_is_open_while_healthz_stays_200() {
+    let gw = start(&[("CLAUDE_TOWER_RETRY_ATTEMPTS", "1")]).await;
+    gw.faults("anthropic=529*100;foundry=503*100");
+    for _ in 0..5 {
+        let (status, _, _) = read(gw.call("/v1/messages", HELLO).await).await;
+        assert!(status.is_server_error(), "{status}");
+    }
+    let (status, _, body) = read(gw.bare(Method::GET, "/readyz").await).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body:?}");
+    assert_eq!(json(&body)["routes"][1]["breaker"], "open");
+    let (status, _, body) = read(gw.bare(Method::GET, "/healthz").await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json(&body)["status"], "degraded");
+}
+
 // === failing closed ===
 
 // The partial-configuration cases are tested on the binary itself
