@@ -228,6 +228,11 @@ async fn shutdown_stops_accepting_and_lets_a_request_in_flight_finish() {
         tokio::spawn(sender.send_request(messages(format!("http://{addr}/v1/messages"))));
     tokio::time::sleep(Duration::from_millis(100)).await;
     stop.send(()).unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "refused while the request in flight finishes"
+    );
     let res = in_flight
         .await
         .unwrap()

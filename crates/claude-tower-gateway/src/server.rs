@@ -81,7 +81,12 @@ pub async fn serve(
         .keep_alive_interval(H2_KEEP_ALIVE)
         .keep_alive_timeout(H2_KEEP_ALIVE);
     let builder = Arc::new(builder);
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    // NOTE: clamped, as `ConnectionLimits` can be set by hand past what the
+    // settings parser allows; a semaphore panics above MAX_PERMITS.
+    let cap = limits
+        .max_connections
+        .clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
+    let permits = Arc::new(Semaphore::new(cap));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut shutdown = pin!(shutdown);
     loop {
@@ -121,13 +126,17 @@ pub async fn serve(
             drop(permit);
         });
     }
+    // Closed now, not when the last connection ends: new clients are refused
+    // at once (a load balancer moves on) instead of waiting in the backlog.
+    drop(listener);
     tracing::info!("no new connections; waiting for open ones to finish");
     // NOTE: send fails only when no connection holds a receiver: nothing to tell.
     let _ = stop_tx.send(true);
     drop(stop_rx);
-    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
     // Every permit back means every connection task has ended.
-    let _ = permits.acquire_many(all).await;
+    let _ = permits
+        .acquire_many(u32::try_from(cap).unwrap_or(u32::MAX))
+        .await;
     Ok(())
 }
 
