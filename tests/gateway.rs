@@ -1,7 +1,7 @@
 //! The gateway end to end: real HTTP in, the default stack, the simulator's
 //! two faces behind it.
 
-mod common;
+use claude_tower_e2e as common;
 
 use bytes::Bytes;
 use claude_tower_core::Face;
@@ -296,7 +296,7 @@ async fn malformed_json_is_the_upstreams_400_sent_once() {
 #[tokio::test]
 async fn unknown_paths_and_methods_answer_in_the_envelope() {
     let gw = start(&[]).await;
-    let (status, _, body) = read(gw.call("/v1/models", "{}").await).await;
+    let (status, _, body) = read(gw.call("/v1/complete", "{}").await).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(json(&body)["error"]["type"], "not_found_error");
     let get = http::Request::get(format!("http://{}/v1/messages", gw.addr))
@@ -387,17 +387,14 @@ async fn the_deadline_answers_504() {
 }
 
 #[tokio::test]
-async fn healthz_reports_each_route_and_its_breaker() {
+async fn readyz_reports_each_route_and_its_breaker() {
     let gw = start(&[]).await;
     gw.faults("anthropic=529*20");
     for _ in 0..2 {
         let (status, _, _) = read(gw.call("/v1/messages", HELLO).await).await;
         assert_eq!(status, StatusCode::OK);
     }
-    let req = http::Request::get(format!("http://{}/healthz", gw.addr))
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    let (status, _, body) = read(gw.send(req).await).await;
+    let (status, _, body) = read(gw.bare(http::Method::GET, "/readyz").await).await;
     assert_eq!(status, StatusCode::OK);
     let v = json(&body);
     assert_eq!(v["mode"], "simulator");

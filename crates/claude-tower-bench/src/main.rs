@@ -9,7 +9,7 @@
 //!
 //! It builds and starts three server processes — the simulator with no
 //! faults, a bare hyper-util passthrough proxy in front of it (this binary,
-//! run as `load passthrough`), and the gateway example (the full default
+//! run as `load passthrough`), and the gateway binary (the full default
 //! stack) in front of it — and measures, interleaved in one run:
 //!
 //! - (a) client -> simulator, (b) client -> passthrough -> simulator,
@@ -33,7 +33,7 @@
 //! # Why separate processes
 //!
 //! The gateway must be its own process for the memory check (its RSS must
-//! not include the client's), and what users run is the `gateway` example's
+//! not include the client's), and what users run is the `claude-tower-gateway`
 //! binary, runtime and all. The simulator and the passthrough then run as
 //! processes too, so that (a), (b) and (c) differ only in the hop under test
 //! and every server has its own allocator and a default multi-threaded tokio
@@ -329,7 +329,7 @@ async fn harness(args: Args) -> Result<(), client::BoxError> {
     let sim = procs::simulator(&bins)?;
     let proxy = procs::passthrough(&bins, sim.addr())?;
     let gateway = if args.gateway_nodelay {
-        println!("- (c) is the diagnostic `load gateway-nodelay`, not the example binary");
+        println!("- (c) is the diagnostic `load gateway-nodelay`, not the gateway binary");
         println!();
         procs::gateway_nodelay(&bins, sim.addr())?
     } else {

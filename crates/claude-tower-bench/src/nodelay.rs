@@ -1,13 +1,13 @@
 //! A diagnostic variant of target (c): the gateway's own router
 //! (`claude_tower_gateway::Gateway::router`, configured from the same
-//! environment as the `gateway` example), served with `TCP_NODELAY` on every
+//! environment as the gateway binary), served with `TCP_NODELAY` on every
 //! accepted connection. Run as `load gateway-nodelay`.
 //!
-//! It found that the example, serving with a bare `axum::serve(listener,
+//! It found that the old example, serving with a bare `axum::serve(listener,
 //! app)`, left Nagle's algorithm on, which held streamed answers for the
 //! client's delayed ACK (+40 ms on a 64 KiB stream at p50); `Gateway::serve`
 //! sets the flag since. The variant stays to tell a regression in the
-//! example's serving setup from one in the stack.
+//! binary's serving setup from one in the stack.
 
 use axum::serve::ListenerExt;
 use claude_tower_gateway::Gateway;

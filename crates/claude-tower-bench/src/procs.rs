@@ -1,5 +1,5 @@
 //! The servers under test, each its own process: the simulator binary, the
-//! gateway example and the passthrough proxy (this binary, re-run as
+//! gateway binary and the passthrough proxy (this binary, re-run as
 //! `load passthrough`). Each one is killed (by its own pid) when its handle
 //! drops.
 
@@ -48,10 +48,10 @@ impl Binaries {
                 "claude-tower-sim",
                 "-p",
                 "claude-tower-gateway",
-                "--example",
-                "gateway",
+                "--bin",
+                "claude-tower-gateway",
             ]);
-            eprintln!("building the simulator and the gateway example: {cmd:?}");
+            eprintln!("building the simulator and the gateway: {cmd:?}");
             let status = cmd.status()?;
             if !status.success() {
                 return Err(io::Error::other(format!("{cmd:?} failed: {status}")));
@@ -59,7 +59,7 @@ impl Binaries {
         }
         let found = Self {
             sim: dir.join("claude-tower-sim"),
-            gateway: dir.join("examples").join("gateway"),
+            gateway: dir.join("claude-tower-gateway"),
             this,
         };
         for path in [&found.sim, &found.gateway] {
@@ -148,7 +148,7 @@ pub(crate) fn simulator(bins: &Binaries) -> io::Result<Server> {
     Server::spawn("simulator", cmd, addr)
 }
 
-/// Starts the gateway example in front of the simulator: Anthropic direct,
+/// Starts the gateway binary in front of the simulator: Anthropic direct,
 /// then (when `foundry`) Azure AI Foundry, both on the simulator; every other
 /// setting is the default.
 pub(crate) fn gateway(bins: &Binaries, sim: SocketAddr, foundry: bool) -> io::Result<Server> {

@@ -1,11 +1,9 @@
-//! Which upstream routes the gateway fronts, from the environment.
+//! The routes in order, with their model maps and retry policies.
 //!
-//! A route is configured when its variables are set, as Claude Code reads
-//! them: Anthropic direct when `ANTHROPIC_API_KEY` is set (with
-//! `ANTHROPIC_BASE_URL` to point elsewhere); Azure AI Foundry when
-//! `ANTHROPIC_FOUNDRY_RESOURCE` or `ANTHROPIC_FOUNDRY_BASE_URL` is set (with
-//! `ANTHROPIC_FOUNDRY_API_KEY`, else Entra ID). With neither, the gateway
-//! runs on its built-in simulator.
+//! Which routes exist is [`upstream`](crate::upstream)'s decision; this
+//! module applies the gateway's settings to them: `CLAUDE_TOWER_ROUTES`
+//! (order, and which to keep), `CLAUDE_TOWER_MODEL_MAP` and the per-route
+//! `model_map` of the config file, and the retry settings.
 
 use std::fmt;
 
@@ -65,39 +63,6 @@ impl From<claude_tower::auth::ConfigError> for RoutesError {
     fn from(err: claude_tower::auth::ConfigError) -> Self {
         RoutesError::Auth(err)
     }
-}
-
-/// Whether a variable is set to something other than blanks.
-fn is_set(lookup: &impl Fn(&str) -> Option<String>, name: &str) -> bool {
-    lookup(name).is_some_and(|v| !v.trim().is_empty())
-}
-
-/// Whether any upstream route is configured; without one the gateway runs on
-/// its simulator.
-pub fn any_configured(lookup: &impl Fn(&str) -> Option<String>) -> bool {
-    let set = |name: &str| is_set(lookup, name);
-    set("ANTHROPIC_API_KEY")
-        || set("ANTHROPIC_FOUNDRY_RESOURCE")
-        || set("ANTHROPIC_FOUNDRY_BASE_URL")
-}
-
-/// The routes configured in the environment, unordered.
-pub fn from_env_with(lookup: &impl Fn(&str) -> Option<String>) -> Result<Vec<Route>, RoutesError> {
-    let set = |name: &str| is_set(lookup, name);
-    let mut routes = Vec::new();
-    if set("ANTHROPIC_API_KEY") {
-        routes.push(Route::from_auth(
-            ANTHROPIC,
-            AuthLayer::anthropic_from_env_with(lookup)?,
-        ));
-    }
-    if set("ANTHROPIC_FOUNDRY_RESOURCE") || set("ANTHROPIC_FOUNDRY_BASE_URL") {
-        routes.push(Route::from_auth(
-            FOUNDRY,
-            AuthLayer::foundry_from_env_with(lookup)?,
-        ));
-    }
-    Ok(routes)
 }
 
 /// Puts `routes` in the configured order (default: as given, i.e. Anthropic
@@ -174,43 +139,39 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    fn config(vars: &[(&str, &str)]) -> GatewayConfig {
         let map: HashMap<String, String> = vars
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        move |name| map.get(name).cloned()
+        GatewayConfig::from_lookup(|name| map.get(name).cloned()).unwrap()
     }
 
-    fn config(vars: &[(&str, &str)]) -> GatewayConfig {
-        GatewayConfig::from_lookup(env(vars)).unwrap()
+    fn two() -> Vec<Route> {
+        vec![
+            Route::new(
+                ANTHROPIC,
+                Endpoint::anthropic(),
+                Credential::anthropic_api_key(Secret::new("sk-ant")).unwrap(),
+            ),
+            Route::new(
+                FOUNDRY,
+                Endpoint::foundry_resource("res").unwrap(),
+                Credential::foundry_api_key(Secret::new("fk")).unwrap(),
+            ),
+        ]
     }
 
     #[test]
-    fn no_credentials_means_simulator() {
-        assert!(!any_configured(&env(&[])));
-        assert!(any_configured(&env(&[("ANTHROPIC_API_KEY", "k")])));
-        assert!(any_configured(&env(&[("ANTHROPIC_FOUNDRY_RESOURCE", "r")])));
-        assert!(!any_configured(&env(&[("ANTHROPIC_API_KEY", "  ")])));
-    }
-
-    #[test]
-    fn both_routes_anthropic_first_unless_ordered() {
-        let vars = [
-            ("ANTHROPIC_API_KEY", "sk-ant"),
-            ("ANTHROPIC_FOUNDRY_RESOURCE", "res"),
-            ("ANTHROPIC_FOUNDRY_API_KEY", "fk"),
-        ];
-        let routes = from_env_with(&env(&vars)).unwrap();
-        let ids: Vec<_> = arrange(routes, &config(&[]))
+    fn as_given_unless_ordered() {
+        let ids: Vec<_> = arrange(two(), &config(&[]))
             .unwrap()
             .iter()
             .map(|r| r.id().to_string())
             .collect();
         assert_eq!(ids, ["anthropic", "foundry"]);
 
-        let routes = from_env_with(&env(&vars)).unwrap();
-        let ordered = arrange(routes, &config(&[("CLAUDE_TOWER_ROUTES", "foundry")])).unwrap();
+        let ordered = arrange(two(), &config(&[("CLAUDE_TOWER_ROUTES", "foundry")])).unwrap();
         assert_eq!(ordered.len(), 1);
         assert_eq!(ordered[0].id(), "foundry");
         assert_eq!(
@@ -221,30 +182,13 @@ mod tests {
 
     #[test]
     fn unknown_names_are_clear_errors() {
-        let routes = from_env_with(&env(&[("ANTHROPIC_API_KEY", "k")])).unwrap();
-        let err = arrange(routes, &config(&[("CLAUDE_TOWER_ROUTES", "foundry")])).unwrap_err();
+        let one = || two().into_iter().take(1).collect::<Vec<_>>();
+        let err = arrange(one(), &config(&[("CLAUDE_TOWER_ROUTES", "foundry")])).unwrap_err();
         assert_eq!(
             err.to_string(),
             "CLAUDE_TOWER_ROUTES: `foundry` is not a configured route (configured: anthropic)"
         );
-        let routes = from_env_with(&env(&[("ANTHROPIC_API_KEY", "k")])).unwrap();
-        let err = arrange(routes, &config(&[("CLAUDE_TOWER_MODEL_MAP", "azure:a=b")])).unwrap_err();
+        let err = arrange(one(), &config(&[("CLAUDE_TOWER_MODEL_MAP", "azure:a=b")])).unwrap_err();
         assert!(err.to_string().contains("`azure`"), "{err}");
-    }
-
-    #[test]
-    fn both_foundry_endpoints_is_a_configuration_error() {
-        let err = from_env_with(&env(&[
-            ("ANTHROPIC_FOUNDRY_RESOURCE", "res"),
-            ("ANTHROPIC_FOUNDRY_BASE_URL", "https://x.example/anthropic"),
-            ("ANTHROPIC_FOUNDRY_API_KEY", "fk"),
-        ]))
-        .expect_err("mutually exclusive");
-        let text = err.to_string();
-        assert!(
-            text.contains("ANTHROPIC_FOUNDRY_RESOURCE")
-                && text.contains("ANTHROPIC_FOUNDRY_BASE_URL"),
-            "{text}"
-        );
     }
 }

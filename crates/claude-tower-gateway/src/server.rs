@@ -1,0 +1,315 @@
+//! The accept loop: HTTP/1.1 and HTTP/2 (prior knowledge, or ALPN under
+//! TLS) on one port, with the limits a gateway on a shared network needs.
+//!
+//! - **Connection cap.** A semaphore permit per connection, taken *before*
+//!   `accept`: past the cap, new connections wait in the kernel's backlog
+//!   instead of costing a task, buffers and a file descriptor each.
+//! - **Header-read timeout.** hyper enforces it for HTTP/1 once it has a
+//!   timer (without one, as under `axum::serve`, it never fires: 500 clients
+//!   sending a byte a second were all still connected after 65 s). hyper
+//!   starts that clock whenever it waits for a request head, so it is also
+//!   how long a kept-alive HTTP/1 connection may sit between requests. The
+//!   same bound covers what hyper does not time: a connection must have
+//!   started its first request within it (a client that never finishes the
+//!   24-byte HTTP/2 preface, or a TLS handshake).
+//! - **Idle timeout.** A connection with no request in flight for this long
+//!   is shut down gracefully (HTTP/2: GOAWAY). In flight means until the
+//!   response body is done, so a quiet stream waiting on a long answer is
+//!   never cut; HTTP/2 pings do not count as use.
+//! - **HTTP/2** stream and header-list limits, and keep-alive pings that
+//!   find dead peers.
+//! - `TCP_NODELAY` on every socket: SSE events are small writes, and with
+//!   Nagle's algorithm each one after the first can wait for the client's
+//!   delayed ACK (tens of milliseconds) before it leaves.
+//!
+//! On shutdown the loop stops accepting, every connection is told to finish
+//! (HTTP/1 closes after its current response, HTTP/2 sends GOAWAY), and
+//! `serve` returns when the last one has.
+
+use std::convert::Infallible;
+use std::io;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use bytes::Bytes;
+use http::Request;
+use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use pin_project_lite::pin_project;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+use crate::config::ConnectionLimits;
+
+/// Largest header block an HTTP/2 client may send. Claude Code's are well
+/// under 8 KiB; hyper's default is 16 MiB.
+const H2_MAX_HEADER_LIST: u32 = 64 * 1024;
+/// How often an HTTP/2 connection is pinged, and how long a pong may take.
+const H2_KEEP_ALIVE: Duration = Duration::from_secs(20);
+/// After a graceful shutdown is asked of an idle connection, how long it may
+/// take before it is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// Serves `app` on `listener` until `shutdown` resolves; see the module docs.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: ConnectionLimits,
+    tls: Option<TlsAcceptor>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.h2_max_streams)
+        .max_header_list_size(H2_MAX_HEADER_LIST)
+        .keep_alive_interval(H2_KEEP_ALIVE)
+        .keep_alive_timeout(H2_KEEP_ALIVE);
+    let builder = Arc::new(builder);
+    // NOTE: clamped, as `ConnectionLimits` can be set by hand past what the
+    // settings parser allows; a semaphore panics above MAX_PERMITS.
+    let cap = limits
+        .max_connections
+        .clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
+    let permits = Arc::new(Semaphore::new(cap));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut shutdown = pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    accept_error(err).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(%err, "cannot set TCP_NODELAY on an accepted socket");
+        }
+        let conn = Conn {
+            builder: builder.clone(),
+            app: app.clone(),
+            limits: limits.clone(),
+            stop: stop_rx.clone(),
+        };
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            match tls {
+                None => conn.run(tcp).await,
+                Some(tls) => conn.run_tls(tcp, &tls).await,
+            }
+            tracing::trace!(%peer, "connection closed");
+            drop(permit);
+        });
+    }
+    // Closed now, not when the last connection ends: new clients are refused
+    // at once (a load balancer moves on) instead of waiting in the backlog.
+    drop(listener);
+    tracing::info!("no new connections; waiting for open ones to finish");
+    // NOTE: send fails only when no connection holds a receiver: nothing to tell.
+    let _ = stop_tx.send(true);
+    drop(stop_rx);
+    // Every permit back means every connection task has ended.
+    let _ = permits
+        .acquire_many(u32::try_from(cap).unwrap_or(u32::MAX))
+        .await;
+    Ok(())
+}
+
+/// Errors `accept` returns for one failed connection go on at once; others
+/// (out of file descriptors) back off a little, as `axum::serve` does.
+async fn accept_error(err: io::Error) {
+    use io::ErrorKind::*;
+    if matches!(
+        err.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(%err, "accept failed; retrying in 1 s");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+/// One connection's share of the server.
+struct Conn {
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    app: Router,
+    limits: ConnectionLimits,
+    stop: watch::Receiver<bool>,
+}
+
+impl Conn {
+    async fn run_tls(self, tcp: TcpStream, tls: &TlsAcceptor) {
+        // The handshake is part of "sending the request head" for timing.
+        match tokio::time::timeout(self.limits.header_read_timeout, tls.accept(tcp)).await {
+            Ok(Ok(stream)) => self.run(stream).await,
+            Ok(Err(err)) => tracing::debug!(%err, "TLS handshake failed"),
+            Err(_) => tracing::debug!("TLS handshake timed out"),
+        }
+    }
+
+    async fn run<I>(mut self, io: I)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let activity = Arc::new(Activity::default());
+        let io = TokioIo::new(io);
+        let app = self.app.clone();
+        let counted = activity.clone();
+        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+            let guard = InFlight::begin(counted.clone());
+            let call = app.clone().oneshot(req.map(Body::new));
+            async move {
+                let res = call.await?;
+                Ok::<_, Infallible>(res.map(|body| CountedBody {
+                    body,
+                    _guard: guard,
+                }))
+            }
+        });
+        let mut conn = pin!(self.builder.serve_connection(io, service));
+
+        let first_request = tokio::time::sleep(self.limits.header_read_timeout);
+        let mut first_request = pin!(first_request);
+        // Four looks per idle period: closed between 1x and 1.25x the timeout.
+        let period = (self.limits.idle_timeout / 4).max(Duration::from_millis(1));
+        let mut tick = tokio::time::interval(period);
+        let mut last_seen = activity.events();
+        let mut quiet_ticks = 0u32;
+        // Set once a graceful shutdown was asked: the time after which a
+        // connection with nothing in flight is dropped outright.
+        let mut closing: Option<tokio::time::Instant> = None;
+        loop {
+            tokio::select! {
+                done = conn.as_mut() => {
+                    if let Err(err) = done {
+                        tracing::debug!(%err, "connection ended with an error");
+                    }
+                    return;
+                }
+                // Shutdown (or the server gone): finish what is in flight.
+                _ = self.stop.changed(), if closing.is_none() => {
+                    conn.as_mut().graceful_shutdown();
+                    closing = Some(tokio::time::Instant::now() + CLOSE_GRACE);
+                }
+                () = &mut first_request, if !activity.started() => {
+                    tracing::debug!("no request within the header-read timeout; closing");
+                    return;
+                }
+                _ = tick.tick() => {
+                    let idle = activity.in_flight() == 0;
+                    if let Some(deadline) = closing {
+                        if idle && tokio::time::Instant::now() >= deadline {
+                            return;
+                        }
+                        continue;
+                    }
+                    let seen = activity.events();
+                    quiet_ticks = if idle && seen == last_seen { quiet_ticks + 1 } else { 0 };
+                    last_seen = seen;
+                    if quiet_ticks >= 4 {
+                        tracing::debug!("idle connection; closing");
+                        conn.as_mut().graceful_shutdown();
+                        closing = Some(tokio::time::Instant::now() + CLOSE_GRACE);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Per-connection counters the idle watchdog reads. Only requests count:
+/// HTTP/2 pings, or bytes a client trickles without finishing a request,
+/// do not keep a connection open.
+#[derive(Default)]
+struct Activity {
+    /// Requests begun plus requests finished on this connection.
+    events: AtomicU64,
+    /// Requests whose response body is not done.
+    in_flight: AtomicUsize,
+}
+
+impl Activity {
+    fn events(&self) -> u64 {
+        self.events.load(Ordering::Relaxed)
+    }
+
+    fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    fn started(&self) -> bool {
+        self.events() > 0
+    }
+}
+
+/// Held from a request's start until its response body is done or dropped.
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn begin(activity: Arc<Activity>) -> Self {
+        activity.events.fetch_add(1, Ordering::Relaxed);
+        activity.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self(activity)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.events.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+pin_project! {
+    /// The response body, holding its request's [`InFlight`] until done.
+    struct CountedBody {
+        #[pin]
+        body: Body,
+        _guard: InFlight,
+    }
+}
+
+impl http_body::Body for CountedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        self.project().body.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
