@@ -6,16 +6,19 @@ use std::task::{Context, Poll};
 
 use claude_tower_core::headers::{ANTHROPIC_VERSION, ANTHROPIC_VERSION_VALUE, CREDENTIAL_HEADERS};
 use claude_tower_core::{ClaudeError, ErrorClass};
-use http::{HeaderValue, Request, Response, header::HOST};
+use http::{HeaderValue, Request, Response, Version, header::HOST};
 use tower_service::Service;
 
 use crate::BoxError;
 use crate::credential::{Credential, Kind};
 use crate::future::ResponseFuture;
+use crate::hop;
 use crate::layer::AuthConfig;
 
-/// Strips inbound credentials, moves the request onto the route's endpoint,
-/// sets `anthropic-version` when absent and injects the route's credential.
+/// Strips inbound credentials and hop-by-hop headers, moves the request onto
+/// the route's endpoint as HTTP/1.1 (the transport may upgrade it to HTTP/2
+/// by ALPN), sets `anthropic-version` when absent and injects the route's
+/// credential; drops hop-by-hop headers from the response.
 ///
 /// Built by [`AuthLayer`](crate::AuthLayer). Errors are [`BoxError`]s: the
 /// inner service's errors unchanged, or a boxed [`ClaudeError`] of class
@@ -57,7 +60,16 @@ impl<S> Auth<S> {
 
     /// Everything but the credential: strip, rewrite, version.
     fn prepare<B>(&self, req: &mut Request<B>) -> Result<(), BoxError> {
+        // NOTE: the caller's HTTP version described the caller's connection.
+        // hyper-util's client refuses an HTTP/2 request on an HTTP/1
+        // connection, while HTTP/1.1 is sent as HTTP/2 on a connection whose
+        // ALPN chose h2 (h2 encodes the absolute URI as `:scheme` and
+        // `:authority` whatever the version says). So HTTP/1.1 lets the
+        // transport choose, and an HTTP/1.0 caller does not make the route
+        // speak 1.0 (no chunked bodies, no keep-alive).
+        *req.version_mut() = Version::HTTP_11;
         let headers = req.headers_mut();
+        hop::strip_request(headers);
         for name in CREDENTIAL_HEADERS {
             headers.remove(name);
         }
