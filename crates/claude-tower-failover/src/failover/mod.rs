@@ -23,6 +23,22 @@
 //! The decision is made on the response head only: a 200 streaming response
 //! is returned as it is, its body untouched.
 //!
+//! # What a route's breaker is told
+//!
+//! The breaker tracks whether the *route* works, so a failure the request
+//! caused never counts against it:
+//!
+//! | outcome | breaker |
+//! |---|---|
+//! | a response: success, or a failure no route would answer differently (400, 401, 409) | up |
+//! | a response: 404 for the model or deployment the request named (RouteUnavailable) | up (the request still moves on: another route may have the model) |
+//! | a response: 429, 5xx, 402, transient auth | down |
+//! | an error: transport, timeout | down |
+//! | an error the request or this side caused (InvalidRequest, Auth: a path Auth could not move, a token it could not get) | nothing; a half-open probe slot is given back |
+//!
+//! One model missing on one route thus never opens that route for the
+//! others, and a burst of malformed requests cannot open a healthy route.
+//!
 //! # The most informative failure
 //!
 //! When every route fails, one route's own outcome is returned, chosen by:
@@ -39,9 +55,13 @@
 //! # What comes back
 //!
 //! Every response carries a [`FailoverReport`] extension: the route that
-//! answered and the attempts spent on each route tried (Retry's
-//! [`Attempt`](claude_tower_core::Attempt) from the route's final response,
-//! 1 if absent). The error type is [`ClaudeError`], so the layers above can
+//! answered, if one did, and the attempts spent on each route tried (Retry's
+//! [`Attempt`](claude_tower_core::Attempt) from the route's final response or,
+//! when the route ended in an error, from the error's
+//! [`ClaudeError::attempt`](claude_tower_core::ClaudeError::attempt); 1 if
+//! neither has one). When every route ended in an error (connections
+//! refused, say) no route answered and
+//! [`answered_by`](FailoverReport::answered_by) is `None`. The error type is [`ClaudeError`], so the layers above can
 //! render it with [`error_response`](claude_tower_core::error_response): it
 //! is the route's own `ClaudeError` (route filled in), and its source is the
 //! report, whose source is the route's original error; read the report with
