@@ -6,7 +6,9 @@
 //!
 //! 1. removes every inbound credential header (`x-api-key`, `api-key`,
 //!    `authorization`) and the inbound `host`, so a caller's key or a
-//!    developer's gateway token never travels upstream;
+//!    developer's gateway token never travels upstream (unless the route's
+//!    credential is [`Credential::passthrough`]: then the caller's own
+//!    credential is what is sent, and only to a route of the caller's face);
 //! 2. removes the hop-by-hop headers of the caller's connection
 //!    (`Connection` and what it names, `Keep-Alive`, `TE`,
 //!    `Transfer-Encoding`, `Upgrade`, `Proxy-*`) and `Cookie`: see [`hop`];

@@ -59,13 +59,15 @@ impl<B> Best<B> {
     /// The rule for which failure to return when every route failed:
     /// a response (the route answered; it has a real status, body and
     /// request ids) beats an error; a classified error beats a bare
-    /// transport error. Ties go to the route tried first, i.e. the
-    /// higher-priority one.
+    /// transport error, which beats a route turning the request away
+    /// unsent. Ties go to the route tried first, i.e. the higher-priority
+    /// one.
     fn rank(&self) -> u8 {
         match self {
-            Best::Response(_) => 2,
-            Best::Error(e, _) if e.class() != ErrorClass::Transport => 1,
-            Best::Error(..) => 0,
+            Best::Response(_) => 3,
+            Best::Error(e, _) if turned_away(e) => 0,
+            Best::Error(e, _) if e.class() != ErrorClass::Transport => 2,
+            Best::Error(..) => 1,
         }
     }
 }
@@ -87,6 +89,14 @@ enum Evidence {
 /// charged. (A 402, a 5xx or a 429 is the route's own state and is.)
 fn caused_by_the_request(err: &ClaudeError) -> bool {
     err.class() == ErrorClass::RouteUnavailable && err.status() == Some(http::StatusCode::NOT_FOUND)
+}
+
+/// Whether a route turned the request away before sending it: a
+/// RouteUnavailable error without a status, made below Failover (a
+/// passthrough route for the other face's callers, a route that cannot
+/// address the request). It is no attempt and no evidence about the route.
+fn turned_away(err: &ClaudeError) -> bool {
+    err.class() == ErrorClass::RouteUnavailable && err.status().is_none()
 }
 
 /// What one route's outcome means for the request.
@@ -197,6 +207,14 @@ where
             Err(err) => {
                 let err: tower::BoxError = err.into();
                 let classified = classify_error(route, &err);
+                if turned_away(&classified) {
+                    // Not this route's request: skipped as an open breaker
+                    // would skip it (nothing recorded), and kept only in case
+                    // nothing else happens.
+                    tracing::debug!(%route, error = %classified, "route turned the request away");
+                    self.note(Evidence::None);
+                    return Verdict::Next(Best::Error(classified, err));
+                }
                 // Retry puts its count on the error it gives up with.
                 let attempts = classified.attempt().map_or(1, Attempt::number);
                 self.report.record(route.clone(), attempts);

@@ -34,7 +34,8 @@
 //! | a response: 404 for the model or deployment the request named (RouteUnavailable) | up (the request still moves on: another route may have the model) |
 //! | a response: 429, 5xx, 402, transient auth | down |
 //! | an error: transport, timeout | down |
-//! | an error the request or this side caused (InvalidRequest, Auth: a path Auth could not move, a token it could not get) | nothing; a half-open probe slot is given back |
+//! | an error the request or this side caused (InvalidRequest, Auth: a path Auth could not move, a token it could not get, a passthrough request without a credential) | nothing; a half-open probe slot is given back |
+//! | an error of class RouteUnavailable without a status: the route turned the request away unsent (a passthrough route for the other face's callers) | nothing, and no attempt is recorded: the request moves on as if the breaker were open |
 //!
 //! One model missing on one route thus never opens that route for the
 //! others, and a burst of malformed requests cannot open a healthy route.
@@ -46,7 +47,8 @@
 //! 1. a **response** (the route answered: it carries a real status, the
 //!    upstream body, request ids for a support ticket) beats an **error**;
 //! 2. among errors, a classified one (timeout, a boxed `ClaudeError` such as
-//!    a credential failure) beats a bare [`ErrorClass::Transport`] one;
+//!    a credential failure) beats a bare [`ErrorClass::Transport`] one,
+//!    which beats a route turning the request away unsent (below);
 //! 3. on a tie, the route tried first, which is the higher-priority route.
 //!
 //! So a primary's 529 beats a secondary's connection refusal, and a
