@@ -1,13 +1,12 @@
 //! Proxy hygiene at the upstream boundary: the HTTP version is the
 //! transport's, and hop-by-hop headers stay on their own connection, in both
-//! directions.
+//! directions. (An HTTP/2 caller against the simulator: `tests/sim.rs`.)
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use claude_tower_auth::{AuthLayer, Credential, Endpoint, Secret};
-use claude_tower_sim::{Sim, SimConfig};
 use http::{HeaderMap, Request, Response, StatusCode, Version};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -146,29 +145,6 @@ fn h2_inbound() -> Request<Full<Bytes>> {
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from_static(BODY.as_bytes())))
         .expect("request")
-}
-
-#[tokio::test]
-async fn an_http2_callers_request_reaches_an_http1_route() {
-    // Before: hyper-util refused it ("Connection is HTTP/1, but request
-    // requires HTTP/2") and the failure counted as a transport error.
-    let sim = Sim::start(SimConfig::default().anthropic_key("sk-sim"))
-        .await
-        .expect("sim");
-    let layer = AuthLayer::new(
-        Endpoint::anthropic_base_url(&sim.anthropic_base_url()).expect("url"),
-        Credential::anthropic_api_key(Secret::new("sk-sim")).expect("key"),
-    );
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let response = layer
-        .layer(client)
-        .oneshot(h2_inbound())
-        .await
-        .expect("no transport error");
-    assert_eq!(response.status(), StatusCode::OK);
-    let seen = sim.requests();
-    assert_eq!(seen.len(), 1);
-    assert!(seen[0].accepted);
 }
 
 #[tokio::test]

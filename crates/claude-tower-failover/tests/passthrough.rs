@@ -74,6 +74,17 @@ fn request(path: &str, credential: Option<&str>) -> Request<ReplayBody> {
         .expect("request")
 }
 
+async fn send(
+    f: &Failover<Route>,
+    path: &str,
+    credential: &str,
+) -> Response<NormalizeBody<Incoming>> {
+    f.clone()
+        .oneshot(request(path, Some(credential)))
+        .await
+        .expect("a response")
+}
+
 fn report<B>(response: &Response<B>) -> &FailoverReport {
     response
         .extensions()
@@ -95,14 +106,7 @@ async fn a_foundry_callers_key_skips_anthropic_and_reaches_foundry() {
         route("anthropic", &sim, Face::Anthropic),
         route("foundry", &sim, Face::Foundry),
     ]);
-    let response = f
-        .clone()
-        .oneshot(request(
-            "/anthropic/v1/messages",
-            Some("caller-foundry-key"),
-        ))
-        .await
-        .expect("response");
+    let response = send(&f, "/anthropic/v1/messages", "caller-foundry-key").await;
     assert_eq!(response.status(), StatusCode::OK);
     let r = report(&response);
     assert_eq!(r.to_string(), "foundry=1", "Anthropic was never tried");
@@ -121,11 +125,7 @@ async fn an_anthropic_callers_key_never_reaches_foundry() {
         route("foundry", &sim, Face::Foundry),
         route("anthropic", &sim, Face::Anthropic),
     ]);
-    let response = f
-        .clone()
-        .oneshot(request("/v1/messages", Some("caller-anthropic-key")))
-        .await
-        .expect("response");
+    let response = send(&f, "/v1/messages", "caller-anthropic-key").await;
     // Anthropic is overloaded, and Foundry must not be the way out.
     assert_eq!(response.status().as_u16(), 529);
     assert_eq!(report(&response).to_string(), "anthropic=3");
@@ -141,14 +141,7 @@ async fn a_foundry_token_may_move_to_another_foundry_resource() {
         route("anthropic", &west, Face::Anthropic),
         route("foundry-west", &west, Face::Foundry),
     ]);
-    let response = f
-        .clone()
-        .oneshot(request(
-            "/anthropic/v1/messages",
-            Some("caller-foundry-key"),
-        ))
-        .await
-        .expect("response");
+    let response = send(&f, "/anthropic/v1/messages", "caller-foundry-key").await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(
         report(&response).to_string(),
@@ -170,11 +163,7 @@ async fn a_rejected_caller_key_is_passed_back_without_failover_or_breaker_charge
         route("foundry-west", &west, Face::Foundry),
     ]);
     for _ in 0..3 {
-        let response = f
-            .clone()
-            .oneshot(request("/anthropic/v1/messages", Some("not-my-key")))
-            .await
-            .expect("response");
+        let response = send(&f, "/anthropic/v1/messages", "not-my-key").await;
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
         let err = response.extensions().get::<ClaudeError>().expect("error");
         assert_eq!(err.class(), ErrorClass::Auth);

@@ -133,6 +133,19 @@ fn two(a: &Fake, b: &Fake, breaker: BreakerConfig) -> Failover<Fake> {
         .build()
 }
 
+/// `a` then `b`, after request "1" opened `a`'s breaker (threshold 1,
+/// 5 s cool-down) and the cool-down passed: the next request to `a` probes.
+async fn due_for_a_probe(a: &Fake, b: &Fake) -> Failover<Fake> {
+    let cfg = BreakerConfig::new()
+        .failure_threshold(1)
+        .cool_down(Duration::from_secs(5));
+    a.push([Step::Err(None)]);
+    let failover = two(a, b, cfg);
+    failover.clone().oneshot(request("1")).await.unwrap();
+    tokio::time::advance(Duration::from_secs(5)).await;
+    failover
+}
+
 fn report<B>(res: &Response<B>) -> &FailoverReport {
     res.extensions()
         .get::<FailoverReport>()
@@ -399,14 +412,8 @@ async fn a_failure_caused_by_the_request_never_counts_against_the_route() {
 
 #[tokio::test(start_paused = true)]
 async fn a_probe_that_fails_by_the_requests_fault_gives_its_slot_back() {
-    let cfg = BreakerConfig::new()
-        .failure_threshold(1)
-        .cool_down(Duration::from_secs(5));
-    let a = Fake::new("anthropic", [Step::Err(None)]);
-    let b = Fake::new("foundry", []);
-    let failover = two(&a, &b, cfg);
-    failover.clone().oneshot(request("1")).await.unwrap();
-    tokio::time::advance(Duration::from_secs(5)).await;
+    let (a, b) = (Fake::new("anthropic", []), Fake::new("foundry", []));
+    let failover = due_for_a_probe(&a, &b).await;
 
     a.push([Step::Err(Some(ErrorClass::InvalidRequest))]);
     failover.clone().oneshot(request("bad")).await.unwrap_err();
@@ -461,14 +468,8 @@ async fn breaker_opens_skips_then_probes_and_closes() {
 
 #[tokio::test(start_paused = true)]
 async fn only_one_probe_while_half_open_and_a_failed_probe_reopens() {
-    let cfg = BreakerConfig::new()
-        .failure_threshold(1)
-        .cool_down(Duration::from_secs(5));
-    let a = Fake::new("anthropic", [Step::Err(None)]);
-    let b = Fake::new("foundry", []);
-    let failover = two(&a, &b, cfg);
-    failover.clone().oneshot(request("1")).await.unwrap();
-    tokio::time::advance(Duration::from_secs(5)).await;
+    let (a, b) = (Fake::new("anthropic", []), Fake::new("foundry", []));
+    let failover = due_for_a_probe(&a, &b).await;
 
     // The probe is slow; meanwhile another request must not reach Anthropic.
     a.push([Step::Slow(Duration::from_secs(1))]);
@@ -492,17 +493,9 @@ async fn only_one_probe_while_half_open_and_a_failed_probe_reopens() {
 
 #[tokio::test(start_paused = true)]
 async fn a_dropped_probe_gives_its_slot_back() {
-    let cfg = BreakerConfig::new()
-        .failure_threshold(1)
-        .cool_down(Duration::from_secs(5));
-    let a = Fake::new(
-        "anthropic",
-        [Step::Err(None), Step::Slow(Duration::from_secs(60))],
-    );
-    let b = Fake::new("foundry", []);
-    let failover = two(&a, &b, cfg);
-    failover.clone().oneshot(request("1")).await.unwrap();
-    tokio::time::advance(Duration::from_secs(5)).await;
+    let (a, b) = (Fake::new("anthropic", []), Fake::new("foundry", []));
+    let failover = due_for_a_probe(&a, &b).await;
+    a.push([Step::Slow(Duration::from_secs(60))]);
     let mut probe = Box::pin(failover.clone().oneshot(request("probe")));
     assert!(futures_poll(&mut probe).is_pending());
     drop(probe);
