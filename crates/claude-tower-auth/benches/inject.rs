@@ -43,6 +43,15 @@ fn inbound_direct() -> Request<()> {
     inbound_at("/v1/messages?beta=true")
 }
 
+/// Anthropic mode over HTTP/1.1 with `Connection: keep-alive`.
+fn inbound_keep_alive() -> Request<()> {
+    let mut request = inbound_direct();
+    request
+        .headers_mut()
+        .insert("connection", http::HeaderValue::from_static("keep-alive"));
+    request
+}
+
 fn inbound_at(path: &'static str) -> Request<()> {
     Request::post(path)
         .header("authorization", "Bearer developer-gateway-token")
@@ -88,6 +97,14 @@ fn keys(c: &mut Criterion) {
         c,
         "inject/anthropic-api-key-prefix-dropped",
         anthropic.layer(Answer),
+    );
+
+    // What Node's and Python's HTTP/1.1 clients add: a `Connection` to drop.
+    run_with(
+        c,
+        "inject/anthropic-api-key-keep-alive",
+        anthropic.layer(Answer),
+        inbound_keep_alive,
     );
 
     let foundry = AuthLayer::new(

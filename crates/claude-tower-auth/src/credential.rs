@@ -19,6 +19,7 @@ use crate::{ConfigError, Secret};
 /// | [`foundry_api_key`](Self::foundry_api_key) | `x-api-key` and `api-key` (what the official SDKs send) |
 /// | `entra` (feature `entra`) | `Authorization: Bearer <token>`, cached and refreshed ahead |
 /// | [`none`](Self::none) | nothing (a gateway further on authenticates) |
+/// | [`passthrough`](Self::passthrough) | the caller's own `x-api-key`, `api-key` or `Authorization: Bearer` |
 ///
 /// Cloning is cheap and clones share one token cache.
 ///
@@ -35,9 +36,14 @@ pub struct Credential {
     pub(crate) kind: Kind,
 }
 
+/// The code of the error a passthrough route turns a caller of the other
+/// face away with.
+pub(crate) const PASSTHROUGH_FACE_CODE: &str = "passthrough_face_mismatch";
+
 #[derive(Clone)]
 pub(crate) enum Kind {
     None,
+    Passthrough,
     ApiKey {
         value: HeaderValue,
         /// Also send `api-key` (Foundry).
@@ -75,6 +81,46 @@ impl Credential {
         Self { kind: Kind::None }
     }
 
+    /// The caller's own credential: whatever the request carries in
+    /// `x-api-key`, `api-key` or `Authorization: Bearer` is forwarded to the
+    /// route instead of a credential the gateway holds (a gateway that holds
+    /// no secrets, in front of callers that each have their own key or
+    /// Entra ID token).
+    ///
+    /// - A request with none of those headers is refused before anything is
+    ///   sent: an error of class [`Auth`](claude_tower_core::ErrorClass::Auth)
+    ///   (401 in Anthropic's envelope once rendered), which fails fast.
+    /// - The route's rejection of the caller's credential (its 401 or 403)
+    ///   is the caller's answer: class `Auth`, so it is neither retried nor
+    ///   failed over, and a failover layer does not charge the route.
+    /// - A caller's credential only goes to a route of the caller's face,
+    ///   read from the inbound path: a request under `/anthropic/...` comes
+    ///   from a Foundry-mode client (Claude Code with
+    ///   `ANTHROPIC_FOUNDRY_BASE_URL`, the Foundry SDKs) and carries a
+    ///   Foundry key or Entra token; any other path comes from an
+    ///   Anthropic-mode client and carries an Anthropic key. A passthrough
+    ///   route of the other face turns the request away unsent, with an
+    ///   error of class
+    ///   [`RouteUnavailable`](claude_tower_core::ErrorClass::RouteUnavailable)
+    ///   and no status, which a failover layer treats as "not this route" (no
+    ///   attempt, no breaker evidence). So a Foundry token may go to another
+    ///   Foundry resource, never to Anthropic, and an Anthropic key never to
+    ///   Foundry. Routes that hold their own credential take any caller: the
+    ///   caller's credential is removed as usual.
+    ///
+    /// Forwarded values are marked sensitive (never HPACK-indexed); a
+    /// non-Bearer `Authorization` is not a credential here and is removed.
+    pub fn passthrough() -> Self {
+        Self {
+            kind: Kind::Passthrough,
+        }
+    }
+
+    /// Whether this route forwards the caller's own credential.
+    pub fn is_passthrough(&self) -> bool {
+        matches!(self.kind, Kind::Passthrough)
+    }
+
     /// Entra ID bearer tokens from any `azure_identity` credential, with the
     /// default [`EntraConfig`] (scope `https://ai.azure.com/.default`,
     /// refresh 5 minutes ahead). Errors name the credential by its type.
@@ -110,10 +156,11 @@ impl Credential {
     }
 
     /// A short name for logs: `anthropic-api-key`, `foundry-api-key`,
-    /// `entra-id`, `none`.
+    /// `entra-id`, `none`, `passthrough`.
     pub fn kind(&self) -> &'static str {
         match &self.kind {
             Kind::None => "none",
+            Kind::Passthrough => "passthrough",
             Kind::ApiKey {
                 azure_header: false,
                 ..

@@ -210,6 +210,29 @@ impl Endpoint {
     }
 }
 
+/// The face a caller speaks, read from the inbound path: under the
+/// `/anthropic` route prefix, a Foundry-mode client (whose credential is a
+/// Foundry key or an Entra ID token); anywhere else, an Anthropic-mode client.
+///
+/// This is how [`Credential::passthrough`](crate::Credential::passthrough)
+/// keeps a caller's credential on routes of its own face.
+///
+/// ```
+/// use claude_tower_auth::endpoint::caller_face;
+/// use claude_tower_core::Face;
+///
+/// assert_eq!(caller_face("/anthropic/v1/messages"), Face::Foundry);
+/// assert_eq!(caller_face("/v1/messages"), Face::Anthropic);
+/// assert_eq!(caller_face("/anthropicx/v1/messages"), Face::Anthropic);
+/// ```
+pub fn caller_face(path: &str) -> Face {
+    if strip_route_prefix(path).len() == path.len() {
+        Face::Anthropic
+    } else {
+        Face::Foundry
+    }
+}
+
 /// The path relative to the route prefix: `/anthropic/v1/x` -> `/v1/x`.
 fn strip_route_prefix(path: &str) -> &str {
     match path.strip_prefix(ROUTE_PREFIX) {

@@ -118,7 +118,8 @@ where
                     });
                 }
                 StateProj::Called { future, ticket } => {
-                    let response = ready!(future.poll(cx)).map_err(Into::into)?;
+                    let mut response = ready!(future.poll(cx)).map_err(Into::into)?;
+                    crate::hop::strip_response(response.headers_mut());
                     if response.status() == StatusCode::UNAUTHORIZED
                         && let Some(ticket) = ticket.take()
                     {

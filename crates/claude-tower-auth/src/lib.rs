@@ -6,14 +6,26 @@
 //!
 //! 1. removes every inbound credential header (`x-api-key`, `api-key`,
 //!    `authorization`) and the inbound `host`, so a caller's key or a
-//!    developer's gateway token never travels upstream;
-//! 2. moves the URI onto the route's [`Endpoint`], keeping the path relative
+//!    developer's gateway token never travels upstream (unless the route's
+//!    credential is [`Credential::passthrough`]: then the caller's own
+//!    credential is what is sent, and only to a route of the caller's face);
+//! 2. removes the hop-by-hop headers of the caller's connection
+//!    (`Connection` and what it names, `Keep-Alive`, `TE`,
+//!    `Transfer-Encoding`, `Upgrade`, `Proxy-*`) and `Cookie`: see [`hop`];
+//! 3. sets the request's version to HTTP/1.1, whatever the caller spoke:
+//!    the transport chooses (hyper-util sends it as HTTP/2 where ALPN chose
+//!    h2), and an HTTP/2 caller's version on an HTTP/1 connection would
+//!    fail before reaching the route;
+//! 4. moves the URI onto the route's [`Endpoint`], keeping the path relative
 //!    to the route prefix and the query string (an inbound `/anthropic`
 //!    prefix is dropped: see [`endpoint`]);
-//! 3. sets `anthropic-version: 2023-06-01` when absent;
-//! 4. injects the route's [`Credential`]: `x-api-key` (Anthropic),
+//! 5. sets `anthropic-version: 2023-06-01` when absent;
+//! 6. injects the route's [`Credential`]: `x-api-key` (Anthropic),
 //!    `x-api-key` + `api-key` (Foundry key), or `Authorization: Bearer`
 //!    from any `azure_core` `TokenCredential` (feature `entra`, on by default).
+//!
+//! On the way back it removes the upstream connection's hop-by-hop headers
+//! and `Set-Cookie` from the response, and changes nothing else.
 //!
 //! # Tokens
 //!
@@ -82,6 +94,7 @@ pub mod endpoint;
 mod env;
 mod error;
 pub mod future;
+pub mod hop;
 mod layer;
 mod secret;
 mod service;

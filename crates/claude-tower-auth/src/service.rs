@@ -4,18 +4,24 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use claude_tower_core::headers::{ANTHROPIC_VERSION, ANTHROPIC_VERSION_VALUE, CREDENTIAL_HEADERS};
-use claude_tower_core::{ClaudeError, ErrorClass};
-use http::{HeaderValue, Request, Response, header::HOST};
+use claude_tower_core::headers::{
+    ANTHROPIC_VERSION, ANTHROPIC_VERSION_VALUE, AUTHORIZATION, CREDENTIAL_HEADERS,
+};
+use claude_tower_core::{ClaudeError, ErrorClass, Face};
+use http::{HeaderValue, Request, Response, Version, header::HOST};
 use tower_service::Service;
 
 use crate::BoxError;
-use crate::credential::{Credential, Kind};
+use crate::credential::{Credential, Kind, PASSTHROUGH_FACE_CODE};
+use crate::endpoint::caller_face;
 use crate::future::ResponseFuture;
+use crate::hop;
 use crate::layer::AuthConfig;
 
-/// Strips inbound credentials, moves the request onto the route's endpoint,
-/// sets `anthropic-version` when absent and injects the route's credential.
+/// Strips inbound credentials and hop-by-hop headers, moves the request onto
+/// the route's endpoint as HTTP/1.1 (the transport may upgrade it to HTTP/2
+/// by ALPN), sets `anthropic-version` when absent and injects the route's
+/// credential; drops hop-by-hop headers from the response.
 ///
 /// Built by [`AuthLayer`](crate::AuthLayer). Errors are [`BoxError`]s: the
 /// inner service's errors unchanged, or a boxed [`ClaudeError`] of class
@@ -55,11 +61,50 @@ impl<S> Auth<S> {
         &self.inner
     }
 
+    /// The error of this route, named when it has a name.
+    fn error(&self, err: ClaudeError) -> BoxError {
+        Box::new(match &self.config.route {
+            Some(route) => err.with_route(route.clone()),
+            None => err,
+        })
+    }
+
+    /// A passthrough route's checks, before anything is changed: the caller
+    /// speaks this route's face (see [`Credential::passthrough`]).
+    fn admit_caller<B>(&self, req: &Request<B>) -> Result<(), BoxError> {
+        let face = self.config.endpoint.face();
+        if caller_face(req.uri().path()) == face {
+            return Ok(());
+        }
+        let wanted = match face {
+            Face::Foundry => "Foundry-mode callers (requests under /anthropic/)",
+            Face::Anthropic => "Anthropic-mode callers (requests not under /anthropic/)",
+        };
+        Err(self.error(
+            ClaudeError::new(
+                ErrorClass::RouteUnavailable,
+                format!("this route forwards the caller's own credential and takes only {wanted}"),
+            )
+            .with_code(PASSTHROUGH_FACE_CODE),
+        ))
+    }
+
     /// Everything but the credential: strip, rewrite, version.
-    fn prepare<B>(&self, req: &mut Request<B>) -> Result<(), BoxError> {
+    fn prepare<B>(&self, req: &mut Request<B>, keep_credentials: bool) -> Result<(), BoxError> {
+        // NOTE: the caller's HTTP version described the caller's connection.
+        // hyper-util's client refuses an HTTP/2 request on an HTTP/1
+        // connection, while HTTP/1.1 is sent as HTTP/2 on a connection whose
+        // ALPN chose h2 (h2 encodes the absolute URI as `:scheme` and
+        // `:authority` whatever the version says). So HTTP/1.1 lets the
+        // transport choose, and an HTTP/1.0 caller does not make the route
+        // speak 1.0 (no chunked bodies, no keep-alive).
+        *req.version_mut() = Version::HTTP_11;
         let headers = req.headers_mut();
-        for name in CREDENTIAL_HEADERS {
-            headers.remove(name);
+        hop::strip_request(headers);
+        if !keep_credentials {
+            for name in CREDENTIAL_HEADERS {
+                headers.remove(name);
+            }
         }
         // The inbound Host names us (or the caller's gateway), not the route.
         headers.remove(HOST);
@@ -71,23 +116,58 @@ impl<S> Auth<S> {
             .endpoint
             .rewrite_owned(std::mem::take(req.uri_mut()))
             .map_err(|e| {
-                let err = ClaudeError::new(
-                    ErrorClass::InvalidRequest,
-                    format!(
-                        "request path cannot be moved onto {}",
-                        self.config.endpoint.base_url()
-                    ),
+                self.error(
+                    ClaudeError::new(
+                        ErrorClass::InvalidRequest,
+                        format!(
+                            "request path cannot be moved onto {}",
+                            self.config.endpoint.base_url()
+                        ),
+                    )
+                    .with_source(e),
                 )
-                .with_source(e);
-                let err = match &self.config.route {
-                    Some(route) => err.with_route(route.clone()),
-                    None => err,
-                };
-                Box::new(err)
             })?;
         *req.uri_mut() = uri;
         Ok(())
     }
+}
+
+impl<S> Auth<S> {
+    /// Passthrough: keeps the caller's credential headers, marked sensitive;
+    /// a request without one is refused here, unsent.
+    fn keep_callers_credential<B>(&self, req: &mut Request<B>) -> Result<(), BoxError> {
+        let headers = req.headers_mut();
+        // NOTE: only a bearer token is a credential for either API; another
+        // scheme (Basic for a proxy in front, say) is not forwarded.
+        if let Some(value) = headers.get(AUTHORIZATION)
+            && !is_bearer(value)
+        {
+            headers.remove(AUTHORIZATION);
+        }
+        let mut found = false;
+        for name in CREDENTIAL_HEADERS {
+            if let http::header::Entry::Occupied(mut entry) = headers.entry(name) {
+                for value in entry.iter_mut() {
+                    found |= !value.as_bytes().trim_ascii().is_empty();
+                    value.set_sensitive(true);
+                }
+            }
+        }
+        if found {
+            return Ok(());
+        }
+        Err(self.error(ClaudeError::new(
+            ErrorClass::Auth,
+            "this route forwards the caller's own credential and the request carries none: \
+                 send x-api-key, api-key or Authorization: Bearer",
+        )))
+    }
+}
+
+/// `Bearer <token>`, the scheme compared case-insensitively.
+fn is_bearer(value: &HeaderValue) -> bool {
+    let bytes = value.as_bytes();
+    bytes.len() > 7 && bytes[..7].eq_ignore_ascii_case(b"bearer ")
 }
 
 impl<S, B, ResB> Service<Request<B>> for Auth<S>
@@ -104,11 +184,19 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        if let Err(err) = self.prepare(&mut req) {
+        let passthrough = self.config.credential.is_passthrough();
+        let prepared = if passthrough {
+            self.admit_caller(&req)
+                .and_then(|()| self.prepare(&mut req, true))
+                .and_then(|()| self.keep_callers_credential(&mut req))
+        } else {
+            self.prepare(&mut req, false)
+        };
+        if let Err(err) = prepared {
             return ResponseFuture::failed(err);
         }
         match &self.config.credential.kind {
-            Kind::None => ResponseFuture::called(self.inner.call(req), None),
+            Kind::None | Kind::Passthrough => ResponseFuture::called(self.inner.call(req), None),
             Kind::ApiKey {
                 value,
                 azure_header,

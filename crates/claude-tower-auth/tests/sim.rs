@@ -40,6 +40,18 @@ async fn send(layer: &AuthLayer, path: &str) -> Result<Response<Incoming>, BoxEr
     layer.layer(client()).oneshot(inbound(path)).await
 }
 
+/// A simulator taking `sk-sim` on Anthropic's face, and a route that sends it.
+async fn anthropic_route() -> (Sim, AuthLayer) {
+    let sim = Sim::start(SimConfig::default().anthropic_key("sk-sim"))
+        .await
+        .expect("sim");
+    let layer = AuthLayer::new(
+        Endpoint::anthropic_base_url(&sim.anthropic_base_url()).expect("url"),
+        Credential::anthropic_api_key(Secret::new("sk-sim")).expect("key"),
+    );
+    (sim, layer)
+}
+
 fn only(sim: &Sim) -> RecordedRequest {
     let mut requests = sim.requests();
     assert_eq!(requests.len(), 1, "{requests:?}");
@@ -48,13 +60,7 @@ fn only(sim: &Sim) -> RecordedRequest {
 
 #[tokio::test]
 async fn anthropic_key_is_accepted_and_inbound_credentials_are_dropped() {
-    let sim = Sim::start(SimConfig::default().anthropic_key("sk-sim"))
-        .await
-        .expect("sim");
-    let layer = AuthLayer::new(
-        Endpoint::anthropic_base_url(&sim.anthropic_base_url()).expect("url"),
-        Credential::anthropic_api_key(Secret::new("sk-sim")).expect("key"),
-    );
+    let (sim, layer) = anthropic_route().await;
 
     for path in ["/v1/messages?beta=true", "/anthropic/v1/messages?beta=true"] {
         let response = send(&layer, path).await.expect("response");
@@ -92,6 +98,23 @@ async fn foundry_key_is_sent_in_both_headers_and_accepted() {
         assert_eq!(seen.credentials_present, vec![Seen::XApiKey, Seen::ApiKey]);
         sim.reset();
     }
+}
+
+#[tokio::test]
+async fn an_http2_callers_request_reaches_an_http1_route() {
+    // What a gateway serving an HTTP/2 client hands Auth. Before, hyper-util
+    // refused it ("Connection is HTTP/1, but request requires HTTP/2") and
+    // the failure counted as a transport error against the route.
+    let (sim, layer) = anthropic_route().await;
+    let mut request = inbound("/v1/messages?beta=true");
+    *request.version_mut() = http::Version::HTTP_2;
+    let response = layer
+        .layer(client())
+        .oneshot(request)
+        .await
+        .expect("no transport error");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(only(&sim).accepted);
 }
 
 #[tokio::test]

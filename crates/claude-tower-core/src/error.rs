@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use http::StatusCode;
 
-use crate::{ErrorClass, RequestIds, RetryAfter, RouteId};
+use crate::{Attempt, ErrorClass, RequestIds, RetryAfter, RouteId};
 
 /// A classified failure from one route, or produced locally by a layer.
 ///
@@ -48,6 +48,7 @@ struct Inner {
     message: Arc<str>,
     request_ids: RequestIds,
     should_retry: Option<bool>,
+    attempt: Option<Attempt>,
     source: Option<Arc<dyn StdError + Send + Sync + 'static>>,
 }
 
@@ -64,6 +65,7 @@ impl ClaudeError {
                 message: message.into(),
                 request_ids: RequestIds::default(),
                 should_retry: None,
+                attempt: None,
                 source: None,
             }),
         }
@@ -108,6 +110,15 @@ impl ClaudeError {
     /// Sets the server's `x-should-retry` answer.
     pub fn with_should_retry(mut self, should_retry: bool) -> Self {
         self.edit().should_retry = Some(should_retry);
+        self
+    }
+
+    /// Sets the attempt that failed last: Retry puts it on the error it
+    /// gives up with, so that a count survives where there is no response
+    /// to carry an [`Attempt`] extension (a connection refused three times
+    /// is three attempts).
+    pub fn with_attempt(mut self, attempt: Attempt) -> Self {
+        self.edit().attempt = Some(attempt);
         self
     }
 
@@ -172,6 +183,12 @@ impl ClaudeError {
         self.inner.should_retry
     }
 
+    /// The attempt that failed last, when Retry recorded it
+    /// ([`with_attempt`](Self::with_attempt)).
+    pub fn attempt(&self) -> Option<&Attempt> {
+        self.inner.attempt.as_ref()
+    }
+
     /// Whether the same request may be sent to the same route again: the
     /// server's `x-should-retry` if present, else the class's
     /// [`retryable`](ErrorClass::retryable).
@@ -224,6 +241,9 @@ impl fmt::Debug for ClaudeError {
             .field("request_ids", &self.inner.request_ids);
         if let Some(should_retry) = self.inner.should_retry {
             d.field("should_retry", &should_retry);
+        }
+        if let Some(attempt) = &self.inner.attempt {
+            d.field("attempt", attempt);
         }
         if let Some(source) = &self.inner.source {
             d.field("source", source);
@@ -294,6 +314,17 @@ mod tests {
             "route foundry: 429 Too Many Requests (rate-limited, 429): too many \
              (retry after 2s) [apim-request-id=abc]"
         );
+    }
+
+    #[test]
+    fn carries_the_last_attempt() {
+        let err = ClaudeError::new(ErrorClass::Transport, "connection refused");
+        assert_eq!(err.attempt(), None);
+        let shared = err.clone();
+        let err = err.with_attempt(Attempt::new(RouteId::new("anthropic"), 3));
+        assert_eq!(err.attempt().map(Attempt::number), Some(3));
+        assert_eq!(shared.attempt(), None, "a clone is not edited");
+        assert!(format!("{err:?}").contains("attempt"));
     }
 
     #[test]

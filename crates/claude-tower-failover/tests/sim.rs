@@ -287,7 +287,21 @@ async fn both_routes_down_returns_the_primarys_answer() {
     assert_eq!(r.answered_by().unwrap(), "anthropic");
     assert!(!r.succeeded());
     assert_eq!(r.attempts_on("anthropic"), 3);
-    assert_eq!(r.attempts_on("foundry"), 1, "an error carries no Attempt");
+    // Three connections reset: Retry's count rides on the error.
+    assert_eq!(r.attempts_on("foundry"), 3, "{r}");
+    assert_eq!(on(&sim.requests(), Face::Foundry).len(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_route_without_an_answer_names_none() {
+    let sim = sim().await;
+    sim.set_faults("reset*10").unwrap();
+    let f = failover(&sim, [Face::Anthropic, Face::Foundry], BreakerConfig::new());
+    let err = send(&f).await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Transport);
+    let r = FailoverReport::from_error(&err).expect("report");
+    assert_eq!(r.answered_by(), None, "no route answered");
+    assert_eq!(r.to_string(), "anthropic=3, foundry=3");
 }
 
 const STREAM_BODY: &str = r#"{"model":"claude-sonnet-4-5-20250929","max_tokens":16,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;

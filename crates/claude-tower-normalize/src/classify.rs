@@ -101,8 +101,10 @@ pub(crate) fn classify_shaped(
         None => (status_class, candidates.into_iter().flatten().next()),
     };
 
-    let message: &str = match env.message.as_deref().map(str::trim) {
-        Some(m) if !m.is_empty() => m,
+    // The message is kept as sent (no trimming): a client's recovery may
+    // match on it, and a rewritten envelope carries it verbatim.
+    let message: &str = match env.message.as_deref() {
+        Some(m) if !m.trim().is_empty() => m,
         _ => status.canonical_reason().unwrap_or("upstream error"),
     };
     let mut err = ClaudeError::new(class, message).with_status(status);

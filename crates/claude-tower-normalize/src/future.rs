@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 use claude_tower_core::{
     ClaudeError, ErrorClass, Face, RequestIds, RetryAfter, envelope_json, headers,
 };
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use http::response::Parts;
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use http_body::Body;
@@ -125,8 +125,12 @@ where
                         this.state.set(State::Done);
                         return Poll::Ready(Ok(res));
                     }
-                    if declared_length(&parts.headers, &body)
-                        .is_some_and(|len| len > config.error_body_limit as u64)
+                    // NOTE: an encoded body (gzip, br, ...) is not read: its
+                    // bytes say nothing until decoded, and it must reach the
+                    // client exactly as labelled. Status and headers classify it.
+                    if is_encoded(&parts.headers)
+                        || declared_length(&parts.headers, &body)
+                            .is_some_and(|len| len > config.error_body_limit as u64)
                     {
                         let res = failure(parts, None, NormalizeBody::passthrough(body), config);
                         this.state.set(State::Done);
@@ -199,6 +203,14 @@ where
     }
 }
 
+/// Whether the body is under a `content-encoding` other than `identity`.
+fn is_encoded(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(CONTENT_ENCODING)
+        .iter()
+        .any(|v| !v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"identity"))
+}
+
 fn declared_length<B: Body>(headers: &HeaderMap, body: &B) -> Option<u64> {
     body.size_hint().exact().or_else(|| {
         headers
@@ -260,11 +272,17 @@ fn failure<B: Body>(
     };
     let err = err.with_route(config.route.clone());
 
-    if config.rewrite_envelope
-        && config.face == Face::Foundry
-        && whole.is_some()
-        && (shape != Shape::Anthropic || err.class() == ErrorClass::TransientAuth)
-    {
+    // Only Azure's own envelope is re-shaped (and a transient-auth blip in
+    // either envelope, which must not reach an SDK as a 401), plus an empty
+    // body, which has nothing to lose. A body that did not parse (HTML from
+    // a proxy, truncated JSON) or was not read (encoded, over the limit)
+    // goes through byte for byte with its headers.
+    let rewrite = match shape {
+        Shape::Azure => true,
+        Shape::Anthropic => err.class() == ErrorClass::TransientAuth,
+        Shape::Unknown => bytes.is_empty(),
+    };
+    if config.rewrite_envelope && config.face == Face::Foundry && whole.is_some() && rewrite {
         let (status, json) = anthropic_rendering(&err);
         parts.status = status;
         parts.headers.remove(CONTENT_LENGTH);
@@ -315,21 +333,15 @@ fn failure<B: Body>(
 
 /// The status and Anthropic envelope a client should see for `err`.
 ///
-/// The message keeps a textual Azure code in front (numeric codes only
-/// repeat the status). TransientAuth becomes 503: see
+/// The message is upstream's, verbatim: Claude Code's recovery matches on
+/// it ("prompt is too long"). TransientAuth becomes 503: see
 /// [`NormalizeLayer::with_rewrite_envelope`](crate::NormalizeLayer::with_rewrite_envelope).
 fn anthropic_rendering(err: &ClaudeError) -> (StatusCode, Bytes) {
     let status = match err.class() {
         ErrorClass::TransientAuth => StatusCode::SERVICE_UNAVAILABLE,
         _ => err.response_status(),
     };
-    let message = match err.code() {
-        Some(code) if !code.bytes().all(|b| b.is_ascii_digit()) => {
-            format!("{code}: {}", err.message())
-        }
-        _ => err.message().to_owned(),
-    };
-    let rendered = ClaudeError::new(err.class(), message)
+    let rendered = ClaudeError::new(err.class(), err.message())
         .with_status(status)
         .with_request_ids(err.request_ids().clone());
     (status, envelope_json(&rendered))

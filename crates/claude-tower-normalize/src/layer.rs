@@ -48,11 +48,12 @@ impl NormalizeLayer {
         }
     }
 
-    /// Rewrites a Foundry error body into Anthropic's envelope (default off).
+    /// Rewrites a Foundry error body in Azure's envelope into Anthropic's
+    /// (default off).
     ///
-    /// The Anthropic `error.type` follows the class, the message keeps the
-    /// Azure code (`"DeploymentNotFound: The API deployment ..."`) and the
-    /// status is kept, with one exception:
+    /// The Anthropic `error.type` follows the class, the message is
+    /// upstream's verbatim (Claude Code's recovery reads it: "prompt is too
+    /// long" starts a compaction) and the status is kept, with one exception:
     /// [`TransientAuth`](claude_tower_core::ErrorClass::TransientAuth) is
     /// answered as `503` `api_error` with `x-should-retry: true`, because an
     /// Anthropic SDK raises `AuthenticationError` on a 401 and never retries
@@ -61,9 +62,16 @@ impl NormalizeLayer {
     ///
     /// A rewritten response also gets `content-type: application/json` and,
     /// unless upstream sent one, `x-should-retry` matching the class table,
-    /// as Anthropic's API sends it. Bodies already in Anthropic's envelope,
-    /// and bodies over the [limit](Self::with_error_body_limit), are left as
-    /// they are; so is everything from a route with the Anthropic face.
+    /// as Anthropic's API sends it.
+    ///
+    /// Everything else passes through byte for byte with its headers, and is
+    /// classified by status and headers alone: bodies already in Anthropic's
+    /// envelope, bodies that do not parse as either envelope (an HTML page
+    /// from a proxy, truncated JSON, an empty body), bodies under a
+    /// `content-encoding` (never read: a gzip body re-labelled or decoded
+    /// behind the client's back is one it cannot read), bodies over the
+    /// [limit](Self::with_error_body_limit), and everything from a route with
+    /// the Anthropic face.
     pub fn with_rewrite_envelope(mut self, rewrite: bool) -> Self {
         self.config.rewrite_envelope = rewrite;
         self

@@ -24,9 +24,11 @@
 //!   classified; the extensions get the [`ClaudeError`] (route filled in),
 //!   its [`RetryAfter`] when the server gave a usable one, and
 //!   [`RequestIds`]. The body is handed on as read. A body over the bound is
-//!   classified by status alone and passed on unread past what was read.
-//!   Optionally the Foundry envelope is rewritten into Anthropic's, and the
-//!   retry headers into canonical ones ([`NormalizeLayer`] options).
+//!   classified by status alone and passed on unread past what was read; a
+//!   body under a `content-encoding` is not read at all. Optionally Azure's
+//!   envelope is rewritten into Anthropic's with the message verbatim, and
+//!   the retry headers into canonical ones ([`NormalizeLayer`] options); a
+//!   body that is not in Azure's envelope is never replaced.
 //! - **Transport error**: `Err(ClaudeError)` with class `Transport` or
 //!   `Timeout`, found by walking the error's source chain; an error that
 //!   already is (or boxes) a [`ClaudeError`] passes through, with the route
@@ -77,7 +79,7 @@
 //! assert_eq!(json["error"]["type"], "not_found_error");
 //! assert_eq!(
 //!     json["error"]["message"],
-//!     "DeploymentNotFound: The API deployment for this resource does not exist.",
+//!     "The API deployment for this resource does not exist.",
 //! );
 //! # }
 //! ```

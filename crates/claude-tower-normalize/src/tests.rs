@@ -180,8 +180,8 @@ async fn rewrites_foundry_envelope_keeping_code_and_status() {
     assert_eq!(v["type"], "error");
     assert_eq!(v["error"]["type"], "not_found_error");
     assert_eq!(
-        v["error"]["message"],
-        "DeploymentNotFound: The API deployment for this resource does not exist."
+        v["error"]["message"], "The API deployment for this resource does not exist.",
+        "upstream's message, verbatim"
     );
     assert_eq!(v["request_id"], "apim-1");
 }
@@ -193,12 +193,7 @@ async fn rewrites_each_foundry_class_to_the_matching_anthropic_type() {
         (503, "503", "overloaded_error", "Busy"),
         (500, "500", "api_error", "Boom"),
         (504, "504", "timeout_error", "Slow"),
-        (
-            400,
-            "content_filter",
-            "invalid_request_error",
-            "content_filter: Filtered",
-        ),
+        (400, "content_filter", "invalid_request_error", "Filtered"),
         (401, "401", "authentication_error", "Denied"),
         (403, "403", "permission_error", "Denied"),
         (409, "409", "conflict_error", "Conflict"),
@@ -206,10 +201,9 @@ async fn rewrites_each_foundry_class_to_the_matching_anthropic_type() {
         (413, "413", "request_too_large", "Big"),
     ];
     for (status, code, kind, message) in cases {
-        let raw = message.rsplit(": ").next().unwrap();
         let res = through(
             foundry().with_rewrite_envelope(true),
-            foundry_error(status, code, raw),
+            foundry_error(status, code, message),
         )
         .await;
         assert_eq!(res.status().as_u16(), status, "{code}");
@@ -237,10 +231,7 @@ async fn transient_auth_is_rewritten_as_a_retryable_503() {
     assert_eq!(err.status(), Some(StatusCode::UNAUTHORIZED));
     let v = json(res).await;
     assert_eq!(v["error"]["type"], "api_error");
-    assert_eq!(
-        v["error"]["message"],
-        "invalid_model_endpoint_authentication: Backend authentication failed."
-    );
+    assert_eq!(v["error"]["message"], "Backend authentication failed.");
 }
 
 #[tokio::test]
@@ -653,4 +644,118 @@ async fn an_empty_error_body_classifies_by_status() {
     assert_eq!(v["error"]["type"], "overloaded_error");
     assert_eq!(v["error"]["message"], "Service Unavailable");
     assert_eq!(v["request_id"], "ms-2");
+}
+
+// === bodies that are not Azure's envelope pass through untouched ===
+
+fn gzip(data: &[u8]) -> Bytes {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(data).expect("gzip in memory");
+    Bytes::from(encoder.finish().expect("gzip in memory"))
+}
+
+/// `status` with `body` and its headers, through a rewriting Foundry route:
+/// the response must come out exactly as it went in.
+async fn assert_untouched(status: u16, headers: &[(&str, &str)], body: Bytes) -> ClaudeError {
+    let mut builder = Response::builder().status(status);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let sent = builder.body(Full::new(body.clone())).unwrap();
+    let sent_headers = sent.headers().clone();
+    let layer = foundry()
+        .with_rewrite_envelope(true)
+        .with_canonical_retry_headers(false);
+    let res = through(layer, sent).await;
+    assert_eq!(res.status().as_u16(), status);
+    assert_eq!(res.headers(), &sent_headers, "headers untouched");
+    let err = err_of(&res).clone();
+    let got = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(got, body, "body byte-identical");
+    err
+}
+
+#[tokio::test]
+async fn an_html_page_from_a_proxy_passes_through() {
+    let page = "<html><body><h1>502 Bad Gateway</h1></body></html>";
+    let err = assert_untouched(
+        502,
+        &[("content-type", "text/html"), ("content-length", "50")],
+        Bytes::from_static(page.as_bytes()),
+    )
+    .await;
+    assert_eq!(err.class(), ErrorClass::Server);
+    assert_eq!(err.message(), "Bad Gateway");
+}
+
+#[tokio::test]
+async fn truncated_json_passes_through_and_classifies_by_status_and_headers() {
+    let err = assert_untouched(
+        429,
+        &[
+            ("content-type", "application/json"),
+            ("retry-after", "3"),
+            ("x-ms-request-id", "ms-9"),
+        ],
+        Bytes::from_static(br#"{"error":{"code":"DeploymentNotFound","mess"#),
+    )
+    .await;
+    assert_eq!(err.class(), ErrorClass::RateLimited, "status, not the body");
+    assert_eq!(err.code(), None);
+    assert_eq!(
+        err.retry_after().map(RetryAfter::duration),
+        Some(Duration::from_secs(3))
+    );
+    assert_eq!(err.request_ids().x_ms_request_id(), Some("ms-9"));
+}
+
+#[tokio::test]
+async fn a_gzip_error_body_passes_through_unread_and_still_labelled() {
+    // Inside the gzip: a body that would say RouteUnavailable if read.
+    let body = gzip(
+        br#"{"error":{"code":"DeploymentNotFound","message":"The API deployment for this resource does not exist."}}"#,
+    );
+    assert_eq!(&body[..2], [0x1f, 0x8b], "a real gzip stream");
+    let length = body.len().to_string();
+    let err = assert_untouched(
+        404,
+        &[
+            ("content-type", "application/json"),
+            ("content-encoding", "gzip"),
+            ("content-length", &length),
+            ("apim-request-id", "apim-7"),
+        ],
+        body,
+    )
+    .await;
+    // Status and headers only: a 404 alone says the request was wrong.
+    assert_eq!(err.class(), ErrorClass::InvalidRequest);
+    assert_eq!(err.code(), None);
+    assert_eq!(err.request_ids().apim_request_id(), Some("apim-7"));
+
+    // `identity` is no encoding: that body is read and rewritten as usual.
+    let mut res = foundry_error(404, "DeploymentNotFound", "gone");
+    res.headers_mut()
+        .insert("content-encoding", "identity".parse().unwrap());
+    let res = through(foundry().with_rewrite_envelope(true), res).await;
+    assert_eq!(err_of(&res).class(), ErrorClass::RouteUnavailable);
+    assert_eq!(json(res).await["error"]["message"], "gone");
+}
+
+#[tokio::test]
+async fn an_azure_message_is_kept_verbatim() {
+    // Escapes, leading/trailing spaces and the text Claude Code matches on.
+    let raw = r#"{"error":{"code":"invalid_request_error","message":"  prompt is too long: 210000 tokens > 200000 maximum \"x\" é "}}"#;
+    let res = Response::builder()
+        .status(400)
+        .body(Full::new(Bytes::from_static(raw.as_bytes())))
+        .unwrap();
+    let res = through(foundry().with_rewrite_envelope(true), res).await;
+    let v = json(res).await;
+    assert_eq!(v["error"]["type"], "invalid_request_error");
+    assert_eq!(
+        v["error"]["message"],
+        "  prompt is too long: 210000 tokens > 200000 maximum \"x\" é "
+    );
 }

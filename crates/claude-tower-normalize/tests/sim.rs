@@ -320,19 +320,20 @@ async fn foundry_errors_rewritten_for_anthropic_sdks() {
     let cases = [
         ("429:date+2s", 429, "rate_limit_error", "Requests"),
         ("503", 503, "overloaded_error", "The service"),
+        // Upstream's message verbatim: no code in front.
         (
             "404:deployment",
             404,
             "not_found_error",
-            "DeploymentNotFound: The API deployment",
+            "The API deployment for this resource",
         ),
-        ("403", 403, "permission_error", "PermissionDenied: "),
+        ("403", 403, "permission_error", "The principal lacks"),
         // A retryable 503 for SDKs, instead of a 401 they would never retry.
         (
             "transient-auth",
             503,
             "api_error",
-            "invalid_model_endpoint_authentication: ",
+            "Failed to authenticate to the model endpoint.",
         ),
     ];
     for (step, status, kind, prefix) in cases {

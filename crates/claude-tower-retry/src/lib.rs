@@ -126,7 +126,10 @@
 //! failover layer can count attempts per route. The first send goes out as
 //! the caller made it (tower's `Retry` hands the original request to the
 //! inner service; the policy only sees a copy), so no `Attempt` there means
-//! attempt 1. An `Err` outcome has nowhere to carry one. Each retry emits a `DEBUG`
+//! attempt 1. An `Err` outcome carries it on the error instead
+//! ([`ClaudeError::attempt`](claude_tower_core::ClaudeError::attempt), through
+//! [`ErrorSource::record_attempt`]), so a route that was refused three times
+//! counts three attempts. Each retry emits a `DEBUG`
 //! tracing event with `route`, `attempt`, `class`, `wait_ms` and
 //! `server_wait` (whether the wait came from the server); giving up on a
 //! retryable failure emits one with the reason.

@@ -1,7 +1,7 @@
 use std::convert::Infallible;
 use std::error::Error as StdError;
 
-use claude_tower_core::{ClaudeError, ErrorClass, RetryAfter};
+use claude_tower_core::{Attempt, ClaudeError, ErrorClass, RetryAfter};
 use http::Response;
 
 /// An error whose source chain the policy can search for a [`ClaudeError`].
@@ -39,11 +39,25 @@ use http::Response;
 pub trait ErrorSource {
     /// The error as a trait object whose chain can be walked.
     fn as_error(&self) -> &(dyn StdError + 'static);
+
+    /// Records on the error the attempt that produced it, where the error
+    /// can carry one: the final `Err` has no response to carry an
+    /// [`Attempt`] extension, and a failover layer above still needs the
+    /// count. [`ClaudeError`] keeps it ([`ClaudeError::with_attempt`]), and
+    /// so does a boxed error that is a [`ClaudeError`]; by default nothing
+    /// is kept and the count reads as 1.
+    fn record_attempt(&mut self, attempt: Attempt) {
+        let _ = attempt;
+    }
 }
 
 impl ErrorSource for ClaudeError {
     fn as_error(&self) -> &(dyn StdError + 'static) {
         self
+    }
+
+    fn record_attempt(&mut self, attempt: Attempt) {
+        *self = self.clone().with_attempt(attempt);
     }
 }
 
@@ -62,6 +76,12 @@ impl ErrorSource for Infallible {
 impl ErrorSource for Box<dyn StdError + Send + Sync + 'static> {
     fn as_error(&self) -> &(dyn StdError + 'static) {
         &**self
+    }
+
+    fn record_attempt(&mut self, attempt: Attempt) {
+        if let Some(err) = self.downcast_mut::<ClaudeError>() {
+            err.record_attempt(attempt);
+        }
     }
 }
 

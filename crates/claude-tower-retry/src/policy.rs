@@ -148,10 +148,15 @@ impl RetryAfterPolicy {
         Attempt::new(self.shared.route.clone(), self.attempt)
     }
 
-    /// Marks the final response with the attempt that produced it.
-    fn finish<ResB, E>(&self, result: &mut Result<Response<ResB>, E>) {
-        if let Ok(response) = result {
-            response.extensions_mut().insert(self.attempt());
+    /// Marks the final outcome with the attempt that produced it: the
+    /// response's extensions, or the error itself (see
+    /// [`ErrorSource::record_attempt`]).
+    fn finish<ResB, E: ErrorSource>(&self, result: &mut Result<Response<ResB>, E>) {
+        match result {
+            Ok(response) => {
+                response.extensions_mut().insert(self.attempt());
+            }
+            Err(err) => err.record_attempt(self.attempt()),
         }
     }
 }

@@ -396,6 +396,45 @@ async fn errors_are_classified_by_the_claude_error_inside() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_error_given_up_with_carries_the_attempt_count() {
+    // Three connection failures: the error says attempt 3, so a failover
+    // layer above counts three attempts, not one.
+    let route = Route::new([Step::Err(|| {
+        Box::new(ClaudeError::new(
+            ErrorClass::Transport,
+            "connection refused",
+        ))
+    })]);
+    let (result, _) = run(settings().build().unwrap(), &route).await;
+    let err = result.unwrap_err();
+    let attempt = err
+        .downcast_ref::<ClaudeError>()
+        .and_then(ClaudeError::attempt)
+        .expect("the attempt is on the error");
+    assert_eq!((attempt.route().as_str(), attempt.number()), ("foundry", 3));
+    assert_eq!(route.calls(), 3);
+
+    // Not retried: attempt 1, said all the same.
+    let route = Route::new([Step::Err(|| {
+        Box::new(ClaudeError::new(ErrorClass::Auth, "no token"))
+    })]);
+    let (result, _) = run(settings().build().unwrap(), &route).await;
+    let err = result.unwrap_err();
+    let number = err
+        .downcast_ref::<ClaudeError>()
+        .and_then(ClaudeError::attempt)
+        .map(Attempt::number);
+    assert_eq!(number, Some(1));
+
+    // An error type that cannot carry it is left as it was.
+    let route = Route::new([Step::Err(|| {
+        Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionReset))
+    })]);
+    let (result, _) = run(settings().build().unwrap(), &route).await;
+    assert!(result.unwrap_err().is::<std::io::Error>());
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_deadline_includes_every_wait() {
     let route = Route::new([fail_after(ErrorClass::RateLimited, Duration::from_secs(2))]);
     let policy = settings()

@@ -59,15 +59,44 @@ impl<B> Best<B> {
     /// The rule for which failure to return when every route failed:
     /// a response (the route answered; it has a real status, body and
     /// request ids) beats an error; a classified error beats a bare
-    /// transport error. Ties go to the route tried first, i.e. the
-    /// higher-priority one.
+    /// transport error, which beats a route turning the request away
+    /// unsent. Ties go to the route tried first, i.e. the higher-priority
+    /// one.
     fn rank(&self) -> u8 {
         match self {
-            Best::Response(_) => 2,
-            Best::Error(e, _) if e.class() != ErrorClass::Transport => 1,
-            Best::Error(..) => 0,
+            Best::Response(_) => 3,
+            Best::Error(e, _) if turned_away(e) => 0,
+            Best::Error(e, _) if e.class() != ErrorClass::Transport => 2,
+            Best::Error(..) => 1,
         }
     }
+}
+
+/// What one route's outcome says about the route, for its breaker.
+enum Evidence {
+    /// It answered (a success, or a failure of the request, not the route).
+    Up,
+    /// It failed, maybe asking for a wait.
+    Down(Option<std::time::Duration>),
+    /// Nothing: no response came, and the failure was not the route's.
+    None,
+}
+
+/// Whether a failover-worthy failure belongs to this request rather than to
+/// the route: a 404 for the model or deployment the request named. Another
+/// route may have that model, so the request moves on; but the route
+/// answered, and every other model on it still works, so its breaker is not
+/// charged. (A 402, a 5xx or a 429 is the route's own state and is.)
+fn caused_by_the_request(err: &ClaudeError) -> bool {
+    err.class() == ErrorClass::RouteUnavailable && err.status() == Some(http::StatusCode::NOT_FOUND)
+}
+
+/// Whether a route turned the request away before sending it: a
+/// RouteUnavailable error without a status, made below Failover (a
+/// passthrough route for the other face's callers, a route that cannot
+/// address the request). It is no attempt and no evidence about the route.
+fn turned_away(err: &ClaudeError) -> bool {
+    err.class() == ErrorClass::RouteUnavailable && err.status().is_none()
 }
 
 /// What one route's outcome means for the request.
@@ -140,14 +169,7 @@ where
     {
         let k = self.current;
         let route = &self.table.routes[k].id;
-        let breaker = &self.table.breakers[k];
-        let admission = self.admission;
-        // Whatever happens next, the outcome is recorded: the probe slot is
-        // not given back.
-        if let Some(probe) = self.probe.take() {
-            probe.disarm();
-        }
-        match outcome {
+        let (verdict, evidence) = match outcome {
             Ok(mut response) => {
                 let attempts = response
                     .extensions()
@@ -156,47 +178,91 @@ where
                 self.report.record(route.clone(), attempts);
                 match response.extensions().get::<ClaudeError>() {
                     Some(err) if err.failover_worthy() => {
-                        let wait = err
-                            .retry_after()
-                            .or_else(|| response.extensions().get::<RetryAfter>().copied())
-                            .map(RetryAfter::duration);
                         tracing::debug!(%route, error = %err, "route failed; failing over");
-                        breaker.on_failure(admission, wait, Instant::now());
-                        Verdict::Next(Best::Response(response))
+                        let evidence = if caused_by_the_request(err) {
+                            // The route answered: it is up.
+                            Evidence::Up
+                        } else {
+                            let wait = err
+                                .retry_after()
+                                .or_else(|| response.extensions().get::<RetryAfter>().copied())
+                                .map(RetryAfter::duration);
+                            Evidence::Down(wait)
+                        };
+                        (Verdict::Next(Best::Response(response)), evidence)
                     }
                     // A success, or a failure no other route would answer
                     // differently (400, 401, 409). Either way the route is
                     // up, which is all the breaker tracks.
                     other => {
                         let succeeded = other.is_none();
-                        breaker.on_success(admission);
                         self.report.answer_with_last(succeeded);
                         response
                             .extensions_mut()
                             .insert(std::mem::take(&mut self.report));
-                        Verdict::Return(Ok(response))
+                        (Verdict::Return(Ok(response)), Evidence::Up)
                     }
                 }
             }
             Err(err) => {
                 let err: tower::BoxError = err.into();
                 let classified = classify_error(route, &err);
-                // An error carries no extensions, so no `Attempt`: count one.
-                self.report.record(route.clone(), 1);
-                if !classified.failover_worthy() {
-                    // e.g. Auth could not get this route's credential: the
-                    // class table says fail fast, so a misconfiguration is
-                    // seen rather than hidden behind another route.
-                    breaker.on_success(admission);
-                    self.report.answer_with_last(false);
-                    let report = std::mem::take(&mut self.report);
-                    return Verdict::Return(Err(reported(classified, report, err)));
+                if turned_away(&classified) {
+                    // Not this route's request: skipped as an open breaker
+                    // would skip it (nothing recorded), and kept only in case
+                    // nothing else happens.
+                    tracing::debug!(%route, error = %classified, "route turned the request away");
+                    self.note(Evidence::None);
+                    return Verdict::Next(Best::Error(classified, err));
                 }
-                tracing::debug!(%route, error = %classified, "route errored; failing over");
-                let wait = classified.retry_after().map(RetryAfter::duration);
-                breaker.on_failure(admission, wait, Instant::now());
-                Verdict::Next(Best::Error(classified, err))
+                // Retry puts its count on the error it gives up with.
+                let attempts = classified.attempt().map_or(1, Attempt::number);
+                self.report.record(route.clone(), attempts);
+                if !classified.failover_worthy() {
+                    // e.g. a request Auth could not move onto the route, or a
+                    // credential it could not get: fail fast so that a
+                    // misconfiguration is seen rather than hidden behind
+                    // another route. No response came, so nothing is known
+                    // about the route either way.
+                    self.report.answer_with_error();
+                    let report = std::mem::take(&mut self.report);
+                    let verdict = Verdict::Return(Err(reported(classified, report, err)));
+                    (verdict, Evidence::None)
+                } else {
+                    tracing::debug!(%route, error = %classified, "route errored; failing over");
+                    let wait = classified.retry_after().map(RetryAfter::duration);
+                    (
+                        Verdict::Next(Best::Error(classified, err)),
+                        Evidence::Down(wait),
+                    )
+                }
             }
+        };
+        self.note(evidence);
+        verdict
+    }
+
+    /// Tells the current route's breaker what its outcome says.
+    fn note(&mut self, evidence: Evidence) {
+        let breaker = &self.table.breakers[self.current];
+        let admission = self.admission;
+        let wait = match evidence {
+            // Dropping an armed probe guard gives the slot back: the next
+            // request probes instead.
+            Evidence::None => {
+                self.probe = None;
+                return;
+            }
+            Evidence::Up => None,
+            Evidence::Down(wait) => Some(wait),
+        };
+        // The outcome is recorded: the probe slot is not given back.
+        if let Some(probe) = self.probe.take() {
+            probe.disarm();
+        }
+        match wait {
+            None => breaker.on_success(admission),
+            Some(wait) => breaker.on_failure(admission, wait, Instant::now()),
         }
     }
 
@@ -211,8 +277,11 @@ where
         {
             return;
         }
+        match failed {
+            Best::Response(_) => self.report.answer_with_last(false),
+            Best::Error(..) => self.report.answer_with_error(),
+        }
         self.best = Some(failed);
-        self.report.answer_with_last(false);
     }
 }
 

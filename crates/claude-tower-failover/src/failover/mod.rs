@@ -23,6 +23,23 @@
 //! The decision is made on the response head only: a 200 streaming response
 //! is returned as it is, its body untouched.
 //!
+//! # What a route's breaker is told
+//!
+//! The breaker tracks whether the *route* works, so a failure the request
+//! caused never counts against it:
+//!
+//! | outcome | breaker |
+//! |---|---|
+//! | a response: success, or a failure no route would answer differently (400, 401, 409) | up |
+//! | a response: 404 for the model or deployment the request named (RouteUnavailable) | up (the request still moves on: another route may have the model) |
+//! | a response: 429, 5xx, 402, transient auth | down |
+//! | an error: transport, timeout | down |
+//! | an error the request or this side caused (InvalidRequest, Auth: a path Auth could not move, a token it could not get, a passthrough request without a credential) | nothing; a half-open probe slot is given back |
+//! | an error of class RouteUnavailable without a status: the route turned the request away unsent (a passthrough route for the other face's callers) | nothing, and no attempt is recorded: the request moves on as if the breaker were open |
+//!
+//! One model missing on one route thus never opens that route for the
+//! others, and a burst of malformed requests cannot open a healthy route.
+//!
 //! # The most informative failure
 //!
 //! When every route fails, one route's own outcome is returned, chosen by:
@@ -30,7 +47,8 @@
 //! 1. a **response** (the route answered: it carries a real status, the
 //!    upstream body, request ids for a support ticket) beats an **error**;
 //! 2. among errors, a classified one (timeout, a boxed `ClaudeError` such as
-//!    a credential failure) beats a bare [`ErrorClass::Transport`] one;
+//!    a credential failure) beats a bare [`ErrorClass::Transport`] one,
+//!    which beats a route turning the request away unsent (below);
 //! 3. on a tie, the route tried first, which is the higher-priority route.
 //!
 //! So a primary's 529 beats a secondary's connection refusal, and a
@@ -39,9 +57,13 @@
 //! # What comes back
 //!
 //! Every response carries a [`FailoverReport`] extension: the route that
-//! answered and the attempts spent on each route tried (Retry's
-//! [`Attempt`](claude_tower_core::Attempt) from the route's final response,
-//! 1 if absent). The error type is [`ClaudeError`], so the layers above can
+//! answered, if one did, and the attempts spent on each route tried (Retry's
+//! [`Attempt`](claude_tower_core::Attempt) from the route's final response or,
+//! when the route ended in an error, from the error's
+//! [`ClaudeError::attempt`](claude_tower_core::ClaudeError::attempt); 1 if
+//! neither has one). When every route ended in an error (connections
+//! refused, say) no route answered and
+//! [`answered_by`](FailoverReport::answered_by) is `None`. The error type is [`ClaudeError`], so the layers above can
 //! render it with [`error_response`](claude_tower_core::error_response): it
 //! is the route's own `ClaudeError` (route filled in), and its source is the
 //! report, whose source is the route's original error; read the report with

@@ -51,10 +51,16 @@ impl FailoverReport {
         };
     }
 
-    /// Marks the route recorded last as the one whose outcome is returned.
+    /// Marks the route recorded last as the one whose response is returned.
     pub(crate) fn answer_with_last(&mut self, succeeded: bool) {
         self.answered = self.attempts().len().checked_sub(1);
         self.succeeded = succeeded;
+    }
+
+    /// Marks the outcome as an error: no route's response is returned.
+    pub(crate) fn answer_with_error(&mut self) {
+        self.answered = None;
+        self.succeeded = false;
     }
 
     /// The route whose successful response this is; `None` for a failure.
@@ -62,8 +68,12 @@ impl FailoverReport {
         self.answered_by().filter(|_| self.succeeded)
     }
 
-    /// The route whose response or error was returned, success or failure
-    /// (`None` only when no route was configured).
+    /// The route whose HTTP response is returned, success or failure (a
+    /// route's own 400 or 529 is an answer). `None` when no route answered:
+    /// every route tried ended in an error without a response (connection
+    /// refused, a timeout, a credential that could not be had), or no route
+    /// was configured. This is what a gateway names in
+    /// `x-claude-tower-route`.
     pub fn answered_by(&self) -> Option<&RouteId> {
         self.answered
             .and_then(|i| self.attempts().get(i))
@@ -75,10 +85,13 @@ impl FailoverReport {
         self.succeeded
     }
 
-    /// Every route that was tried, in order, with the attempts spent on it
-    /// (Retry's [`Attempt`](claude_tower_core::Attempt) number from the
-    /// route's final response; 1 when the route ended in an error, which
-    /// carries no extensions). Routes skipped by an open breaker are absent.
+    /// Every route that was tried, in order, with the attempts spent on it:
+    /// Retry's [`Attempt`] number, read from the route's final response, or
+    /// from the `ClaudeError` when the route ended in an error
+    /// ([`ClaudeError::attempt`]); 1 when neither carries one (a route
+    /// without Retry). Routes skipped by an open breaker are absent.
+    ///
+    /// [`Attempt`]: claude_tower_core::Attempt
     pub fn attempts(&self) -> &[(RouteId, u32)] {
         self.attempts.as_slice()
     }
@@ -112,7 +125,8 @@ impl FailoverReport {
 }
 
 impl fmt::Display for FailoverReport {
-    /// `anthropic=3, foundry=1`: the form the gateway puts in a header.
+    /// `anthropic=3, foundry=1`: the form the gateway puts in
+    /// `x-claude-tower-attempts`; empty when no route was tried.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, (route, n)) in self.attempts().iter().enumerate() {
             if i > 0 {

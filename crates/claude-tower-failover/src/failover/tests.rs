@@ -23,6 +23,11 @@ pub(crate) enum Step {
     Fail(ErrorClass, Option<Duration>, u32),
     /// `Err`: a boxed `ClaudeError` of this class, or a bare io error.
     Err(Option<ErrorClass>),
+    /// `Err`: a `ClaudeError` of this class that Retry gave up on after
+    /// this many attempts.
+    ErrAfter(ErrorClass, u32),
+    /// A failed response carrying this exact error (status included).
+    Answer(ClaudeError),
     /// 200 after a delay.
     Slow(Duration),
 }
@@ -98,6 +103,15 @@ impl Service<Request<ReplayBody>> for Fake {
                     Ok(res)
                 }
                 Step::Err(Some(class)) => Err(ClaudeError::new(class, "scripted error").into()),
+                Step::ErrAfter(class, n) => Err(ClaudeError::new(class, "scripted error")
+                    .with_attempt(attempt(n))
+                    .into()),
+                Step::Answer(err) => {
+                    let mut res = Response::new(format!("failed on {route}"));
+                    *res.status_mut() = err.response_status();
+                    res.extensions_mut().insert(err.with_route(route.clone()));
+                    Ok(res)
+                }
                 Step::Err(None) => Err(std::io::Error::other("connection reset").into()),
             }
         })
@@ -117,6 +131,19 @@ fn two(a: &Fake, b: &Fake, breaker: BreakerConfig) -> Failover<Fake> {
         .breaker(breaker)
         .seed(1)
         .build()
+}
+
+/// `a` then `b`, after request "1" opened `a`'s breaker (threshold 1,
+/// 5 s cool-down) and the cool-down passed: the next request to `a` probes.
+async fn due_for_a_probe(a: &Fake, b: &Fake) -> Failover<Fake> {
+    let cfg = BreakerConfig::new()
+        .failure_threshold(1)
+        .cool_down(Duration::from_secs(5));
+    a.push([Step::Err(None)]);
+    let failover = two(a, b, cfg);
+    failover.clone().oneshot(request("1")).await.unwrap();
+    tokio::time::advance(Duration::from_secs(5)).await;
+    failover
 }
 
 fn report<B>(res: &Response<B>) -> &FailoverReport {
@@ -218,6 +245,7 @@ async fn fail_fast_classes_never_reach_a_second_route() {
         assert_eq!(err.route().unwrap(), "anthropic");
         let r = FailoverReport::from_error(&err).expect("report under the error");
         assert_eq!(attempts(r), [("anthropic".into(), 1)]);
+        assert_eq!(r.answered_by(), None, "an error is no route's answer");
         assert!(b.calls().is_empty());
     }
 }
@@ -280,6 +308,7 @@ async fn most_informative_failure_is_returned() {
         [("anthropic".into(), 1), ("foundry".into(), 1)]
     );
     assert!(!r.succeeded());
+    assert_eq!(r.answered_by(), None, "no route answered");
     let mut source = std::error::Error::source(&err);
     let mut found_io = false;
     while let Some(e) = source {
@@ -287,6 +316,114 @@ async fn most_informative_failure_is_returned() {
         source = e.source();
     }
     assert!(found_io, "the route's own error stays in the chain");
+}
+
+#[tokio::test(start_paused = true)]
+async fn errors_count_retrys_attempts_and_name_no_answering_route() {
+    // Three refused connections on each route, as Retry reports them.
+    let a = Fake::new("anthropic", [Step::ErrAfter(ErrorClass::Transport, 3)]);
+    let b = Fake::new("foundry", [Step::ErrAfter(ErrorClass::Transport, 3)]);
+    let err = two(&a, &b, BreakerConfig::new())
+        .oneshot(request("x"))
+        .await
+        .unwrap_err();
+    let r = FailoverReport::from_error(&err).unwrap();
+    assert_eq!(r.to_string(), "anthropic=3, foundry=3");
+    assert_eq!(r.total_attempts(), 6);
+    assert_eq!(r.answered_by(), None);
+    assert_eq!(r.served_by(), None);
+
+    // A primary's errors, then the secondary's answer: counted, and named.
+    let a = Fake::new("anthropic", [Step::ErrAfter(ErrorClass::Timeout, 2)]);
+    let b = Fake::new("foundry", [Step::Ok(1)]);
+    let res = two(&a, &b, BreakerConfig::new())
+        .oneshot(request("x"))
+        .await
+        .unwrap();
+    let r = report(&res);
+    assert_eq!(r.to_string(), "anthropic=2, foundry=1");
+    assert_eq!(r.answered_by().unwrap(), "foundry");
+
+    // An error after a failed response: the response is what is returned,
+    // and its route is named.
+    let a = Fake::new("anthropic", [Step::Fail(ErrorClass::Overloaded, None, 3)]);
+    let b = Fake::new("foundry", [Step::ErrAfter(ErrorClass::Transport, 3)]);
+    let res = two(&a, &b, BreakerConfig::new())
+        .oneshot(request("x"))
+        .await
+        .unwrap();
+    let r = report(&res);
+    assert_eq!(r.to_string(), "anthropic=3, foundry=3");
+    assert_eq!(r.answered_by().unwrap(), "anthropic");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failure_caused_by_the_request_never_counts_against_the_route() {
+    let cfg = BreakerConfig::new().failure_threshold(2);
+    let model_missing = ClaudeError::new(ErrorClass::RouteUnavailable, "DeploymentNotFound")
+        .with_status(StatusCode::NOT_FOUND);
+    let a = Fake::new("anthropic", []);
+    let b = Fake::new("foundry", []);
+    let failover = two(&a, &b, cfg);
+    let failures = |f: &Failover<Fake>| {
+        f.breakers()
+            .get("anthropic")
+            .map(|h| (h.state(), h.consecutive_failures()))
+            .unwrap()
+    };
+
+    // One real failure on the books, then many the request caused.
+    a.push([Step::Fail(ErrorClass::Server, None, 1)]);
+    failover.clone().oneshot(request("x")).await.unwrap();
+    assert_eq!(failures(&failover), (CircuitState::Closed, 1));
+    for _ in 0..5 {
+        // A local error below Failover (Auth could not move the request,
+        // could not get a token): no response, so no evidence either way.
+        a.push([Step::Err(Some(ErrorClass::InvalidRequest))]);
+        let err = failover.clone().oneshot(request("x")).await.unwrap_err();
+        assert_eq!(err.class(), ErrorClass::InvalidRequest);
+        a.push([Step::Err(Some(ErrorClass::Auth))]);
+        failover.clone().oneshot(request("x")).await.unwrap_err();
+        assert_eq!(failures(&failover), (CircuitState::Closed, 1));
+    }
+    // A model the route does not have: the request moves on, and the route,
+    // which answered, is up.
+    for _ in 0..5 {
+        a.push([Step::Answer(model_missing.clone())]);
+        let res = failover.clone().oneshot(request("x")).await.unwrap();
+        assert_eq!(report(&res).served_by().unwrap(), "foundry");
+    }
+    assert_eq!(failures(&failover), (CircuitState::Closed, 0));
+    // An upstream 400 is an answer too.
+    a.push(vec![Step::Fail(ErrorClass::InvalidRequest, None, 1); 5]);
+    for _ in 0..5 {
+        failover.clone().oneshot(request("x")).await.unwrap();
+    }
+    assert_eq!(failures(&failover), (CircuitState::Closed, 0));
+
+    // The route's own failures do count: a 402 is the route's billing.
+    let billing = ClaudeError::new(ErrorClass::RouteUnavailable, "billing")
+        .with_status(StatusCode::PAYMENT_REQUIRED);
+    a.push([Step::Answer(billing.clone()), Step::Answer(billing)]);
+    failover.clone().oneshot(request("x")).await.unwrap();
+    failover.clone().oneshot(request("x")).await.unwrap();
+    assert_eq!(failures(&failover).0, CircuitState::Open);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_probe_that_fails_by_the_requests_fault_gives_its_slot_back() {
+    let (a, b) = (Fake::new("anthropic", []), Fake::new("foundry", []));
+    let failover = due_for_a_probe(&a, &b).await;
+
+    a.push([Step::Err(Some(ErrorClass::InvalidRequest))]);
+    failover.clone().oneshot(request("bad")).await.unwrap_err();
+    let res = failover.clone().oneshot(request("next")).await.unwrap();
+    assert_eq!(
+        report(&res).served_by().unwrap(),
+        "anthropic",
+        "the next request probes"
+    );
+    assert_eq!(a.calls(), ["1", "bad", "next"]);
 }
 
 #[tokio::test(start_paused = true)]
@@ -331,14 +468,8 @@ async fn breaker_opens_skips_then_probes_and_closes() {
 
 #[tokio::test(start_paused = true)]
 async fn only_one_probe_while_half_open_and_a_failed_probe_reopens() {
-    let cfg = BreakerConfig::new()
-        .failure_threshold(1)
-        .cool_down(Duration::from_secs(5));
-    let a = Fake::new("anthropic", [Step::Err(None)]);
-    let b = Fake::new("foundry", []);
-    let failover = two(&a, &b, cfg);
-    failover.clone().oneshot(request("1")).await.unwrap();
-    tokio::time::advance(Duration::from_secs(5)).await;
+    let (a, b) = (Fake::new("anthropic", []), Fake::new("foundry", []));
+    let failover = due_for_a_probe(&a, &b).await;
 
     // The probe is slow; meanwhile another request must not reach Anthropic.
     a.push([Step::Slow(Duration::from_secs(1))]);
@@ -362,17 +493,9 @@ async fn only_one_probe_while_half_open_and_a_failed_probe_reopens() {
 
 #[tokio::test(start_paused = true)]
 async fn a_dropped_probe_gives_its_slot_back() {
-    let cfg = BreakerConfig::new()
-        .failure_threshold(1)
-        .cool_down(Duration::from_secs(5));
-    let a = Fake::new(
-        "anthropic",
-        [Step::Err(None), Step::Slow(Duration::from_secs(60))],
-    );
-    let b = Fake::new("foundry", []);
-    let failover = two(&a, &b, cfg);
-    failover.clone().oneshot(request("1")).await.unwrap();
-    tokio::time::advance(Duration::from_secs(5)).await;
+    let (a, b) = (Fake::new("anthropic", []), Fake::new("foundry", []));
+    let failover = due_for_a_probe(&a, &b).await;
+    a.push([Step::Slow(Duration::from_secs(60))]);
     let mut probe = Box::pin(failover.clone().oneshot(request("probe")));
     assert!(futures_poll(&mut probe).is_pending());
     drop(probe);
