@@ -5,7 +5,7 @@ mod common;
 
 use bytes::Bytes;
 use claude_tower_core::Face;
-use claude_tower_sim::{Credential, Sim, SimConfig};
+use claude_tower_sim::{Credential, Sim, SimConfig, event_names};
 use common::{HELLO, HELLO_STREAM, json, read, start};
 use http::StatusCode;
 use http_body_util::{BodyExt, Full};
@@ -420,16 +420,6 @@ async fn an_error_event_after_a_200_passes_through_and_is_never_retried() {
     assert!(text.contains("event: error"), "{text}");
     assert!(text.contains("overloaded_error"), "{text}");
     assert_eq!(gw.requests().len(), 1);
-}
-
-/// The event names of an SSE body, pings left out.
-fn event_names(sse: &[u8]) -> Vec<String> {
-    String::from_utf8_lossy(sse)
-        .lines()
-        .filter_map(|l| l.strip_prefix("event: "))
-        .filter(|e| *e != "ping")
-        .map(str::to_owned)
-        .collect()
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use claude_tower_core::{Attempt, ClaudeError, ErrorClass, Face, ReplayBody, Rout
 use claude_tower_normalize::NormalizeLayer;
 use claude_tower_normalize::hold::StreamHoldLayer;
 use claude_tower_retry::{RetryAfterPolicy, RetryLayer};
-use claude_tower_sim::{Sim, SimConfig};
+use claude_tower_sim::{Sim, SimConfig, event_names as events};
 use http::{Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::BodyExt;
@@ -54,16 +54,6 @@ async fn send(
         .expect("request");
     let response = service.oneshot(request).await.expect("a response");
     (sim, response)
-}
-
-/// The event names of an SSE body, pings left out.
-fn events(sse: &[u8]) -> Vec<String> {
-    String::from_utf8_lossy(sse)
-        .lines()
-        .filter_map(|l| l.strip_prefix("event: "))
-        .filter(|e| *e != "ping")
-        .map(str::to_owned)
-        .collect()
 }
 
 fn assert_complete(sse: &[u8]) {

@@ -163,7 +163,7 @@ use tokio::sync::watch;
 pub use config::SimConfig;
 pub use fault::{FaultScript, FaultScriptError, RetryHint, Step};
 pub use log::{Credential, DEFAULT_LOG_CAPACITY, RecordedRequest};
-pub use messages::TOOL_USE_MARKER;
+pub use messages::{TOOL_USE_MARKER, event_names};
 
 use server::Shared;
 

@@ -107,6 +107,22 @@ pub(crate) struct Answer {
     pub(crate) tool: Option<(String, String)>,
 }
 
+/// The event names of an SSE body, in order, with the `ping`s left out (they
+/// may come anywhere): what a test compares streams by.
+///
+/// ```
+/// let sse = b"event: message_start\ndata: {}\n\nevent: ping\ndata: {}\n\nevent: error\ndata: {}\n\n";
+/// assert_eq!(claude_tower_sim::event_names(sse), ["message_start", "error"]);
+/// ```
+pub fn event_names(sse: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(sse)
+        .lines()
+        .filter_map(|line| line.strip_prefix("event: "))
+        .filter(|name| *name != "ping")
+        .map(str::to_owned)
+        .collect()
+}
+
 /// How a streamed answer ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Ending {

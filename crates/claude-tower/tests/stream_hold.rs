@@ -9,7 +9,7 @@ use claude_tower::prelude::*;
 use claude_tower::stack::ClaudeService;
 use claude_tower::transport::{HttpsClient, https_client};
 use claude_tower_core::{ClaudeError, Face};
-use claude_tower_sim::{Sim, SimConfig};
+use claude_tower_sim::{Sim, SimConfig, event_names};
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tower::ServiceExt;
@@ -68,12 +68,7 @@ async fn stream(faults: &str, hold: bool) -> (FailoverReport, bool, Vec<String>,
     let report = res.extensions().get::<FailoverReport>().cloned().unwrap();
     let failed = res.extensions().get::<ClaudeError>().is_some();
     let body = res.into_body().collect().await.unwrap().to_bytes();
-    let names = String::from_utf8_lossy(&body)
-        .lines()
-        .filter_map(|l| l.strip_prefix("event: "))
-        .filter(|e| *e != "ping")
-        .map(str::to_owned)
-        .collect();
+    let names = event_names(&body);
     if faults.contains("*50") {
         let health = service.breakers().get("anthropic").unwrap();
         assert_eq!(health.consecutive_failures(), 1, "the breaker counted it");
