@@ -9,7 +9,7 @@ use std::task::{Context, Poll, ready};
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use claude_tower_core::ClaudeError;
+use claude_tower_core::{ClaudeError, ErrorClass, RequestIds};
 use http::header::CONTENT_TYPE;
 use http::response::Parts;
 use http::{HeaderMap, Response};
@@ -74,7 +74,7 @@ enum End<E> {
     Error,
     /// The upstream body ended (`true`: with an error event cut short).
     Ended(bool),
-    /// The upstream body failed.
+    /// The upstream body failed (a reset, a connection closed mid-body).
     Failed(E),
 }
 
@@ -257,29 +257,44 @@ where
                     &parts.headers,
                     scanner.error_data(),
                     SystemTime::now(),
-                )
-                .with_route(config.route.clone());
-                tracing::warn!(
-                    route = %config.route,
-                    class = err.class().as_str(),
-                    code = err.code().unwrap_or(""),
-                    request_ids = %err.request_ids(),
-                    "route's stream failed before any content",
                 );
-                if let Some(wait) = err.retry_after() {
-                    parts.extensions.insert(wait);
-                }
-                parts.extensions.insert(err);
+                failed(&mut parts, err, config);
                 match end {
                     End::Error => Rest::body(body),
                     _ => Rest::Ended,
                 }
             }
             End::Ended(false) => Rest::Ended,
-            End::Failed(e) => Rest::failed(e),
+            End::Failed(e) => {
+                // A stream cut off before any content is a route that failed
+                // to answer, like a connection closed before a response.
+                let err = ClaudeError::new(
+                    ErrorClass::Transport,
+                    "the stream broke off before any content",
+                )
+                .with_request_ids(RequestIds::from_headers(&parts.headers));
+                failed(&mut parts, err, config);
+                Rest::failed(e)
+            }
         };
         Response::from_parts(parts, HoldBody::released(frames, rest))
     }
+}
+
+/// Marks a held response as a failure of this route, logged.
+fn failed(parts: &mut Parts, err: ClaudeError, config: &HoldConfig) {
+    let err = err.with_route(config.route.clone());
+    tracing::warn!(
+        route = %config.route,
+        class = err.class().as_str(),
+        code = err.code().unwrap_or(""),
+        request_ids = %err.request_ids(),
+        "route's stream failed before any content",
+    );
+    if let Some(wait) = err.retry_after() {
+        parts.extensions.insert(wait);
+    }
+    parts.extensions.insert(err);
 }
 
 #[cfg(test)]

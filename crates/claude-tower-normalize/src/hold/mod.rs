@@ -34,9 +34,13 @@
 //!   default, checked per frame) or the time limit passes (10 s by default,
 //!   counted from the response head). What was held is released as for
 //!   content; an error after that passes through as it always did.
-//! - **The body ends or fails**: what was held is released, then the end
-//!   or the failure. (An error event cut short by the end still counts as
-//!   an error.)
+//! - **The body ends**: what was held is released, then the end. An error
+//!   event cut short by the end still counts as an error.
+//! - **The body fails** (a reset, a connection closed mid-body) while
+//!   nothing has been released: the route failed to answer, as if the
+//!   connection had closed before a response, so the response gets a
+//!   [`Transport`](claude_tower_core::ErrorClass::Transport)
+//!   [`ClaudeError`] and, as its body, what was held, then the failure.
 //!
 //! Everything else passes at once with no work beyond a header check:
 //! non-streaming responses, failures (Normalize already classified them),

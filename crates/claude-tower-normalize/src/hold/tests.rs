@@ -285,12 +285,17 @@ async fn an_end_or_a_failure_while_held_is_handed_on() {
     assert!(res.extensions().get::<ClaudeError>().is_none());
     assert_eq!(bytes_of(res).await, START);
 
-    // The body fails: the held bytes, then the failure.
+    // The body breaks off: a transport failure of the route, with the held
+    // bytes, then the failure, as its body.
     let (feed, rx) = mpsc::unbounded_channel();
     send(&feed, START);
     feed.send(Err(std::io::Error::other("reset"))).unwrap();
     let res = held(layer(), sse(Channel(rx))).await.unwrap();
-    assert!(res.extensions().get::<ClaudeError>().is_none());
+    let err = res.extensions().get::<ClaudeError>().expect("classified");
+    assert_eq!(err.class(), ErrorClass::Transport);
+    assert!(err.retryable() && err.failover_worthy());
+    assert_eq!(err.route().unwrap(), "anthropic");
+    assert_eq!(err.request_ids().request_id(), Some("req_123"));
     let mut body = res.into_body();
     let first = body.frame().await.unwrap().unwrap();
     assert_eq!(first.into_data().unwrap(), START);
