@@ -46,6 +46,7 @@
 
 use std::fmt;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use claude_tower_auth::{Auth, AuthLayer, Credential, Endpoint};
@@ -74,6 +75,7 @@ pub struct Route {
     model_map: ModelMapping,
     retry: Option<RetryAfterPolicy>,
     stream_hold: bool,
+    stream_hold_limits: Option<(usize, Duration)>,
     priority: Option<u32>,
     weight: u32,
 }
@@ -95,6 +97,7 @@ impl Route {
             model_map: ModelMapping::new(),
             retry: None,
             stream_hold: true,
+            stream_hold_limits: None,
             priority: None,
             weight: 1,
         }
@@ -118,6 +121,17 @@ impl Route {
     /// [`claude_tower_normalize::hold`]).
     pub fn stream_hold(mut self, hold: bool) -> Self {
         self.stream_hold = hold;
+        self
+    }
+
+    /// How much of a stream's start this route holds at most, in bytes and
+    /// in time, before releasing it without content (default 64 KiB and
+    /// 10 s: [`hold::DEFAULT_HOLD_BYTE_LIMIT`], [`hold::DEFAULT_HOLD_TIME_LIMIT`]).
+    ///
+    /// [`hold::DEFAULT_HOLD_BYTE_LIMIT`]: claude_tower_normalize::hold::DEFAULT_HOLD_BYTE_LIMIT
+    /// [`hold::DEFAULT_HOLD_TIME_LIMIT`]: claude_tower_normalize::hold::DEFAULT_HOLD_TIME_LIMIT
+    pub fn stream_hold_limits(mut self, bytes: usize, time: Duration) -> Self {
+        self.stream_hold_limits = Some((bytes, time));
         self
     }
 
@@ -266,8 +280,11 @@ impl ClaudeStack {
             let normalize = NormalizeLayer::new(route.id.clone(), route.face())
                 .with_rewrite_envelope(self.rewrite_envelope)
                 .with_canonical_retry_headers(self.canonical_retry_headers);
-            let hold = StreamHoldLayer::new(route.id.clone(), route.face())
+            let mut hold = StreamHoldLayer::new(route.id.clone(), route.face())
                 .with_enabled(route.stream_hold);
+            if let Some((bytes, time)) = route.stream_hold_limits {
+                hold = hold.with_byte_limit(bytes).with_time_limit(time);
+            }
             let policy = route
                 .retry
                 .unwrap_or_else(|| RetryAfterPolicy::new(route.id.clone()));
