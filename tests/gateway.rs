@@ -5,7 +5,7 @@ use claude_tower_e2e as common;
 
 use bytes::Bytes;
 use claude_tower_core::Face;
-use claude_tower_sim::{Credential, Sim, SimConfig};
+use claude_tower_sim::{Credential, Sim, SimConfig, event_names};
 use common::{HELLO, HELLO_STREAM, json, read, start};
 use http::StatusCode;
 use http_body_util::{BodyExt, Full};
@@ -417,4 +417,33 @@ async fn an_error_event_after_a_200_passes_through_and_is_never_retried() {
     assert!(text.contains("event: error"), "{text}");
     assert!(text.contains("overloaded_error"), "{text}");
     assert_eq!(gw.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn an_error_event_before_any_content_is_retried_into_one_clean_stream() {
+    let gw = start(&[]).await;
+    gw.faults("anthropic=stream-error:early");
+    let (status, headers, body) = read(gw.call("/v1/messages", HELLO_STREAM).await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["x-claude-tower-attempts"], "anthropic=2");
+    assert_eq!(headers["x-claude-tower-route"], "anthropic");
+    let names = event_names(&body);
+    assert_eq!(names.first().map(String::as_str), Some("message_start"));
+    assert_eq!(names.last().map(String::as_str), Some("message_stop"));
+    assert_eq!(names.iter().filter(|n| *n == "message_start").count(), 1);
+    assert!(!names.iter().any(|n| n == "error"), "{names:?}");
+    assert_eq!(gw.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn a_route_that_keeps_failing_before_content_fails_over_to_foundry() {
+    let gw = start(&[]).await;
+    gw.faults("anthropic=stream-error:early*50");
+    let (status, headers, body) = read(gw.call("/v1/messages", HELLO_STREAM).await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["x-claude-tower-route"], "foundry");
+    assert_eq!(headers["x-claude-tower-attempts"], "anthropic=3, foundry=1");
+    let names = event_names(&body);
+    assert_eq!(names.last().map(String::as_str), Some("message_stop"));
+    assert!(!names.iter().any(|n| n == "error"), "{names:?}");
 }

@@ -1,8 +1,9 @@
 """Drive a running claude-tower gateway with the official Anthropic Python SDK.
 
 Run by .ci/sdk-test, which starts the gateway on the built-in simulator with
-only the Foundry route and passes its address in CLAUDE_TOWER_URL and the
-embedded simulator's address in CLAUDE_TOWER_SIM_URL.
+the Foundry route first and the Anthropic route behind it, and passes its
+address in CLAUDE_TOWER_URL and the embedded simulator's address in
+CLAUDE_TOWER_SIM_URL.
 """
 
 import json
@@ -60,10 +61,10 @@ def test_messages_create():
     assert seen[0]["credential"] != "none"
 
 
-def test_messages_stream():
-    sim_reset()
+def stream_once(**kw):
+    """One `messages.stream` call: its event types, final message and headers."""
     events = []
-    with client().messages.stream(
+    with client(**kw).messages.stream(
         model=MODEL,
         max_tokens=64,
         messages=[{"role": "user", "content": "Stream please"}],
@@ -71,18 +72,52 @@ def test_messages_stream():
         for event in stream:
             events.append(event.type)
         final = stream.get_final_message()
+        headers = stream.response.headers
     assert events[0] == "message_start", events
+    assert events.count("message_start") == 1, events
     assert "content_block_delta" in events, events
     assert events[-1] == "message_stop", events
     assert final.stop_reason == "end_turn", final.stop_reason
     text = "".join(b.text for b in final.content if b.type == "text")
     assert text, final
+    return headers
+
+
+def test_messages_stream():
+    sim_reset()
+    stream_once()
+
+
+def test_stream_overloaded_before_any_content_is_retried_by_the_gateway():
+    sim_reset()
+    # 200, message_start, ping, then `event: error` overloaded_error, once.
+    sim_faults("foundry=stream-error:early")
+    try:
+        # No SDK retries: the stream completes because the gateway retried.
+        headers = stream_once(max_retries=0)
+        assert headers.get("x-claude-tower-attempts") == "foundry=2", headers
+        assert len(sim_requests()) == 2
+    finally:
+        sim_reset()
+
+
+def test_stream_overloaded_before_any_content_fails_over():
+    sim_reset()
+    sim_faults("foundry=stream-error:early*50")
+    try:
+        headers = stream_once(max_retries=0)
+        assert headers.get("x-claude-tower-route") == "anthropic", headers
+        attempts = headers.get("x-claude-tower-attempts")
+        assert attempts == "foundry=3, anthropic=1", attempts
+    finally:
+        sim_reset()
 
 
 def test_foundry_429_is_a_rate_limit_error_with_a_sane_hint():
     sim_reset()
-    # An Azure-shaped 429 with Retry-After as an HTTP-date, on every attempt.
-    sim_faults("foundry=429:date+1s*20")
+    # An Azure-shaped 429 with Retry-After as an HTTP-date, on every attempt;
+    # the Anthropic route behind it is overloaded, so the 429 is the answer.
+    sim_faults("foundry=429:date+1s*20;anthropic=529*20")
     try:
         client(max_retries=0).messages.create(
             model=MODEL,

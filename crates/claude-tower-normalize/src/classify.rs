@@ -81,10 +81,7 @@ pub(crate) fn classify_shaped(
     let status_class = ErrorClass::from_status(status)?;
     let env = Envelope::parse(body);
 
-    let candidates: [&Option<Cow<'_, str>>; 3] = match face {
-        Face::Anthropic => [&env.kind, &env.code, &env.inner_code],
-        Face::Foundry => [&env.code, &env.inner_code, &env.kind],
-    };
+    let candidates = codes(face, &env);
     let decided = candidates
         .into_iter()
         .flatten()
@@ -128,6 +125,40 @@ pub(crate) fn classify_shaped(
         err = err.with_should_retry(should_retry);
     }
     Some((err, env.shape))
+}
+
+/// Classifies the data of an `event: error` that arrived inside a successful
+/// stream, as if it had been the body of an HTTP error.
+///
+/// The stream's own status is a 200, which says nothing, so the status used
+/// is the one the error's type stands for: the class [`class_of_code`] gives
+/// it ([`Server`](ErrorClass::Server) for `api_error` and anything unknown,
+/// as a 500 with that body would be), at that class's
+/// [`default_status`](ErrorClass::default_status). From there it is
+/// [`classify`], so the same table decides both.
+pub(crate) fn classify_stream_error(
+    face: Face,
+    headers: &HeaderMap,
+    data: &[u8],
+    now: SystemTime,
+) -> ClaudeError {
+    let env = Envelope::parse(data);
+    let class = codes(face, &env)
+        .into_iter()
+        .flatten()
+        .find_map(|code| class_of_code(code))
+        .unwrap_or(ErrorClass::Server);
+    classify_shaped(face, class.default_status(), headers, data, now)
+        .map_or_else(|| ClaudeError::new(class, "upstream error"), |(err, _)| err)
+}
+
+/// The envelope's codes in the order `face` reads them: `error.type` first
+/// on Anthropic's face, `error.code` first on Foundry's.
+fn codes<'e, 'a>(face: Face, env: &'e Envelope<'a>) -> [&'e Option<Cow<'a, str>>; 3] {
+    match face {
+        Face::Anthropic => [&env.kind, &env.code, &env.inner_code],
+        Face::Foundry => [&env.code, &env.inner_code, &env.kind],
+    }
 }
 
 /// The class a code or type names on its own, if any.

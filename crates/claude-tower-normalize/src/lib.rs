@@ -14,6 +14,9 @@
 //! - [`transport_error`] turns an inner service's error into a [`ClaudeError`]
 //!   of class `Transport` or `Timeout`.
 //! - [`NormalizeLayer`] does all of that on every response of one route.
+//! - [`hold::StreamHoldLayer`], above Normalize, holds back the start of a
+//!   stream until its first content, so that an `event: error` before any
+//!   content is classified too and Retry and Failover can act on it.
 //!
 //! # What [`Normalize`] does to a response
 //!
@@ -107,6 +110,7 @@ mod body;
 mod classify;
 mod envelope;
 pub mod future;
+pub mod hold;
 mod layer;
 mod retry_after;
 mod transport;

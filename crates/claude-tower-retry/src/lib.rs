@@ -55,7 +55,11 @@
 //!
 //! - A response without a `ClaudeError` is a success and is returned. The
 //!   decision is made on the response head, so a streaming 200 is never
-//!   retried, whatever later happens on its body.
+//!   retried for what happens on its body after the head. (With
+//!   `claude-tower-normalize`'s `StreamHoldLayer` below this policy, the
+//!   head of a stream waits for its first content event, and a stream whose
+//!   `event: error` comes before it arrives as a 200 *with* a `ClaudeError`:
+//!   it is retried like any other failure, since the status is not looked at.)
 //! - A response with a `ClaudeError` is retried when
 //!   [`ClaudeError::retryable`](claude_tower_core::ClaudeError::retryable)
 //!   says so: the class table of

@@ -101,7 +101,8 @@ impl ErrorSource for Box<dyn StdError + 'static> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Outcome {
     /// A response without a [`ClaudeError`]: done, whatever follows on the
-    /// body (a streaming 200 is never retried).
+    /// body. The status is not looked at: a 200 with a [`ClaudeError`] (a
+    /// stream that failed before any content) is a failure.
     Success,
     /// A classified failure.
     Failure {
@@ -176,6 +177,24 @@ mod tests {
     fn a_response_without_an_error_is_success() {
         let ok: Result<Response<()>, ClaudeError> = Ok(Response::new(()));
         assert_eq!(Outcome::of(&ok), Outcome::Success);
+    }
+
+    #[test]
+    fn a_200_with_an_error_is_a_failure() {
+        // A stream whose `event: error` came before any content.
+        let mut response = Response::new(());
+        response
+            .extensions_mut()
+            .insert(ClaudeError::new(ErrorClass::Overloaded, "Overloaded"));
+        let result: Result<_, ClaudeError> = Ok(response);
+        assert_eq!(
+            Outcome::of(&result),
+            Outcome::Failure {
+                class: ErrorClass::Overloaded,
+                retryable: true,
+                retry_after: None
+            }
+        );
     }
 
     #[test]

@@ -41,6 +41,9 @@ pub enum Step {
     Delay(Duration),
     /// 200 and a few events, then `event: error` (overloaded); non-streaming: the face's overload error.
     StreamError,
+    /// 200, `message_start` and a `ping`, then `event: error` (overloaded) before any content;
+    /// non-streaming: the face's overload error.
+    StreamErrorEarly,
     /// A normal stream with this gap between events.
     SlowStream(Duration),
     /// A seeded random mix of retryable faults, each with probability `p` (never a step itself
@@ -68,6 +71,7 @@ impl fmt::Display for Step {
             Step::Reset => f.write_str("reset"),
             Step::Delay(d) => write!(f, "delay:{}ms", d.as_millis()),
             Step::StreamError => f.write_str("stream-error"),
+            Step::StreamErrorEarly => f.write_str("stream-error:early"),
             Step::SlowStream(d) => write!(f, "slow-stream:{}ms", d.as_millis()),
             Step::Random { p, seed } => write!(f, "random(p={p},seed={seed})"),
         }
@@ -227,6 +231,7 @@ fn parse_step(s: &str) -> Result<Step, FaultScriptError> {
         "transient-auth" => Step::TransientAuth,
         "reset" => Step::Reset,
         "stream-error" => Step::StreamError,
+        "stream-error:early" => Step::StreamErrorEarly,
         _ => {
             if let Some(hint) = lower.strip_prefix("429:") {
                 Step::RateLimited(parse_hint(hint).ok_or_else(bad)?)
@@ -375,7 +380,7 @@ mod tests {
     #[test]
     fn parses_every_step() {
         let script = "anthropic=ok,429,429:2s,429:1.5s,429:date+2s,429:ms1500,429:xms1500,529,503,500,502,504,400,401,403;\
-                      foundry=404:deployment,transient-auth,reset,delay:300ms,stream-error,slow-stream:50ms,503*2,random(p=0.3,seed=7)";
+                      foundry=404:deployment,transient-auth,reset,delay:300ms,stream-error,slow-stream:50ms,503*2,random(p=0.3,seed=7),stream-error:early*3";
         let s = FaultScript::parse(script).unwrap();
         let a: Vec<String> = s
             .steps(Face::Anthropic)
@@ -390,6 +395,9 @@ mod tests {
         assert_eq!(f[6], (Step::Status(503), Some(2)));
         assert_eq!(f[7], (Step::Random { p: 0.3, seed: 7 }, None));
         assert_eq!(f[3].0, Step::Delay(Duration::from_millis(300)));
+        assert_eq!(f[4].0, Step::StreamError);
+        assert_eq!(f[8], (Step::StreamErrorEarly, Some(3)));
+        assert_eq!(f[8].0.to_string(), "stream-error:early");
     }
 
     #[test]

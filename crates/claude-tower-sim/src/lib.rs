@@ -113,6 +113,7 @@
 //! | `reset` | connection dropped, no response | same |
 //! | `delay:300ms` | waits (tokio time), then as `ok` | same |
 //! | `stream-error` | streaming: 200, `message_start` .. two deltas, then `event: error` `overloaded_error`; non-streaming: 529 `overloaded_error` | streaming: same; non-streaming: 503 |
+//! | `stream-error:early` | streaming: 200, `message_start`, `ping`, then `event: error` `overloaded_error`, no content; non-streaming: 529 `overloaded_error` | streaming: same; non-streaming: 503 |
 //! | `slow-stream:50ms` | a normal stream with a 50 ms gap (tokio time) between events; non-streaming: `ok` | same |
 //! | `random(p=0.3,seed=7)` | with probability `p`: one of `429`, `429:ms100`, `529`, `500`, `502`, `504`, `reset` | with probability `p`: one of `429`, `429:ms100`, `503`, `500`, `502`, `504`, `transient-auth` |
 //!
@@ -162,7 +163,7 @@ use tokio::sync::watch;
 pub use config::SimConfig;
 pub use fault::{FaultScript, FaultScriptError, RetryHint, Step};
 pub use log::{Credential, DEFAULT_LOG_CAPACITY, RecordedRequest};
-pub use messages::TOOL_USE_MARKER;
+pub use messages::{TOOL_USE_MARKER, event_names};
 
 use server::Shared;
 

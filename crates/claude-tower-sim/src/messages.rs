@@ -107,6 +107,33 @@ pub(crate) struct Answer {
     pub(crate) tool: Option<(String, String)>,
 }
 
+/// The event names of an SSE body, in order, with the `ping`s left out (they
+/// may come anywhere): what a test compares streams by.
+///
+/// ```
+/// let sse = b"event: message_start\ndata: {}\n\nevent: ping\ndata: {}\n\nevent: error\ndata: {}\n\n";
+/// assert_eq!(claude_tower_sim::event_names(sse), ["message_start", "error"]);
+/// ```
+pub fn event_names(sse: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(sse)
+        .lines()
+        .filter_map(|line| line.strip_prefix("event: "))
+        .filter(|name| *name != "ping")
+        .map(str::to_owned)
+        .collect()
+}
+
+/// How a streamed answer ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// `message_stop`: the whole answer.
+    Complete,
+    /// Two text deltas, then `event: error` (`stream-error`).
+    ErrorAfterContent,
+    /// `message_start` and a `ping`, then `event: error` (`stream-error:early`).
+    ErrorBeforeContent,
+}
+
 const TOOL_INPUT: [&str; 2] = ["{\"query\": ", "\"simulated\"}"];
 
 // === wire shapes ===
@@ -268,8 +295,8 @@ impl Answer {
         serde_json::to_vec(&message).unwrap_or_default()
     }
 
-    /// The SSE stream. `fail` ends it early with an overloaded `event: error`.
-    pub(crate) fn stream(self, fail: bool, gap: Option<Duration>) -> SseBody {
+    /// The SSE stream, ending as `ending` says.
+    pub(crate) fn stream(self, ending: Ending, gap: Option<Duration>) -> SseBody {
         let mut segs = VecDeque::new();
         let start = Event::MessageStart {
             message: Message {
@@ -285,6 +312,19 @@ impl Answer {
         };
         segs.push_back(start.segment());
         segs.push_back(Segment::Event(body::ping()));
+        let overloaded = || {
+            Event::Error {
+                error: ErrorBody {
+                    kind: "overloaded_error",
+                    message: "Overloaded",
+                },
+            }
+            .segment()
+        };
+        if ending == Ending::ErrorBeforeContent {
+            segs.push_back(overloaded());
+            return SseBody::new(segs, gap);
+        }
         let text_start = Event::ContentBlockStart {
             index: 0,
             content_block: Block::Text {
@@ -292,19 +332,13 @@ impl Answer {
             },
         };
         segs.push_back(text_start.segment());
-        if fail {
+        if ending == Ending::ErrorAfterContent {
             segs.push_back(Segment::Text {
                 index: 0,
                 source: TextSource::Words(&DEFAULT_WORDS[..2]),
                 sent: 0,
             });
-            let error = Event::Error {
-                error: ErrorBody {
-                    kind: "overloaded_error",
-                    message: "Overloaded",
-                },
-            };
-            segs.push_back(error.segment());
+            segs.push_back(overloaded());
             return SseBody::new(segs, gap);
         }
         let usage = self.usage(self.output_tokens());

@@ -17,7 +17,7 @@ use crate::config::SimConfig;
 use crate::face::{self, Failure, Ids};
 use crate::fault::{FaultScript, FaultScriptError, Queue, Step};
 use crate::log::{Credential, RecordedRequest, RequestLog};
-use crate::messages::{Answer, Endpoint, MessagesRequest, input_tokens};
+use crate::messages::{Answer, Ending, Endpoint, MessagesRequest, input_tokens};
 
 /// The header that asks for about N bytes of streamed text.
 pub(crate) const STREAM_BYTES: &str = "x-sim-stream-bytes";
@@ -449,7 +449,9 @@ where
             let count = serde_json::json!({"input_tokens": input_tokens(body.len())});
             json_response(serde_json::to_vec(&count).unwrap_or_default())
         }
-        Endpoint::Messages if step == Step::StreamError && !streaming => {
+        Endpoint::Messages
+            if matches!(step, Step::StreamError | Step::StreamErrorEarly) && !streaming =>
+        {
             let res = face::overloaded(face, &ids);
             record.status = res.status().as_u16();
             shared.record(record.finish(Some(step)));
@@ -470,7 +472,12 @@ where
                     .map(|name| (format!("toolu_sim_{n:016x}"), name)),
             };
             if streaming {
-                let sse = answer.stream(step == Step::StreamError, gap);
+                let ending = match step {
+                    Step::StreamError => Ending::ErrorAfterContent,
+                    Step::StreamErrorEarly => Ending::ErrorBeforeContent,
+                    _ => Ending::Complete,
+                };
+                let sse = answer.stream(ending, gap);
                 let mut res = Response::new(SimBody::Sse(Box::new(sse)));
                 let h = res.headers_mut();
                 h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));

@@ -778,6 +778,39 @@ async fn stream_error_sends_an_error_event_after_the_200() {
     assert_foundry_error(&f, 503, "503");
 }
 
+#[tokio::test]
+async fn early_stream_error_comes_before_any_content() {
+    let sim = Sim::start(SimConfig::default().faults("stream-error:early*2"))
+        .await
+        .unwrap();
+    for route in BOTH {
+        let reply = send(&sim, route, &stream_body()).await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.header("content-type"), Some("text/event-stream"));
+        let events = reply.events();
+        let n: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(n, ["message_start", "ping", "error"]);
+        let (_, data) = events.last().unwrap();
+        assert_eq!(data["type"], "error");
+        assert_eq!(data["error"]["type"], "overloaded_error");
+    }
+    // A non-streaming request gets the face's overload error; then Anthropic's script has run out.
+    let a = send(&sim, Route::Anthropic, &simple_body()).await;
+    assert_anthropic_error(&a, 529, "overloaded_error");
+    let ok = send(&sim, Route::Anthropic, &stream_body()).await;
+    assert_eq!(ok.events().last().unwrap().0, "message_stop");
+    let steps: Vec<String> = sim.requests().into_iter().map(|r| r.step).collect();
+    assert_eq!(
+        steps,
+        [
+            "stream-error:early",
+            "stream-error:early",
+            "stream-error:early",
+            "ok"
+        ]
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn slow_stream_spaces_events_in_tokio_time() {
     let sim = Sim::start(SimConfig::default().faults("slow-stream:50ms"))

@@ -8,6 +8,7 @@
 //!   -> Failover       priority order, circuit breakers
 //!        route k:
 //!        -> Retry      same-route retries honouring Retry-After
+//!        -> StreamHold a stream's preamble held until its first content; an error before it is a failure
 //!        -> Normalize  ClaudeError / RetryAfter / RequestIds; canonical headers
 //!        -> ModelMap   model -> this route's deployment
 //!        -> Auth       strip inbound credentials; endpoint; this route's credential
@@ -45,6 +46,7 @@
 
 use std::fmt;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use claude_tower_auth::{Auth, AuthLayer, Credential, Endpoint};
@@ -52,6 +54,7 @@ use claude_tower_core::{DEFAULT_REQUEST_BODY_LIMIT, Face, ReplayBody, RouteId};
 use claude_tower_failover::{
     BreakerConfig, Breakers, Failover, ModelMap, ModelMapLayer, ModelMapping,
 };
+use claude_tower_normalize::hold::{HoldBody, StreamHold, StreamHoldLayer};
 use claude_tower_normalize::{Normalize, NormalizeBody, NormalizeLayer};
 use claude_tower_retry::{Retry, RetryAfterPolicy};
 use claude_tower_toolpair::{Mode, ResponseBody, ToolPairing, ToolPairingLayer};
@@ -71,6 +74,8 @@ pub struct Route {
     auth: AuthLayer,
     model_map: ModelMapping,
     retry: Option<RetryAfterPolicy>,
+    stream_hold: bool,
+    stream_hold_limits: Option<(usize, Duration)>,
     priority: Option<u32>,
     weight: u32,
 }
@@ -91,6 +96,8 @@ impl Route {
             id,
             model_map: ModelMapping::new(),
             retry: None,
+            stream_hold: true,
+            stream_hold_limits: None,
             priority: None,
             weight: 1,
         }
@@ -105,6 +112,26 @@ impl Route {
     /// Retry settings for this route (default: [`RetryAfterPolicy::new`]).
     pub fn retry(mut self, policy: RetryAfterPolicy) -> Self {
         self.retry = Some(policy);
+        self
+    }
+
+    /// Whether this route holds a stream's first events back until its
+    /// first content, so that an `event: error` before any content is
+    /// retried and failed over like a 529 (default on; see
+    /// [`claude_tower_normalize::hold`]).
+    pub fn stream_hold(mut self, hold: bool) -> Self {
+        self.stream_hold = hold;
+        self
+    }
+
+    /// How much of a stream's start this route holds at most, in bytes and
+    /// in time, before releasing it without content (default 64 KiB and
+    /// 10 s: [`hold::DEFAULT_HOLD_BYTE_LIMIT`], [`hold::DEFAULT_HOLD_TIME_LIMIT`]).
+    ///
+    /// [`hold::DEFAULT_HOLD_BYTE_LIMIT`]: claude_tower_normalize::hold::DEFAULT_HOLD_BYTE_LIMIT
+    /// [`hold::DEFAULT_HOLD_TIME_LIMIT`]: claude_tower_normalize::hold::DEFAULT_HOLD_TIME_LIMIT
+    pub fn stream_hold_limits(mut self, bytes: usize, time: Duration) -> Self {
+        self.stream_hold_limits = Some((bytes, time));
         self
     }
 
@@ -253,14 +280,19 @@ impl ClaudeStack {
             let normalize = NormalizeLayer::new(route.id.clone(), route.face())
                 .with_rewrite_envelope(self.rewrite_envelope)
                 .with_canonical_retry_headers(self.canonical_retry_headers);
+            let mut hold = StreamHoldLayer::new(route.id.clone(), route.face())
+                .with_enabled(route.stream_hold);
+            if let Some((bytes, time)) = route.stream_hold_limits {
+                hold = hold.with_byte_limit(bytes).with_time_limit(time);
+            }
             let policy = route
                 .retry
                 .unwrap_or_else(|| RetryAfterPolicy::new(route.id.clone()));
             let service = Retry::new(
                 policy,
-                normalize.layer(
+                hold.layer(normalize.layer(
                     ModelMapLayer::new(route.model_map).layer(route.auth.layer(transport.clone())),
-                ),
+                )),
             );
             let priority = route
                 .priority
@@ -277,14 +309,14 @@ impl ClaudeStack {
     }
 }
 
-/// One route's own stack: Retry -> Normalize -> ModelMap -> Auth -> transport.
-pub type RouteService<T> = Retry<Normalize<ModelMap<Auth<T>>>>;
+/// One route's own stack: Retry -> StreamHold -> Normalize -> ModelMap -> Auth -> transport.
+pub type RouteService<T> = Retry<StreamHold<Normalize<ModelMap<Auth<T>>>>>;
 
 type Inner<T> = Replay<ToolPairing<ErrorEnvelope<Failover<RouteService<T>>>>>;
 
 /// The response body of a [`ClaudeService`]: the upstream body, streamed
 /// untouched on success, or a locally rendered or normalized error body.
-pub type ClaudeBody<B> = ResponseBody<NormalizeBody<B>>;
+pub type ClaudeBody<B> = ResponseBody<HoldBody<NormalizeBody<B>>>;
 
 /// The composed default stack, built by [`ClaudeStack::build`].
 ///
@@ -323,7 +355,7 @@ impl<T, TB, B> Service<Request<B>> for ClaudeService<T>
 where
     T: Service<Request<ReplayBody>, Response = Response<TB>> + Clone,
     T::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    TB: Body<Data = Bytes>,
+    TB: Body<Data = Bytes> + Unpin,
     B: Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
