@@ -53,7 +53,7 @@
 
 #[cfg(feature = "stack")]
 pub mod envelope;
-pub mod replay;
+pub use claude_tower_core::replay;
 #[cfg(feature = "stack")]
 pub mod stack;
 #[cfg(feature = "transport")]

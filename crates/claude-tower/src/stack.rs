@@ -61,7 +61,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::envelope::{ErrorEnvelope, ErrorEnvelopeLayer};
-use crate::replay::{self, Replay, ReplayLayer};
+use claude_tower_core::replay::{self, Replay, ReplayLayer};
 
 /// One upstream route: where it is, how to authenticate, how its models are
 /// named, and how to retry on it.
@@ -269,7 +269,7 @@ impl ClaudeStack {
         }
         let failover = failover.build();
         let breakers = failover.breakers();
-        let inner = ReplayLayer::new().limit(self.body_limit).layer(
+        let inner = ReplayLayer::new().with_limit(self.body_limit).layer(
             ToolPairingLayer::new(self.tool_pairing)
                 .layer(ErrorEnvelopeLayer::new().layer(failover)),
         );
@@ -284,7 +284,7 @@ type Inner<T> = Replay<ToolPairing<ErrorEnvelope<Failover<RouteService<T>>>>>;
 
 /// The response body of a [`ClaudeService`]: the upstream body, streamed
 /// untouched on success, or a locally rendered or normalized error body.
-pub type ClaudeBody<B> = ResponseBody<NormalizeBody<B>>;
+pub type ClaudeBody<B> = claude_tower_core::ResponseBody<ResponseBody<NormalizeBody<B>>>;
 
 /// The composed default stack, built by [`ClaudeStack::build`].
 ///
