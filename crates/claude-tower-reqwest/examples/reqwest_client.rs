@@ -11,13 +11,13 @@
 
 use std::time::Duration;
 
+use claude_tower::failover::{Failover, FailoverReport};
+use claude_tower::retry::{RetryAfterPolicy, RetryLayer};
+use claude_tower::toolpair::ToolPairingLayer;
 use claude_tower_core::{Face, ReplayBody, RouteId};
-use claude_tower_failover::{Failover, FailoverReport};
 use claude_tower_normalize::NormalizeLayer;
 use claude_tower_reqwest::ReqwestService;
-use claude_tower_retry::{RetryAfterPolicy, RetryLayer};
 use claude_tower_sim::{Sim, SimConfig};
-use claude_tower_toolpair::ToolPairingLayer;
 use http_body_util::BodyExt;
 use tower::{Layer, ServiceBuilder, ServiceExt};
 
