@@ -23,7 +23,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use claude_tower::toolpair::Mode;
+use claude_tower::toolpair::ToolPairingMode as Mode;
 use claude_tower_core::DEFAULT_REQUEST_BODY_LIMIT;
 
 /// Default listen address.

@@ -127,8 +127,8 @@ impl Gateway {
         };
         let arranged = routes::arrange(found, &config).map_err(GatewayError::Routes)?;
         let mut stack = ClaudeStack::new()
-            .tool_pairing(config.toolpair)
-            .body_limit(config.body_limit);
+            .with_tool_pairing(config.toolpair)
+            .with_body_limit(config.body_limit);
         for route in arranged {
             stack = stack.route(route);
         }

@@ -116,7 +116,7 @@ pub fn arrange(mut routes: Vec<Route>, config: &GatewayConfig) -> Result<Vec<Rou
         .map(|route| {
             let mapping = mapping_for(&route, &config.model_map);
             let retry = retry_for(route.id(), config);
-            route.model_map(mapping).retry(retry)
+            route.with_model_map(mapping).with_retry(retry)
         })
         .collect();
     let Some(order) = &config.route_order else {
