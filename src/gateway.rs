@@ -9,29 +9,26 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::error_handling::HandleErrorLayer;
 use axum::extract::State;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post_service};
 use axum::serve::ListenerExt;
-use claude_tower::failover::{Breakers, CircuitState, FailoverReport};
+use claude_tower::failover::{Breakers, CircuitState};
 use claude_tower::prelude::*;
 use claude_tower::stack::{ClaudeService, Route, StackError};
 use claude_tower::transport::{HttpsClient, https_client};
 use claude_tower_sim::{Sim, SimConfig};
-use http::{HeaderName, HeaderValue, Request, StatusCode};
+use http::{Request, StatusCode};
 use tokio::net::TcpListener;
-use tower::ServiceBuilder;
 use tower_http::trace::TraceLayer;
 
 use crate::client_auth::ClientKeys;
 use crate::config::{ConfigError, GatewayConfig};
 use crate::routes::{self, RoutesError};
 
-/// `x-claude-tower-route`: the route that served (or answered) the request.
-pub const ROUTE_HEADER: HeaderName = HeaderName::from_static("x-claude-tower-route");
-/// `x-claude-tower-attempts`: attempts per route, `anthropic=3, foundry=1`.
-pub const ATTEMPTS_HEADER: HeaderName = HeaderName::from_static("x-claude-tower-attempts");
+/// `x-claude-tower-route` / `x-claude-tower-attempts`: written by the stack
+/// (`ClaudeStack::with_report_headers`).
+pub use claude_tower::stack::{ATTEMPTS_HEADER, ROUTE_HEADER};
 
 /// The API paths the gateway serves, under both prefixes Claude Code uses:
 /// `ANTHROPIC_BASE_URL=http://gw` and, in Foundry mode,
@@ -128,7 +125,9 @@ impl Gateway {
         let arranged = routes::arrange(found, &config).map_err(GatewayError::Routes)?;
         let mut stack = ClaudeStack::new()
             .with_tool_pairing(config.toolpair)
-            .with_body_limit(config.body_limit);
+            .with_body_limit(config.body_limit)
+            .with_deadline(config.deadline)
+            .with_report_headers(true);
         for route in arranged {
             stack = stack.route(route);
         }
@@ -162,12 +161,8 @@ impl Gateway {
     /// The axum router: the API paths under both prefixes, `GET /healthz`,
     /// and a 404 in Anthropic's envelope for everything else.
     pub fn router(&self) -> Router {
-        // Synchronous and unboxed: the route headers cost no extra future.
-        let stack = ServiceBuilder::new()
-            .map_response(report_headers)
-            .layer(HandleErrorLayer::new(deadline_passed))
-            .timeout(self.config.deadline)
-            .service(self.service.clone());
+        // The deadline and the route headers are stack options.
+        let stack = self.service.clone();
         let mut api = Router::new();
         for path in API_PATHS {
             api = api.route(
@@ -317,42 +312,6 @@ async fn method_not_allowed(req: Request<Body>) -> Response {
             req.uri().path()
         ),
     )
-}
-
-async fn deadline_passed(err: tower::BoxError) -> Response {
-    if err.is::<tower::timeout::error::Elapsed>() {
-        local(
-            ErrorClass::Timeout,
-            StatusCode::GATEWAY_TIMEOUT,
-            "the gateway's deadline passed before any route answered".to_owned(),
-        )
-    } else {
-        // NOTE: the stack itself is infallible; only the timeout can fail.
-        local(
-            ErrorClass::Server,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            err.to_string(),
-        )
-    }
-}
-
-/// Names the route that answered and the attempts per route.
-fn report_headers(mut res: Response) -> Response {
-    let Some(report) = res.extensions().get::<FailoverReport>() else {
-        return res;
-    };
-    let route = report
-        .answered_by()
-        .and_then(|r| HeaderValue::from_str(r.as_str()).ok());
-    let attempts = HeaderValue::from_str(&report.to_string()).ok();
-    let headers = res.headers_mut();
-    if let Some(route) = route {
-        headers.insert(ROUTE_HEADER, route);
-    }
-    if let Some(attempts) = attempts {
-        headers.insert(ATTEMPTS_HEADER, attempts);
-    }
-    res
 }
 
 #[derive(Clone)]
