@@ -103,7 +103,7 @@
 
 mod body;
 mod classify;
-mod envelope;
+mod error_body;
 pub mod future;
 mod layer;
 mod retry_after;
