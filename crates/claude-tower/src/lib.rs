@@ -24,13 +24,20 @@
 //! [`Route`](stack::Route), so this crate does not re-export it (that would
 //! be a dependency cycle).
 //!
-//! ```no_run
+//! ```
 //! use claude_tower::prelude::*;
+//! use claude_tower_sim::{Sim, SimConfig};
 //! use tower::ServiceExt;
 //!
 //! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // The simulator stands in for api.anthropic.com (use `Endpoint::anthropic()`).
+//! let sim = Sim::start(SimConfig::default()).await?;
 //! let claude = ClaudeStack::new()
-//!     .route(Route::from_auth("anthropic", AuthLayer::from_env()?))
+//!     .route(Route::new(
+//!         "anthropic",
+//!         Endpoint::anthropic_base_url(&sim.anthropic_base_url())?,
+//!         Credential::anthropic_api_key(Secret::new("sk-ant-..."))?,
+//!     ))
 //!     .build(claude_tower::transport::https_client()?)?;
 //!
 //! let request = http::Request::post("/v1/messages")
@@ -39,7 +46,7 @@
 //!         br#"{"model":"claude-sonnet-4-5","max_tokens":64,"messages":[{"role":"user","content":"Hi"}]}"#,
 //!     )))?;
 //! let response = claude.oneshot(request).await?;
-//! println!("{}", response.status());
+//! assert_eq!(response.status(), 200);
 //! # Ok(()) }
 //! ```
 
