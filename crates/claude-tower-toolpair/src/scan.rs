@@ -108,14 +108,7 @@ type R<T> = Result<T, crate::JsonError>;
 
 /// Scans `body` into a [`Conversation`], or says why it cannot.
 pub(crate) fn scan(body: &[u8]) -> Result<Conversation<'_>, Unchecked> {
-    let mut p = Parser {
-        b: body,
-        pos: 0,
-        stack: Vec::new(),
-        shape: None,
-        found: false,
-        conv: Conversation::default(),
-    };
+    let mut p = Parser::new(body);
     match p.top() {
         Err(e) => Err(Unchecked::NotJson(e)),
         Ok(()) => {
@@ -147,6 +140,17 @@ struct RawStr {
 }
 
 impl<'a> Parser<'a> {
+    fn new(b: &'a [u8]) -> Self {
+        Self {
+            b,
+            pos: 0,
+            stack: Vec::new(),
+            shape: None,
+            found: false,
+            conv: Conversation::default(),
+        }
+    }
+
     // === lexing ===
 
     fn err(&self, what: &'static str) -> crate::JsonError {
@@ -646,14 +650,7 @@ fn closing_quote(b: &[u8], open: usize) -> Option<usize> {
 /// `None` when there is none, its value is not a string, or the JSON is
 /// broken before it. Stops at that member: the rest is not looked at.
 pub(crate) fn top_level_string(body: &[u8], key: &str) -> Option<Span> {
-    let mut p = Parser {
-        b: body,
-        pos: 0,
-        stack: Vec::new(),
-        shape: None,
-        found: false,
-        conv: Conversation::default(),
-    };
+    let mut p = Parser::new(body);
     p.ws();
     if p.peek() != Some(b'{') {
         return None;

@@ -37,26 +37,44 @@ async fn sim() -> Sim {
     .expect("simulator starts")
 }
 
+fn anthropic(sim: &Sim) -> Route {
+    Route::new(
+        "anthropic",
+        Endpoint::anthropic_base_url(&sim.anthropic_base_url()).unwrap(),
+        Credential::anthropic_api_key(Secret::new("sk-ant-route")).unwrap(),
+    )
+}
+
+fn foundry(sim: &Sim) -> Route {
+    Route::new(
+        "foundry",
+        Endpoint::foundry_base_url(&sim.foundry_base_url()).unwrap(),
+        Credential::foundry_api_key(Secret::new("foundry-route-key")).unwrap(),
+    )
+}
+
+/// An anthropic route at a port nothing listens on (bound, read, closed).
+fn unreachable() -> Route {
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    Route::new(
+        "anthropic",
+        Endpoint::anthropic_base_url(&format!("http://{closed}")).unwrap(),
+        Credential::anthropic_api_key(Secret::new("k")).unwrap(),
+    )
+}
+
 fn stack(sim: &Sim) -> ClaudeService<HttpsClient> {
     ClaudeStack::new()
+        .route(anthropic(&sim).with_retry(fast_retry("anthropic")))
         .route(
-            Route::new(
-                "anthropic",
-                Endpoint::anthropic_base_url(&sim.anthropic_base_url()).unwrap(),
-                Credential::anthropic_api_key(Secret::new("sk-ant-route")).unwrap(),
-            )
-            .with_retry(fast_retry("anthropic")),
-        )
-        .route(
-            Route::new(
-                "foundry",
-                Endpoint::foundry_base_url(&sim.foundry_base_url()).unwrap(),
-                Credential::foundry_api_key(Secret::new("foundry-route-key")).unwrap(),
-            )
-            .with_model_map(
-                ModelMapping::new().exact("claude-sonnet-4-5-20250929", "claude-sonnet-4-5"),
-            )
-            .with_retry(fast_retry("foundry")),
+            foundry(&sim)
+                .with_model_map(
+                    ModelMapping::new().exact("claude-sonnet-4-5-20250929", "claude-sonnet-4-5"),
+                )
+                .with_retry(fast_retry("foundry")),
         )
         .build(https_client().expect("TLS set up"))
         .expect("stack builds")
@@ -157,14 +175,7 @@ async fn a_foundry_rate_limit_reaches_the_client_in_anthropics_shape() {
     // Only Foundry, rate limited on every attempt, with an HTTP-date hint.
     sim.set_faults("foundry=429:xms20*10").unwrap();
     let only_foundry = ClaudeStack::new()
-        .route(
-            Route::new(
-                "foundry",
-                Endpoint::foundry_base_url(&sim.foundry_base_url()).unwrap(),
-                Credential::foundry_api_key(Secret::new("foundry-route-key")).unwrap(),
-            )
-            .with_retry(fast_retry("foundry")),
-        )
+        .route(foundry(&sim).with_retry(fast_retry("foundry")))
         .build(https_client().unwrap())
         .unwrap();
     let res = only_foundry
@@ -207,11 +218,7 @@ async fn broken_tool_pairing_is_rejected_before_any_request() {
 async fn a_body_over_the_limit_is_413_and_never_sent() {
     let sim = sim().await;
     let small = ClaudeStack::new()
-        .route(Route::new(
-            "anthropic",
-            Endpoint::anthropic_base_url(&sim.anthropic_base_url()).unwrap(),
-            Credential::anthropic_api_key(Secret::new("sk-ant-route")).unwrap(),
-        ))
+        .route(anthropic(&sim))
         .with_body_limit(16)
         .build(https_client().unwrap())
         .unwrap();
@@ -223,20 +230,8 @@ async fn a_body_over_the_limit_is_413_and_never_sent() {
 
 #[tokio::test]
 async fn no_route_reachable_is_a_502_envelope_not_an_error() {
-    // A port nothing listens on: bind, read the port, close.
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
     let dead = ClaudeStack::new()
-        .route(
-            Route::new(
-                "anthropic",
-                Endpoint::anthropic_base_url(&format!("http://{closed}")).unwrap(),
-                Credential::anthropic_api_key(Secret::new("k")).unwrap(),
-            )
-            .with_retry(fast_retry("anthropic")),
-        )
+        .route(unreachable().with_retry(fast_retry("anthropic")))
         .build(https_client().unwrap())
         .unwrap();
     let res = dead.oneshot(post("/v1/messages", HELLO)).await.unwrap();
@@ -333,19 +328,8 @@ async fn report_headers_name_the_route_and_the_attempts() {
     let sim = sim().await;
     sim.set_faults("anthropic=529*10").unwrap();
     let stack = ClaudeStack::new()
-        .route(
-            Route::new(
-                "anthropic",
-                Endpoint::anthropic_base_url(&sim.anthropic_base_url()).unwrap(),
-                Credential::anthropic_api_key(Secret::new("sk-ant-route")).unwrap(),
-            )
-            .with_retry(fast_retry("anthropic")),
-        )
-        .route(Route::new(
-            "foundry",
-            Endpoint::foundry_base_url(&sim.foundry_base_url()).unwrap(),
-            Credential::foundry_api_key(Secret::new("foundry-route-key")).unwrap(),
-        ))
+        .route(anthropic(&sim).with_retry(fast_retry("anthropic")))
+        .route(foundry(&sim))
         .with_report_headers(true)
         .build(https_client().unwrap())
         .unwrap();
@@ -364,19 +348,8 @@ async fn report_headers_name_the_route_and_the_attempts() {
 
 #[tokio::test]
 async fn the_route_header_follows_the_report_when_no_route_answered() {
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
     let dead = ClaudeStack::new()
-        .route(
-            Route::new(
-                "anthropic",
-                Endpoint::anthropic_base_url(&format!("http://{closed}")).unwrap(),
-                Credential::anthropic_api_key(Secret::new("k")).unwrap(),
-            )
-            .with_retry(fast_retry("anthropic")),
-        )
+        .route(unreachable().with_retry(fast_retry("anthropic")))
         .with_report_headers(true)
         .build(https_client().unwrap())
         .unwrap();
@@ -397,20 +370,16 @@ async fn a_route_layer_runs_once_per_attempt_inside_retry() {
     let counter = seen.clone();
     let stack = ClaudeStack::new()
         .route(
-            Route::new(
-                "anthropic",
-                Endpoint::anthropic_base_url(&sim.anthropic_base_url()).unwrap(),
-                Credential::anthropic_api_key(Secret::new("sk-ant-route")).unwrap(),
-            )
-            .with_retry(fast_retry("anthropic"))
-            .layer(tower::limit::ConcurrencyLimitLayer::new(4))
-            .layer(tower::layer::layer_fn(move |inner: RouteInner| {
-                let counter = counter.clone();
-                inner.map_request(move |req: Request<ReplayBody>| {
-                    counter.fetch_add(1, Ordering::SeqCst);
-                    req
-                })
-            })),
+            anthropic(&sim)
+                .with_retry(fast_retry("anthropic"))
+                .layer(tower::limit::ConcurrencyLimitLayer::new(4))
+                .layer(tower::layer::layer_fn(move |inner: RouteInner| {
+                    let counter = counter.clone();
+                    inner.map_request(move |req: Request<ReplayBody>| {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        req
+                    })
+                })),
         )
         .build(https_client().unwrap())
         .unwrap();
@@ -424,17 +393,9 @@ async fn a_per_attempt_timeout_in_a_route_layer_is_retried_as_a_timeout() {
     let sim = sim().await;
     sim.set_faults("anthropic=delay:5s").unwrap();
     let stack = ClaudeStack::new()
-        .route(
-            Route::new(
-                "anthropic",
-                Endpoint::anthropic_base_url(&sim.anthropic_base_url()).unwrap(),
-                Credential::anthropic_api_key(Secret::new("sk-ant-route")).unwrap(),
-            )
-            .with_retry(fast_retry("anthropic"))
-            .layer(tower::timeout::TimeoutLayer::new(Duration::from_millis(
-                200,
-            ))),
-        )
+        .route(anthropic(&sim).with_retry(fast_retry("anthropic")).layer(
+            tower::timeout::TimeoutLayer::new(Duration::from_millis(200)),
+        ))
         .build(https_client().unwrap())
         .unwrap();
     let res = stack.oneshot(post("/v1/messages", HELLO)).await.unwrap();
@@ -477,11 +438,7 @@ async fn stack_layers_wrap_the_whole_stack_first_added_outermost() {
         order: order.clone(),
     };
     let stack = ClaudeStack::new()
-        .route(Route::new(
-            "anthropic",
-            Endpoint::anthropic_base_url(&sim.anthropic_base_url()).unwrap(),
-            Credential::anthropic_api_key(Secret::new("sk-ant-route")).unwrap(),
-        ))
+        .route(anthropic(&sim))
         .layer(mark("outer"))
         .layer(mark("inner"))
         .build(https_client().unwrap())
