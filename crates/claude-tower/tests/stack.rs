@@ -68,9 +68,9 @@ fn unreachable() -> Route {
 
 fn stack(sim: &Sim) -> ClaudeService<HttpsClient> {
     ClaudeStack::new()
-        .route(anthropic(&sim).with_retry(fast_retry("anthropic")))
+        .route(anthropic(sim).with_retry(fast_retry("anthropic")))
         .route(
-            foundry(&sim)
+            foundry(sim)
                 .with_model_map(
                     ModelMapping::new().exact("claude-sonnet-4-5-20250929", "claude-sonnet-4-5"),
                 )
