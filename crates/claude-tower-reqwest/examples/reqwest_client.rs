@@ -32,7 +32,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     let route = |id: &str, base: String, face: Face| -> Result<_, Box<dyn std::error::Error>> {
         let policy = RetryAfterPolicy::builder(id)
-            .backoff(Duration::from_millis(50), Duration::from_millis(200))
+            .with_backoff(Duration::from_millis(50), Duration::from_millis(200))
             .build()?;
         Ok(ServiceBuilder::new()
             .layer(RetryLayer::new(policy))

@@ -18,7 +18,7 @@ const STREAM_BODY: &str = r#"{"model":"claude-sonnet-4-5","max_tokens":16,"strea
 /// tests cross real sockets, so time cannot be paused.
 fn quick_retry(route: &str) -> RetryAfterPolicy {
     RetryAfterPolicy::builder(route)
-        .backoff(Duration::from_millis(1), Duration::from_millis(2))
+        .with_backoff(Duration::from_millis(1), Duration::from_millis(2))
         .no_budget()
         .build()
         .unwrap()

@@ -21,7 +21,7 @@ const HELLO: &str = r#"{"model":"claude-sonnet-4-5-20250929","max_tokens":32,"me
 
 fn fast_retry(id: &str) -> RetryAfterPolicy {
     RetryAfterPolicy::builder(id)
-        .backoff(Duration::from_millis(1), Duration::from_millis(5))
+        .with_backoff(Duration::from_millis(1), Duration::from_millis(5))
         .no_budget()
         .build()
         .expect("valid retry settings")

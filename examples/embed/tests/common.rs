@@ -22,7 +22,7 @@ pub async fn sim() -> Sim {
 
 pub fn fast_retry(id: &str) -> RetryAfterPolicy {
     RetryAfterPolicy::builder(id)
-        .backoff(Duration::from_millis(1), Duration::from_millis(5))
+        .with_backoff(Duration::from_millis(1), Duration::from_millis(5))
         .no_budget()
         .build()
         .expect("valid retry settings")
