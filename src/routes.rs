@@ -140,10 +140,10 @@ pub fn arrange(mut routes: Vec<Route>, config: &GatewayConfig) -> Result<Vec<Rou
 fn retry_for(id: &RouteId, config: &GatewayConfig) -> RetryAfterPolicy {
     let mut builder = RetryAfterPolicy::builder(id.clone());
     if let Some(attempts) = config.retry_attempts {
-        builder = builder.max_attempts(attempts);
+        builder = builder.with_max_attempts(attempts);
     }
     if let Some((base, cap)) = config.retry_backoff {
-        builder = builder.backoff(base, cap);
+        builder = builder.with_backoff(base, cap);
     }
     // NOTE: both settings were validated when the configuration was read.
     builder
