@@ -177,6 +177,52 @@ impl Body for ReplayBody {
     }
 }
 
+/// A request body already in memory, which layers can read and replace.
+///
+/// The layers that look inside a request body (tool pairing, model mapping)
+/// take any `Request<B>` with `B: BufferedBody`. Implemented for
+/// [`ReplayBody`] (what [`ReplayLayer`](crate::ReplayLayer) produces, and
+/// what retry and failover resend) and for [`Bytes`]. A body that is only
+/// sometimes in memory returns `None` from [`buffered`](Self::buffered):
+/// such a request is passed on unread.
+///
+/// ```
+/// use bytes::Bytes;
+/// use claude_tower_core::{BufferedBody, ReplayBody};
+///
+/// let body = ReplayBody::from("{}");
+/// assert_eq!(body.buffered().unwrap(), "{}");
+/// let replaced = ReplayBody::from_buffered(Bytes::from_static(b"[]"));
+/// assert_eq!(replaced.as_bytes(), "[]");
+/// ```
+pub trait BufferedBody: Sized {
+    /// The whole body (a cheap, shared copy), or `None` when it is not in memory.
+    fn buffered(&self) -> Option<Bytes>;
+
+    /// A body of `bytes`, to replace this one after a rewrite.
+    fn from_buffered(bytes: Bytes) -> Self;
+}
+
+impl BufferedBody for ReplayBody {
+    fn buffered(&self) -> Option<Bytes> {
+        Some(self.bytes.clone())
+    }
+
+    fn from_buffered(bytes: Bytes) -> Self {
+        Self::new(bytes)
+    }
+}
+
+impl BufferedBody for Bytes {
+    fn buffered(&self) -> Option<Bytes> {
+        Some(self.clone())
+    }
+
+    fn from_buffered(bytes: Bytes) -> Self {
+        bytes
+    }
+}
+
 /// Why a body could not be buffered.
 #[derive(Debug)]
 #[non_exhaustive]

@@ -16,7 +16,10 @@
 //! - [`RequestIds`]: every request id either platform hands out.
 //! - [`Attempt`]: which attempt on which route produced a response.
 //! - [`ReplayBody`]: a request body buffered once, cheap to clone, so retry
-//!   and failover can send it again.
+//!   and failover can send it again; [`ReplayLayer`] ([`replay`]) makes one
+//!   from any inbound body (413 over the limit, after reading the rest so
+//!   the client can read the answer); [`BufferedBody`] is what the layers
+//!   that read request bodies accept.
 //! - [`error_response`]: renders any [`ClaudeError`] as Anthropic's error
 //!   envelope; every layer that answers locally uses it.
 //! - [`ResponseBody`]: the inner service's body or a small local one; the
@@ -25,7 +28,8 @@
 //! - [`usage`]: [`TokenUsage`], the per-request [`UsageRecord`], the
 //!   [`UsageSink`] trait and the [`UsageHook`] a quota settles through.
 //!
-//! This crate does no I/O.
+//! This crate does no I/O (the replay layer reads the body it is given, and
+//! uses tokio's timer to bound how long it drains one).
 //!
 //! # Classify, then decide
 //!
@@ -65,10 +69,11 @@ mod attempt;
 mod body;
 mod caller;
 mod class;
-mod envelope;
 mod error;
 mod face;
 pub mod headers;
+mod render;
+pub mod replay;
 mod request_ids;
 mod response_body;
 mod retry_after;
@@ -76,12 +81,13 @@ mod route;
 pub mod usage;
 
 pub use attempt::Attempt;
-pub use body::{BufferError, DEFAULT_REQUEST_BODY_LIMIT, ReplayBody};
+pub use body::{BufferError, BufferedBody, DEFAULT_REQUEST_BODY_LIMIT, ReplayBody};
 pub use caller::{AuthMethod, Caller};
 pub use class::ErrorClass;
-pub use envelope::{envelope_json, error_response};
 pub use error::ClaudeError;
 pub use face::Face;
+pub use render::{envelope_json, error_response};
+pub use replay::{Replay, ReplayLayer};
 pub use request_ids::RequestIds;
 pub use response_body::ResponseBody;
 pub use retry_after::RetryAfter;

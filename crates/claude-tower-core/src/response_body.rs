@@ -62,6 +62,14 @@ impl<B> ResponseBody<B> {
     pub fn is_local(&self) -> bool {
         matches!(self.kind, Kind::Local { .. })
     }
+
+    /// The inner service's body, when this is one.
+    pub fn as_upstream(&self) -> Option<&B> {
+        match &self.kind {
+            Kind::Upstream { body } => Some(body),
+            Kind::Local { .. } => None,
+        }
+    }
 }
 
 impl<B> Default for ResponseBody<B> {

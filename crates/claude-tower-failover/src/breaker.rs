@@ -79,14 +79,14 @@ impl BreakerConfig {
     }
 
     /// Consecutive failover-worthy failures that open the breaker (at least 1).
-    pub fn failure_threshold(mut self, failures: u32) -> Self {
+    pub fn with_failure_threshold(mut self, failures: u32) -> Self {
         self.failure_threshold = failures.max(1);
         self
     }
 
     /// How long the breaker stays open after `failure_threshold` failures or
     /// a failed probe.
-    pub fn cool_down(mut self, cool_down: Duration) -> Self {
+    pub fn with_cool_down(mut self, cool_down: Duration) -> Self {
         self.cool_down = cool_down;
         self
     }
@@ -95,23 +95,23 @@ impl BreakerConfig {
     ///
     /// Set it to the same cap as the route's Retry layer: a wait Retry would
     /// honour is not a reason to stop using the route.
-    pub fn retry_after_cap(mut self, cap: Duration) -> Self {
+    pub fn with_retry_after_cap(mut self, cap: Duration) -> Self {
         self.retry_after_cap = cap;
         self
     }
 
     /// The configured failure threshold.
-    pub fn get_failure_threshold(&self) -> u32 {
+    pub fn failure_threshold(&self) -> u32 {
         self.failure_threshold
     }
 
     /// The configured cool-down.
-    pub fn get_cool_down(&self) -> Duration {
+    pub fn cool_down(&self) -> Duration {
         self.cool_down
     }
 
     /// The configured `RetryAfter` cap.
-    pub fn get_retry_after_cap(&self) -> Duration {
+    pub fn retry_after_cap(&self) -> Duration {
         self.retry_after_cap
     }
 }
@@ -501,8 +501,8 @@ mod tests {
         Breaker::new(
             RouteId::new("r"),
             BreakerConfig::new()
-                .failure_threshold(threshold)
-                .cool_down(Duration::from_secs(10)),
+                .with_failure_threshold(threshold)
+                .with_cool_down(Duration::from_secs(10)),
         )
     }
 

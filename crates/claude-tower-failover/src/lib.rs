@@ -1,5 +1,5 @@
-//! Ordered route failover, per-route circuit breaking and model-id mapping
-//! for Claude.
+//! Ordered route failover and per-route circuit breaking for Claude, and the
+//! layer that answers what failover could not serve.
 //!
 //! - [`Failover`] / [`FailoverLayer`] ([`failover`]): tries routes in
 //!   priority order (with weighted spreading inside a priority tier), moves
@@ -9,16 +9,19 @@
 //! - A circuit breaker per route ([`breaker`]): skips a route that keeps
 //!   failing, or that asked for a wait longer than the retry cap, and probes
 //!   it once after the cool-down. [`Breakers::snapshot`] feeds `/healthz`.
-//! - [`ModelMap`] / [`ModelMapLayer`] ([`model_map`]): rewrites the request
-//!   body's top-level `"model"` to the route's own model id or deployment
-//!   name, touching no other byte of the body.
+//! - [`ErrorEnvelope`] / [`ErrorEnvelopeLayer`] ([`answer`]): turns
+//!   Failover's `Err(ClaudeError)` (no route answered at all) into an
+//!   Anthropic-shaped error response, so the service above is infallible.
 //!
-//! In the default stack, Failover sits above the routes and ModelMap inside
-//! each route:
+//! In the default stack (`claude-tower`'s `ClaudeStack`), Failover sits above
+//! the routes:
 //!
 //! ```text
-//! ReplayBody -> ToolPairing -> Failover -> route k: Retry -> Normalize -> ModelMap -> Auth -> transport
+//! Replay -> ToolPairing -> ErrorEnvelope -> Failover -> route k: Retry -> Normalize -> ModelMap -> Auth -> transport
 //! ```
+//!
+//! Per-route model-id mapping (`ModelMapLayer`) lives in
+//! `claude-tower-toolpair`, beside the JSON scanner it uses.
 
 #![forbid(unsafe_code)]
 #![warn(
@@ -28,10 +31,10 @@
     rust_2018_idioms
 )]
 
+pub mod answer;
 pub mod breaker;
 pub mod failover;
-pub mod model_map;
 
+pub use answer::{ErrorEnvelope, ErrorEnvelopeLayer};
 pub use breaker::{BreakerConfig, Breakers, CircuitState, RouteHealth};
 pub use failover::{Failover, FailoverBuilder, FailoverLayer, FailoverReport};
-pub use model_map::{ModelMap, ModelMapLayer, ModelMapping};

@@ -44,7 +44,7 @@ fn route(id: &str, sim: &Sim, face: Face) -> (RouteId, Route) {
     }
     .expect("url");
     let policy = RetryAfterPolicy::builder(id.clone())
-        .backoff(Duration::from_millis(1), Duration::from_millis(2))
+        .with_backoff(Duration::from_millis(1), Duration::from_millis(2))
         .no_budget()
         .build()
         .expect("retry");
@@ -57,7 +57,8 @@ fn route(id: &str, sim: &Sim, face: Face) -> (RouteId, Route) {
 }
 
 fn failover(routes: impl IntoIterator<Item = (RouteId, Route)>) -> Failover<Route> {
-    let mut builder = Failover::builder().breaker(BreakerConfig::new().failure_threshold(1));
+    let mut builder =
+        Failover::builder().with_breaker(BreakerConfig::new().with_failure_threshold(1));
     for (id, route) in routes {
         builder = builder.route(id, route);
     }

@@ -11,12 +11,11 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use claude_tower_core::{ClaudeError, ErrorClass, Face, ReplayBody, RouteId};
-use claude_tower_failover::{
-    BreakerConfig, CircuitState, Failover, FailoverReport, ModelMapLayer, ModelMapping,
-};
+use claude_tower_failover::{BreakerConfig, CircuitState, Failover, FailoverReport};
 use claude_tower_normalize::NormalizeLayer;
 use claude_tower_retry::{Retry, RetryAfterPolicy, RetryLayer};
 use claude_tower_sim::{RecordedRequest, Sim, SimConfig};
+use claude_tower_toolpair::{ModelMapLayer, ModelMapping};
 use http::{HeaderValue, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -51,7 +50,7 @@ impl Service<Request<ReplayBody>> for Endpoint {
     }
 }
 
-type Route = Retry<claude_tower_normalize::Normalize<claude_tower_failover::ModelMap<Endpoint>>>;
+type Route = Retry<claude_tower_normalize::Normalize<claude_tower_toolpair::ModelMap<Endpoint>>>;
 
 fn route(sim: &Sim, face: Face) -> (RouteId, Route) {
     let (id, base, key) = match face {
@@ -66,9 +65,9 @@ fn route(sim: &Sim, face: Face) -> (RouteId, Route) {
             .alias("sonnet", "claude-sonnet-4-5-20250929"),
     };
     let policy = RetryAfterPolicy::builder(route.clone())
-        .max_attempts(3)
-        .max_retry_after(Duration::from_secs(30))
-        .jitter(|| 0.5)
+        .with_max_attempts(3)
+        .with_max_retry_after(Duration::from_secs(30))
+        .with_jitter(|| 0.5)
         .no_budget()
         .build()
         .expect("valid retry settings");
@@ -95,7 +94,7 @@ fn failover(sim: &Sim, order: [Face; 2], breaker: BreakerConfig) -> Failover<Rou
     Failover::builder()
         .route(first.0, first.1)
         .route(second.0, second.1)
-        .breaker(breaker)
+        .with_breaker(breaker)
         .build()
 }
 
@@ -247,8 +246,8 @@ async fn consecutive_failures_open_the_breaker_and_a_probe_closes_it() {
     let sim = sim().await;
     sim.set_faults("anthropic=500*100").unwrap();
     let cfg = BreakerConfig::new()
-        .failure_threshold(2)
-        .cool_down(Duration::from_secs(10));
+        .with_failure_threshold(2)
+        .with_cool_down(Duration::from_secs(10));
     let f = failover(&sim, [Face::Anthropic, Face::Foundry], cfg);
     for _ in 0..2 {
         let res = send(&f).await.unwrap();
@@ -382,7 +381,7 @@ mod prop {
             rt.block_on(async {
                 let sim = sim().await;
                 sim.set_faults(&format!("anthropic={};foundry={}", a.join(","), b.join(","))).unwrap();
-                let f = failover(&sim, [Face::Anthropic, Face::Foundry], BreakerConfig::new().failure_threshold(2));
+                let f = failover(&sim, [Face::Anthropic, Face::Foundry], BreakerConfig::new().with_failure_threshold(2));
                 let mut seen = 0;
                 for gap in gaps {
                     tokio::time::advance(Duration::from_secs(gap)).await;

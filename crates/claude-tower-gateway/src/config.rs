@@ -37,7 +37,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use claude_tower::toolpair::Mode;
+use claude_tower::toolpair::ToolPairingMode;
 use claude_tower_core::DEFAULT_REQUEST_BODY_LIMIT;
 
 use crate::file::{FileConfig, RouteSection};
@@ -120,7 +120,7 @@ pub struct GatewayConfig {
     /// Route order by name, when given.
     pub route_order: Option<Vec<String>>,
     /// Tool pairing mode.
-    pub toolpair: Mode,
+    pub toolpair: ToolPairingMode,
     /// Model-id rules.
     pub model_map: Vec<ModelRule>,
     /// Model ids listed by `GET /v1/models` when no Anthropic route serves it.
@@ -331,14 +331,14 @@ impl GatewayConfig {
                 "stack.toolpair",
             ),
             |v| match v.to_ascii_lowercase().as_str() {
-                "reject" => Some(Mode::Reject),
-                "repair" => Some(Mode::Repair),
-                "observe" => Some(Mode::Observe),
+                "reject" => Some(ToolPairingMode::Reject),
+                "repair" => Some(ToolPairingMode::Repair),
+                "observe" => Some(ToolPairingMode::Observe),
                 _ => None,
             },
             "one of reject, repair, observe",
         )?
-        .unwrap_or(Mode::Reject);
+        .unwrap_or(ToolPairingMode::Reject);
 
         let mut model_map = match &s.model_map {
             Some(v) if !v.trim().is_empty() => parse_model_map(v)?,
@@ -644,7 +644,7 @@ mod tests {
         let c = config(&[]).unwrap();
         assert_eq!(c.listen, DEFAULT_LISTEN.parse().unwrap());
         assert!(c.client_keys.is_empty());
-        assert_eq!(c.toolpair, Mode::Reject);
+        assert_eq!(c.toolpair, ToolPairingMode::Reject);
         assert_eq!(c.deadline, DEFAULT_DEADLINE);
         assert_eq!(c.body_limit, DEFAULT_REQUEST_BODY_LIMIT);
         assert_eq!(c.sim_faults, DEFAULT_SIM_FAULTS);

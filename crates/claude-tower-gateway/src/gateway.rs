@@ -7,30 +7,26 @@ use std::net::SocketAddr;
 
 use axum::Router;
 use axum::body::Body;
-use axum::error_handling::HandleErrorLayer;
-use axum::response::Response;
 use axum::routing::{any_service, get, post_service};
-use claude_tower::failover::FailoverReport;
 use claude_tower::prelude::*;
 use claude_tower::stack::{ClaudeService, Route, StackError};
 use claude_tower::transport::{HttpsClient, https_client};
-use http::{HeaderName, HeaderValue, Request, StatusCode, Uri};
+use http::{Request, Uri};
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::trace::TraceLayer;
 
 use crate::client_auth::ClientKeys;
 use crate::config::{ConfigError, GatewayConfig};
-use crate::paths::{self, Health, local};
+use crate::paths::{self, Health};
 use crate::routes::{self, RoutesError};
 use crate::server;
 use crate::tls::{self, TlsError};
 use crate::upstream::{self, SimulatorReason, Upstream};
 
-/// `x-claude-tower-route`: the route that served (or answered) the request.
-pub const ROUTE_HEADER: HeaderName = HeaderName::from_static("x-claude-tower-route");
-/// `x-claude-tower-attempts`: attempts per route, `anthropic=3, foundry=1`.
-pub const ATTEMPTS_HEADER: HeaderName = HeaderName::from_static("x-claude-tower-attempts");
+/// `x-claude-tower-route` / `x-claude-tower-attempts`: written by the stack
+/// (`ClaudeStack::with_report_headers`).
+pub use claude_tower::stack::{ATTEMPTS_HEADER, ROUTE_HEADER};
 
 /// The Messages API paths, without a prefix. Each is served under both
 /// prefixes Claude Code uses (`ANTHROPIC_BASE_URL=http://gw` and, in Foundry
@@ -246,7 +242,7 @@ impl Gateway {
     /// | `/v1/messages/batches[/…]`, `/v1/files[/…]` | Anthropic-face routes only; without one (or on the simulator), 404 |
     /// | anything else | 404 (405 for another method on a Messages path), Anthropic's envelope |
     pub fn router(&self) -> Router {
-        let api = api_service(self.service.clone(), self.config.deadline);
+        let api = self.service.clone();
         let mut guarded = Router::new();
         for prefix in PREFIXES {
             for path in MESSAGES_PATHS {
@@ -267,7 +263,7 @@ impl Gateway {
             }
             guarded = match &self.anthropic_only {
                 Some(stack) => {
-                    let anthropic = api_service(stack.clone(), self.config.deadline);
+                    let anthropic = stack.clone();
                     paths::ANTHROPIC_ONLY.iter().fold(guarded, |router, path| {
                         router.route(&format!("{prefix}{path}"), any_service(anthropic.clone()))
                     })
@@ -386,33 +382,13 @@ fn build_stack(
 ) -> Result<ClaudeService<HttpsClient>, GatewayError> {
     let stack = routes.into_iter().fold(
         ClaudeStack::new()
-            .tool_pairing(config.toolpair)
-            .body_limit(config.body_limit),
+            .with_tool_pairing(config.toolpair)
+            .with_body_limit(config.body_limit)
+            .with_deadline(config.deadline)
+            .with_report_headers(true),
         ClaudeStack::route,
     );
     stack.build(client).map_err(GatewayError::Stack)
-}
-
-/// The stack as the router serves it: the deadline on the response head and
-/// the report headers. Synchronous and unboxed: the headers cost no extra
-/// future.
-fn api_service(
-    service: ClaudeService<HttpsClient>,
-    deadline: std::time::Duration,
-) -> impl tower::Service<
-    Request<Body>,
-    Response = Response,
-    Error = std::convert::Infallible,
-    Future = impl Send + 'static,
-> + Clone
-+ Send
-+ Sync
-+ 'static {
-    ServiceBuilder::new()
-        .map_response(report_headers)
-        .layer(HandleErrorLayer::new(deadline_passed))
-        .timeout(deadline)
-        .service(service)
 }
 
 /// `/v1/messages/` -> `/v1/messages`: upstreams are sent the canonical path.
@@ -481,40 +457,4 @@ pub async fn shutdown_signal() {
         () = term => {},
     }
     tracing::info!("shutting down: no new connections; in-flight requests finish");
-}
-
-async fn deadline_passed(err: tower::BoxError) -> Response {
-    if err.is::<tower::timeout::error::Elapsed>() {
-        local(
-            ErrorClass::Timeout,
-            StatusCode::GATEWAY_TIMEOUT,
-            "the gateway's deadline passed before any route answered".to_owned(),
-        )
-    } else {
-        // NOTE: the stack itself is infallible; only the timeout can fail.
-        local(
-            ErrorClass::Server,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            err.to_string(),
-        )
-    }
-}
-
-/// Names the route that answered and the attempts per route.
-fn report_headers(mut res: Response) -> Response {
-    let Some(report) = res.extensions().get::<FailoverReport>() else {
-        return res;
-    };
-    let route = report
-        .answered_by()
-        .and_then(|r| HeaderValue::from_str(r.as_str()).ok());
-    let attempts = HeaderValue::from_str(&report.to_string()).ok();
-    let headers = res.headers_mut();
-    if let Some(route) = route {
-        headers.insert(ROUTE_HEADER, route);
-    }
-    if let Some(attempts) = attempts {
-        headers.insert(ATTEMPTS_HEADER, attempts);
-    }
-    res
 }

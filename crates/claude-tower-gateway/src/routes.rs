@@ -81,7 +81,7 @@ pub fn arrange(mut routes: Vec<Route>, config: &GatewayConfig) -> Result<Vec<Rou
         .map(|route| {
             let mapping = mapping_for(&route, &config.model_map);
             let retry = retry_for(route.id(), config);
-            route.model_map(mapping).retry(retry)
+            route.with_model_map(mapping).with_retry(retry)
         })
         .collect();
     let Some(order) = &config.route_order else {
@@ -105,10 +105,10 @@ pub fn arrange(mut routes: Vec<Route>, config: &GatewayConfig) -> Result<Vec<Rou
 fn retry_for(id: &RouteId, config: &GatewayConfig) -> RetryAfterPolicy {
     let mut builder = RetryAfterPolicy::builder(id.clone());
     if let Some(attempts) = config.retry_attempts {
-        builder = builder.max_attempts(attempts);
+        builder = builder.with_max_attempts(attempts);
     }
     if let Some((base, cap)) = config.retry_backoff {
-        builder = builder.backoff(base, cap);
+        builder = builder.with_backoff(base, cap);
     }
     // NOTE: both settings were validated when the configuration was read.
     builder

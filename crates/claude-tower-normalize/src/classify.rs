@@ -30,7 +30,7 @@ use std::time::SystemTime;
 use claude_tower_core::{ClaudeError, ErrorClass, Face, RequestIds, RetryAfter, headers};
 use http::{HeaderMap, HeaderValue, StatusCode};
 
-use crate::envelope::{Envelope, Shape};
+use crate::error_body::{Envelope, Shape};
 use crate::retry_after::retry_after;
 
 /// Foundry's code for a backend-to-backend authentication blip.

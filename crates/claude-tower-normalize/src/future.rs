@@ -19,7 +19,7 @@ use tower::BoxError;
 
 use crate::body::NormalizeBody;
 use crate::classify::classify_shaped;
-use crate::envelope::Shape;
+use crate::error_body::Shape;
 use crate::layer::Config;
 use crate::transport_error;
 

@@ -108,7 +108,7 @@
 
 mod body;
 mod classify;
-mod envelope;
+mod error_body;
 pub mod future;
 pub mod hold;
 mod layer;

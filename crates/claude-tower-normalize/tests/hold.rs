@@ -33,7 +33,7 @@ async fn send(
         .expect("sim starts");
     let route = RouteId::new(face.as_str());
     let policy = RetryAfterPolicy::builder(route.clone())
-        .backoff(Duration::from_millis(1), Duration::from_millis(5))
+        .with_backoff(Duration::from_millis(1), Duration::from_millis(5))
         .build()
         .expect("valid policy");
     let client = Client::builder(TokioExecutor::new()).build_http::<ReplayBody>();

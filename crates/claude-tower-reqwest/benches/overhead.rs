@@ -11,10 +11,11 @@
 //!
 //! `cargo bench -p claude-tower-reqwest --bench overhead -- --warm-up-time 1 --measurement-time 3`
 
+use claude_tower::prelude::*;
+use claude_tower::retry::{RetryAfterPolicy, RetryLayer};
 use claude_tower_core::{Face, ReplayBody, RouteId};
 use claude_tower_normalize::NormalizeLayer;
 use claude_tower_reqwest::{ClaudeMiddleware, ReqwestService};
-use claude_tower_retry::{RetryAfterPolicy, RetryLayer};
 use claude_tower_sim::{Sim, SimConfig};
 use criterion::{Criterion, criterion_group, criterion_main};
 use http_body_util::BodyExt;
@@ -72,11 +73,20 @@ fn overhead(c: &mut Criterion) {
 
     let claude = ClientBuilder::new(client.clone())
         .with(
-            ClaudeMiddleware::builder()
-                .route("anthropic", sim.anthropic_base_url(), Face::Anthropic)
-                .route("foundry", sim.foundry_base_url(), Face::Foundry)
-                .build()
-                .expect("middleware"),
+            ClaudeMiddleware::new(
+                ClaudeStack::new()
+                    .route(Route::new(
+                        "anthropic",
+                        Endpoint::anthropic_base_url(&sim.anthropic_base_url()).expect("URL"),
+                        Credential::anthropic_api_key(Secret::new("k")).expect("key"),
+                    ))
+                    .route(Route::new(
+                        "foundry",
+                        Endpoint::foundry_base_url(&sim.foundry_base_url()).expect("URL"),
+                        Credential::foundry_api_key(Secret::new("k")).expect("key"),
+                    )),
+            )
+            .expect("middleware"),
         )
         .build();
     group.bench_function("claude_middleware", |b| {

@@ -9,8 +9,7 @@
 //! cargo run -p claude-tower-reqwest --example middleware
 //! ```
 
-use claude_tower_core::{ClaudeError, Face};
-use claude_tower_failover::FailoverReport;
+use claude_tower::prelude::*;
 use claude_tower_reqwest::ClaudeMiddleware;
 use claude_tower_sim::{Sim, SimConfig};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
@@ -23,14 +22,22 @@ const BROKEN: &str = r#"{"model":"claude-sonnet-4-5","max_tokens":64,"messages":
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let sim = Sim::start(SimConfig::default()).await?;
 
-    // The one line: `.with(ClaudeMiddleware::builder()...build()?)`.
+    // The same ClaudeStack and Routes a tower or axum user builds; each
+    // route carries its own credential.
+    let stack = ClaudeStack::new()
+        .route(Route::new(
+            "anthropic",
+            Endpoint::anthropic_base_url(&sim.anthropic_base_url())?,
+            Credential::anthropic_api_key(Secret::new("sk-sim"))?,
+        ))
+        .route(Route::new(
+            "foundry",
+            Endpoint::foundry_base_url(&sim.foundry_base_url())?,
+            Credential::foundry_api_key(Secret::new("foundry-sim"))?,
+        ));
+    // The one line: `.with(ClaudeMiddleware::new(stack)?)`.
     let client = ClientBuilder::new(reqwest::Client::new())
-        .with(
-            ClaudeMiddleware::builder()
-                .route("anthropic", sim.anthropic_base_url(), Face::Anthropic)
-                .route("foundry", sim.foundry_base_url(), Face::Foundry)
-                .build()?,
-        )
+        .with(ClaudeMiddleware::new(stack)?)
         .build();
 
     for (faults, body, what) in [
@@ -52,10 +59,8 @@ async fn send(
     body: &'static str,
     what: &str,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    // Credentials are the client's business: set them on the request.
     let response = client
         .post(format!("{}/v1/messages", sim.anthropic_base_url()))
-        .header("x-api-key", "sk-sim")
         .header("anthropic-version", "2023-06-01")
         .header("content-type", "application/json")
         .body(body)

@@ -11,13 +11,13 @@
 
 use std::time::Duration;
 
+use claude_tower::failover::{Failover, FailoverReport};
+use claude_tower::retry::{RetryAfterPolicy, RetryLayer};
+use claude_tower::toolpair::ToolPairingLayer;
 use claude_tower_core::{Face, ReplayBody, RouteId};
-use claude_tower_failover::{Failover, FailoverReport};
 use claude_tower_normalize::NormalizeLayer;
 use claude_tower_reqwest::ReqwestService;
-use claude_tower_retry::{RetryAfterPolicy, RetryLayer};
 use claude_tower_sim::{Sim, SimConfig};
-use claude_tower_toolpair::ToolPairingLayer;
 use http_body_util::BodyExt;
 use tower::{Layer, ServiceBuilder, ServiceExt};
 
@@ -32,7 +32,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     let route = |id: &str, base: String, face: Face| -> Result<_, Box<dyn std::error::Error>> {
         let policy = RetryAfterPolicy::builder(id)
-            .backoff(Duration::from_millis(50), Duration::from_millis(200))
+            .with_backoff(Duration::from_millis(50), Duration::from_millis(200))
             .build()?;
         Ok(ServiceBuilder::new()
             .layer(RetryLayer::new(policy))

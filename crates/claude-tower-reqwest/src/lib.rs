@@ -7,16 +7,30 @@
 //!   `Service<http::Request<ReplayBody>>`, the transport at the bottom of a
 //!   claude-tower route (Retry -> Normalize -> ModelMap -> Auth ->
 //!   **transport**), for stacks built with tower.
-//! - [`ClaudeMiddleware`]: tool pairing, failover, retry and normalize as a
-//!   `reqwest_middleware::Middleware`, for teams already on
-//!   `ClientWithMiddleware`: one `.with(...)` line. See the
-//!   [`middleware`] module for the whole story.
+//! - [`ClaudeMiddleware`]: the stack a `claude_tower::stack::ClaudeStack`
+//!   describes, as a `reqwest_middleware::Middleware`, for teams already on
+//!   `ClientWithMiddleware`: one `.with(...)` line. See the [`middleware`]
+//!   module for the whole story.
+//!
+//! # Why this crate depends on `claude-tower`, not the other way round
+//!
+//! The stack (which layers, in which order, with which defaults, how many
+//! routes) is assembled in exactly one place: `claude-tower`'s `ClaudeStack`.
+//! This crate supplies what is reqwest-specific, the transports, and builds
+//! its middleware from a `ClaudeStack` and its `Route`s, so a route
+//! configured for the hyper transport configures the middleware too, and a
+//! layer added to the stack (the stream hold-back, usage) reaches reqwest
+//! users without a second assembly. A small shared crate would have done
+//! the same at the price of one more crate to version; the facade with
+//! `default-features = false, features = ["stack"]` pulls nothing this crate
+//! did not already need (no hyper client, no Azure SDK). The facade in turn
+//! no longer re-exports this crate: that would be a cycle.
 //!
 //! ```
+//! use claude_tower::normalize::NormalizeLayer;
+//! use claude_tower::retry::{RetryAfterPolicy, RetryLayer};
 //! use claude_tower_core::{Face, ReplayBody, RouteId};
-//! use claude_tower_normalize::NormalizeLayer;
 //! use claude_tower_reqwest::ReqwestService;
-//! use claude_tower_retry::{RetryAfterPolicy, RetryLayer};
 //! use claude_tower_sim::{Sim, SimConfig};
 //! use tower::{ServiceBuilder, ServiceExt};
 //!
@@ -57,7 +71,7 @@ mod convert;
 pub mod middleware;
 mod service;
 
-pub use middleware::{BuildError, ClaudeMiddleware, ClaudeMiddlewareBuilder, Route};
+pub use middleware::ClaudeMiddleware;
 pub use service::{ReqwestService, ResponseFuture};
 
 /// A URL for a log line: scheme, host, port and path, without user

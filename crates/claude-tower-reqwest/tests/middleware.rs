@@ -2,12 +2,12 @@
 
 use std::time::Duration;
 
-use claude_tower_core::{Attempt, ClaudeError, ErrorClass, Face};
-use claude_tower_failover::{FailoverReport, ModelMapping};
-use claude_tower_reqwest::{BuildError, ClaudeMiddleware, Route};
-use claude_tower_retry::RetryAfterPolicy;
+use claude_tower::prelude::*;
+use claude_tower::stack::{MAX_ROUTES, StackError};
+use claude_tower_core::Face;
+use claude_tower_reqwest::ClaudeMiddleware;
 use claude_tower_sim::{Sim, SimConfig};
-use http::{Extensions, HeaderName, HeaderValue};
+use http::Extensions;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Middleware, Next};
 
 const BODY: &str =
@@ -18,24 +18,42 @@ const STREAM_BODY: &str = r#"{"model":"claude-sonnet-4-5","max_tokens":16,"strea
 /// tests cross real sockets, so time cannot be paused.
 fn quick_retry(route: &str) -> RetryAfterPolicy {
     RetryAfterPolicy::builder(route)
-        .backoff(Duration::from_millis(1), Duration::from_millis(2))
+        .with_backoff(Duration::from_millis(1), Duration::from_millis(2))
         .no_budget()
         .build()
         .unwrap()
 }
 
+/// A route at `base`, with a key (the simulator in its default settings
+/// takes any).
+fn route(id: &str, base: &str, face: Face) -> Route {
+    let (endpoint, credential) = match face {
+        Face::Foundry => (
+            Endpoint::foundry_base_url(base),
+            Credential::foundry_api_key(Secret::new("foundry-test")),
+        ),
+        _ => (
+            Endpoint::anthropic_base_url(base),
+            Credential::anthropic_api_key(Secret::new("sk-test")),
+        ),
+    };
+    Route::new(id, endpoint.unwrap(), credential.unwrap())
+}
+
+fn both(sim: &Sim) -> ClaudeStack {
+    ClaudeStack::new()
+        .route(
+            route("anthropic", &sim.anthropic_base_url(), Face::Anthropic)
+                .with_retry(quick_retry("anthropic")),
+        )
+        .route(
+            route("foundry", &sim.foundry_base_url(), Face::Foundry)
+                .with_retry(quick_retry("foundry")),
+        )
+}
+
 fn middleware(sim: &Sim) -> ClaudeMiddleware {
-    ClaudeMiddleware::builder()
-        .add_route(
-            Route::new("anthropic", sim.anthropic_base_url(), Face::Anthropic)
-                .retry(quick_retry("anthropic")),
-        )
-        .add_route(
-            Route::new("foundry", sim.foundry_base_url(), Face::Foundry)
-                .retry(quick_retry("foundry")),
-        )
-        .build()
-        .unwrap()
+    ClaudeMiddleware::new(both(sim)).unwrap()
 }
 
 fn client(middleware: ClaudeMiddleware) -> ClientWithMiddleware {
@@ -209,30 +227,35 @@ async fn requests_addressed_to_foundry_are_rebased_on_every_route() {
 }
 
 #[tokio::test]
-async fn route_headers_replace_the_request_credential() {
+async fn each_route_sends_its_own_credential_never_the_requests() {
     let sim = Sim::start(SimConfig::default().anthropic_key("k").foundry_key("fk"))
         .await
         .unwrap();
     sim.set_faults("anthropic=503*10").unwrap();
-    let key = HeaderName::from_static("x-api-key");
-    let middleware = ClaudeMiddleware::builder()
-        .add_route(
-            Route::new("anthropic", sim.anthropic_base_url(), Face::Anthropic)
-                .retry(quick_retry("anthropic")),
+    let stack = ClaudeStack::new()
+        .route(
+            Route::new(
+                "anthropic",
+                Endpoint::anthropic_base_url(&sim.anthropic_base_url()).unwrap(),
+                Credential::anthropic_api_key(Secret::new("k")).unwrap(),
+            )
+            .with_retry(quick_retry("anthropic")),
         )
-        .add_route(
-            Route::new("foundry", sim.foundry_base_url(), Face::Foundry)
-                .retry(quick_retry("foundry"))
-                .header(key, HeaderValue::from_static("fk")),
-        )
-        .build()
-        .unwrap();
+        .route(
+            Route::new(
+                "foundry",
+                Endpoint::foundry_base_url(&sim.foundry_base_url()).unwrap(),
+                Credential::foundry_api_key(Secret::new("fk")).unwrap(),
+            )
+            .with_retry(quick_retry("foundry")),
+        );
+    let middleware = ClaudeMiddleware::new(stack).unwrap();
     assert!(!format!("{middleware:?}").contains("fk"));
     let client = client(middleware);
 
     let response = client
         .post(format!("{}/v1/messages", sim.anthropic_base_url()))
-        .header("x-api-key", "k")
+        .header("x-api-key", "a-key-for-no-route")
         .header("anthropic-version", "2023-06-01")
         .body(BODY)
         .send()
@@ -261,11 +284,16 @@ async fn a_connect_failure_fails_over_and_alone_is_returned_as_reqwest_said() {
     let sim = Sim::start(SimConfig::default()).await.unwrap();
     let dead = dead_url().await;
     let client_over = client(
-        ClaudeMiddleware::builder()
-            .add_route(Route::new("dead", &dead, Face::Anthropic).retry(quick_retry("dead")))
-            .route("anthropic", sim.anthropic_base_url(), Face::Anthropic)
-            .build()
-            .unwrap(),
+        ClaudeMiddleware::new(
+            ClaudeStack::new()
+                .route(route("dead", &dead, Face::Anthropic).with_retry(quick_retry("dead")))
+                .route(route(
+                    "anthropic",
+                    &sim.anthropic_base_url(),
+                    Face::Anthropic,
+                )),
+        )
+        .unwrap(),
     );
     let response = messages(&client_over, &sim, BODY).send().await.unwrap();
     assert_eq!(response.status(), 200);
@@ -275,10 +303,11 @@ async fn a_connect_failure_fails_over_and_alone_is_returned_as_reqwest_said() {
     assert_eq!(report.attempts_on("dead"), 3, "{report}");
 
     let alone = client(
-        ClaudeMiddleware::builder()
-            .add_route(Route::new("dead", &dead, Face::Anthropic).retry(quick_retry("dead")))
-            .build()
-            .unwrap(),
+        ClaudeMiddleware::new(
+            ClaudeStack::new()
+                .route(route("dead", &dead, Face::Anthropic).with_retry(quick_retry("dead"))),
+        )
+        .unwrap(),
     );
     let err = messages(&alone, &sim, BODY).send().await.unwrap_err();
     assert!(
@@ -309,11 +338,16 @@ async fn a_streamed_request_body_is_sent_once_as_it_is() {
 #[tokio::test]
 async fn a_body_over_the_limit_is_answered_locally_with_413() {
     let sim = Sim::start(SimConfig::default()).await.unwrap();
-    let middleware = ClaudeMiddleware::builder()
-        .route("anthropic", sim.anthropic_base_url(), Face::Anthropic)
-        .body_limit(16)
-        .build()
-        .unwrap();
+    let middleware = ClaudeMiddleware::new(
+        ClaudeStack::new()
+            .route(route(
+                "anthropic",
+                &sim.anthropic_base_url(),
+                Face::Anthropic,
+            ))
+            .with_body_limit(16),
+    )
+    .unwrap();
     let response = messages(&client(middleware), &sim, BODY)
         .send()
         .await
@@ -381,58 +415,31 @@ fn the_middleware_and_the_transport_future_are_send() {
 }
 
 #[test]
-fn build_checks_the_routes() {
+fn build_checks_the_routes_as_every_stack_does() {
     assert_eq!(
-        ClaudeMiddleware::builder().build().unwrap_err(),
-        BuildError::NoRoutes
+        ClaudeMiddleware::new(ClaudeStack::new()).unwrap_err(),
+        StackError::NoRoutes
     );
-    let err = ClaudeMiddleware::builder()
-        .route("a", "http://a.example", Face::Anthropic)
-        .route("a", "http://b.example", Face::Anthropic)
-        .build()
-        .unwrap_err();
+    let a = route("a", "http://a.example", Face::Anthropic);
+    let err =
+        ClaudeMiddleware::new(ClaudeStack::new().route(a.clone()).route(a.clone())).unwrap_err();
+    assert_eq!(err.to_string(), "route `a` is configured twice");
+    let err = (0..=MAX_ROUTES).fold(ClaudeStack::new(), |stack, i| {
+        stack.route(route(&format!("r{i}"), "http://a.example", Face::Anthropic))
+    });
     assert_eq!(
-        err.to_string(),
-        "claude middleware: route a was added twice"
+        ClaudeMiddleware::new(err).unwrap_err(),
+        StackError::TooManyRoutes {
+            count: MAX_ROUTES + 1
+        }
     );
-    let err = (0..65)
-        .fold(ClaudeMiddleware::builder(), |b, i| {
-            b.route(format!("r{i}"), "http://a.example", Face::Anthropic)
-        })
-        .build()
-        .unwrap_err();
-    assert_eq!(err, BuildError::TooManyRoutes { count: 65 });
-    let err = ClaudeMiddleware::builder()
-        .route("a", "not a url", Face::Anthropic)
-        .build()
-        .unwrap_err();
-    assert!(
-        err.to_string().contains("route a: invalid base URL"),
-        "{err}"
-    );
-    let err = ClaudeMiddleware::builder()
-        .route("a", "ftp://example.com", Face::Anthropic)
-        .build()
-        .unwrap_err();
-    assert!(err.to_string().contains("not http or https"), "{err}");
-    let ok = ClaudeMiddleware::builder()
-        .route(
-            "a",
-            "https://user:secret@example.com/anthropic?key=secret",
-            Face::Foundry,
-        )
-        .build();
-    assert!(ok.is_err(), "a query in a base URL is refused");
-    let ok = ClaudeMiddleware::builder()
-        .route(
-            "a",
-            "https://user:secret@example.com/anthropic",
-            Face::Foundry,
-        )
-        .build()
-        .unwrap();
-    let text = format!("{ok:?}");
-    assert!(!text.contains("secret"), "{text}");
+    let ok = ClaudeMiddleware::new(ClaudeStack::new().route(route(
+        "a",
+        "https://example.com/anthropic",
+        Face::Foundry,
+    )));
+    let text = format!("{:?}", ok.unwrap());
+    assert!(!text.contains("foundry-test"), "{text}");
     assert!(text.contains("example.com/anthropic"), "{text}");
 }
 
@@ -441,17 +448,19 @@ async fn each_route_gets_its_own_model_name() {
     let sim = Sim::start(SimConfig::default()).await.unwrap();
     sim.set_faults("anthropic=529*10").unwrap();
     let client = client(
-        ClaudeMiddleware::builder()
-            .add_route(
-                Route::new("anthropic", sim.anthropic_base_url(), Face::Anthropic)
-                    .retry(quick_retry("anthropic")),
-            )
-            .add_route(
-                Route::new("foundry", sim.foundry_base_url(), Face::Foundry)
-                    .models(ModelMapping::new().prefix("claude-sonnet-4-5", "sonnet-prod")),
-            )
-            .build()
-            .unwrap(),
+        ClaudeMiddleware::new(
+            ClaudeStack::new()
+                .route(
+                    route("anthropic", &sim.anthropic_base_url(), Face::Anthropic)
+                        .with_retry(quick_retry("anthropic")),
+                )
+                .route(
+                    route("foundry", &sim.foundry_base_url(), Face::Foundry).with_model_map(
+                        ModelMapping::new().prefix("claude-sonnet-4-5", "sonnet-prod"),
+                    ),
+                ),
+        )
+        .unwrap(),
     );
     let response = messages(&client, &sim, BODY).send().await.unwrap();
     assert_eq!(response.status(), 200);
@@ -503,13 +512,13 @@ fn flaky(fail: u32) -> Flaky {
 async fn errors_of_later_middlewares_are_retried_and_returned_as_they_were() {
     let sim = Sim::start(SimConfig::default()).await.unwrap();
     let one_route = || {
-        ClaudeMiddleware::builder()
-            .add_route(
-                Route::new("anthropic", sim.anthropic_base_url(), Face::Anthropic)
-                    .retry(quick_retry("anthropic")),
-            )
-            .build()
-            .unwrap()
+        ClaudeMiddleware::new(
+            ClaudeStack::new().route(
+                route("anthropic", &sim.anthropic_base_url(), Face::Anthropic)
+                    .with_retry(quick_retry("anthropic")),
+            ),
+        )
+        .unwrap()
     };
 
     let client = ClientBuilder::new(reqwest::Client::new())

@@ -4,10 +4,10 @@
 use std::error::Error as _;
 use std::time::Duration;
 
+use claude_tower::retry::{Attempt, RetryAfterPolicy, RetryLayer};
 use claude_tower_core::{ClaudeError, ErrorClass, Face, ReplayBody, RequestIds, RouteId};
 use claude_tower_normalize::NormalizeLayer;
 use claude_tower_reqwest::ReqwestService;
-use claude_tower_retry::{Attempt, RetryAfterPolicy, RetryLayer};
 use claude_tower_sim::{Sim, SimConfig};
 use http_body_util::BodyExt;
 use tower::{ServiceBuilder, ServiceExt};

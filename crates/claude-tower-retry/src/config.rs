@@ -71,16 +71,16 @@ enum BudgetSetting {
 /// use std::time::Duration;
 ///
 /// let policy = RetryAfterPolicy::builder("foundry-eastus2")
-///     .max_attempts(4)
-///     .max_retry_after(Duration::from_secs(10))
-///     .backoff(Duration::from_millis(250), Duration::from_secs(4))
-///     .deadline(Duration::from_secs(60))
-///     .budget(Duration::from_secs(10), 2, 0.1)
+///     .with_max_attempts(4)
+///     .with_max_retry_after(Duration::from_secs(10))
+///     .with_backoff(Duration::from_millis(250), Duration::from_secs(4))
+///     .with_deadline(Duration::from_secs(60))
+///     .with_budget(Duration::from_secs(10), 2, 0.1)
 ///     .build()
 ///     .expect("valid settings");
 /// assert_eq!(policy.max_attempts(), 4);
 ///
-/// let bad = RetryAfterPolicy::builder("anthropic").max_attempts(0).build();
+/// let bad = RetryAfterPolicy::builder("anthropic").with_max_attempts(0).build();
 /// assert!(bad.is_err());
 /// ```
 pub struct RetryAfterPolicyBuilder {
@@ -114,14 +114,14 @@ impl RetryAfterPolicyBuilder {
 
     /// Attempts per request, counting the first send (default 3; at least 1,
     /// where 1 means never retry).
-    pub fn max_attempts(mut self, attempts: u32) -> Self {
+    pub fn with_max_attempts(mut self, attempts: u32) -> Self {
         self.max_attempts = attempts;
         self
     }
 
     /// The longest server-requested wait to honour (default 30 s). A
     /// Retry-After above it ends retrying on this route at once.
-    pub fn max_retry_after(mut self, cap: Duration) -> Self {
+    pub fn with_max_retry_after(mut self, cap: Duration) -> Self {
         self.max_retry_after = cap;
         self
     }
@@ -130,7 +130,7 @@ impl RetryAfterPolicyBuilder {
     /// before retry `n` (from 0) is uniform in
     /// `[0, min(cap, base * 2^n)]` (default 500 ms and 8 s). `base` must not
     /// exceed `cap`.
-    pub fn backoff(mut self, base: Duration, cap: Duration) -> Self {
+    pub fn with_backoff(mut self, base: Duration, cap: Duration) -> Self {
         self.base = base;
         self.cap = cap;
         self
@@ -139,7 +139,7 @@ impl RetryAfterPolicyBuilder {
     /// The time a request may spend on this route from its first send to
     /// the end of its last wait (default 120 s). A wait that would end past
     /// it is not started.
-    pub fn deadline(mut self, deadline: Duration) -> Self {
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
         self.deadline = Some(deadline);
         self
     }
@@ -154,7 +154,7 @@ impl RetryAfterPolicyBuilder {
     /// every retry withdraws; `retry_percent` of recent requests (over
     /// `ttl`, 1 to 60 s) may be retried, plus `min_per_sec` retries per
     /// second whatever the traffic. Default: 10 s, 1, 0.2.
-    pub fn budget(mut self, ttl: Duration, min_per_sec: u32, retry_percent: f32) -> Self {
+    pub fn with_budget(mut self, ttl: Duration, min_per_sec: u32, retry_percent: f32) -> Self {
         self.budget = BudgetSetting::Tps {
             ttl,
             min_per_sec,
@@ -165,7 +165,7 @@ impl RetryAfterPolicyBuilder {
 
     /// A budget shared with other policies (for example every route of one
     /// upstream account).
-    pub fn shared_budget(mut self, budget: Arc<TpsBudget>) -> Self {
+    pub fn with_shared_budget(mut self, budget: Arc<TpsBudget>) -> Self {
         self.budget = BudgetSetting::Shared(budget);
         self
     }
@@ -178,7 +178,7 @@ impl RetryAfterPolicyBuilder {
     }
 
     /// The random source for backoff jitter (default [`FastrandJitter`]).
-    pub fn jitter(mut self, jitter: impl Jitter) -> Self {
+    pub fn with_jitter(mut self, jitter: impl Jitter) -> Self {
         self.jitter = Some(Box::new(jitter));
         self
     }
@@ -288,17 +288,22 @@ mod tests {
     #[test]
     fn refuses_settings_that_cannot_work() {
         let b = || RetryAfterPolicy::builder("r");
-        assert!(err(b().max_attempts(0)).contains("max_attempts"));
+        assert!(err(b().with_max_attempts(0)).contains("max_attempts"));
         assert!(
-            err(b().backoff(Duration::from_secs(2), Duration::from_secs(1))).contains("backoff")
+            err(b().with_backoff(Duration::from_secs(2), Duration::from_secs(1)))
+                .contains("backoff")
         );
-        assert!(err(b().budget(Duration::from_millis(10), 1, 0.2)).contains("ttl"));
-        assert!(err(b().budget(Duration::from_secs(61), 1, 0.2)).contains("ttl"));
-        assert!(err(b().budget(Duration::from_secs(1), 1, -0.1)).contains("retry_percent"));
-        assert!(err(b().budget(Duration::from_secs(1), 1, f32::NAN)).contains("retry_percent"));
-        assert!(err(b().budget(Duration::from_secs(1), u32::MAX, 0.2)).contains("min_per_sec"));
+        assert!(err(b().with_budget(Duration::from_millis(10), 1, 0.2)).contains("ttl"));
+        assert!(err(b().with_budget(Duration::from_secs(61), 1, 0.2)).contains("ttl"));
+        assert!(err(b().with_budget(Duration::from_secs(1), 1, -0.1)).contains("retry_percent"));
         assert!(
-            b().max_attempts(1)
+            err(b().with_budget(Duration::from_secs(1), 1, f32::NAN)).contains("retry_percent")
+        );
+        assert!(
+            err(b().with_budget(Duration::from_secs(1), u32::MAX, 0.2)).contains("min_per_sec")
+        );
+        assert!(
+            b().with_max_attempts(1)
                 .no_budget()
                 .no_deadline()
                 .build()
@@ -312,7 +317,7 @@ mod tests {
         assert!(text.contains("\"anthropic\""), "{text}");
         assert!(text.contains("max_attempts: 3"), "{text}");
         assert!(text.contains("<jitter>"), "{text}");
-        let text = format!("{:?}", RetryAfterPolicy::builder("x").jitter(|| 0.5));
+        let text = format!("{:?}", RetryAfterPolicy::builder("x").with_jitter(|| 0.5));
         assert!(text.contains("<jitter>"), "{text}");
     }
 }

@@ -12,7 +12,7 @@ use std::fmt;
 /// use claude_tower_retry::RetryAfterPolicy;
 ///
 /// let policy = RetryAfterPolicy::builder("anthropic")
-///     .jitter(|| 0.5) // always half the exponential window
+///     .with_jitter(|| 0.5) // always half the exponential window
 ///     .build()
 ///     .unwrap();
 /// # let _ = policy;

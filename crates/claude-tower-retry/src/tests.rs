@@ -116,7 +116,7 @@ fn request() -> Request<ReplayBody> {
 /// Defaults, but a fixed jitter and no budget unless a test wants one.
 fn settings() -> crate::RetryAfterPolicyBuilder {
     RetryAfterPolicy::builder("foundry")
-        .jitter(|| 1.0)
+        .with_jitter(|| 1.0)
         .no_budget()
 }
 
@@ -233,8 +233,8 @@ async fn a_retry_after_above_the_cap_returns_at_once() {
 async fn backoff_is_full_jitter_doubling_up_to_the_cap() {
     let route = Route::new([fail(ErrorClass::Overloaded)]);
     let policy = settings()
-        .max_attempts(5)
-        .backoff(Duration::from_millis(500), Duration::from_millis(1500))
+        .with_max_attempts(5)
+        .with_backoff(Duration::from_millis(500), Duration::from_millis(1500))
         .build()
         .unwrap();
     let (result, _) = run(policy, &route).await;
@@ -250,14 +250,14 @@ async fn backoff_is_full_jitter_doubling_up_to_the_cap() {
     assert_eq!(at, vec![0, 500, 1500, 3000, 4500]);
 
     let route = Route::new([fail(ErrorClass::Server)]);
-    let policy = settings().jitter(|| 0.5).build().unwrap();
+    let policy = settings().with_jitter(|| 0.5).build().unwrap();
     let (_, waited) = run(policy, &route).await;
     assert_eq!(route.calls(), 3);
     assert_eq!(waited, Duration::from_millis(250 + 500));
 
     // A jitter source that misbehaves is clamped, never a panic.
     let route = Route::new([fail(ErrorClass::Server)]);
-    let policy = settings().jitter(|| f64::NAN).build().unwrap();
+    let policy = settings().with_jitter(|| f64::NAN).build().unwrap();
     let (_, waited) = run(policy, &route).await;
     assert_eq!((route.calls(), waited), (3, Duration::ZERO));
 }
@@ -274,14 +274,17 @@ async fn max_attempts_counts_the_first_send() {
     assert_eq!(attempts, vec![None, Some(2), Some(3)]);
 
     let route = Route::new([fail(ErrorClass::Server)]);
-    let (_, _) = run(settings().max_attempts(1).build().unwrap(), &route).await;
+    let (_, _) = run(settings().with_max_attempts(1).build().unwrap(), &route).await;
     assert_eq!(route.calls(), 1);
 }
 
 #[tokio::test(start_paused = true)]
 async fn each_request_gets_its_own_attempts() {
     let route = Route::new([fail(ErrorClass::Server)]);
-    let mut service = Retry::new(settings().max_attempts(2).build().unwrap(), route.service());
+    let mut service = Retry::new(
+        settings().with_max_attempts(2).build().unwrap(),
+        route.service(),
+    );
     for round in 1..=3 {
         let response = service
             .ready()
@@ -438,8 +441,8 @@ async fn the_error_given_up_with_carries_the_attempt_count() {
 async fn the_deadline_includes_every_wait() {
     let route = Route::new([fail_after(ErrorClass::RateLimited, Duration::from_secs(2))]);
     let policy = settings()
-        .max_attempts(10)
-        .deadline(Duration::from_secs(5))
+        .with_max_attempts(10)
+        .with_deadline(Duration::from_secs(5))
         .build()
         .unwrap();
     let (result, waited) = run(policy, &route).await;
@@ -463,8 +466,8 @@ async fn the_deadline_counts_the_time_attempts_take() {
         }
     });
     let policy = settings()
-        .max_attempts(10)
-        .deadline(Duration::from_millis(5500))
+        .with_max_attempts(10)
+        .with_deadline(Duration::from_millis(5500))
         .build()
         .unwrap();
     let started = Instant::now();
@@ -479,8 +482,8 @@ async fn an_exhausted_budget_stops_retrying() {
     // One retry per request deposited, no floor.
     let budget = Arc::new(TpsBudget::new(Duration::from_secs(10), 0, 1.0));
     let policy = settings()
-        .max_attempts(5)
-        .shared_budget(budget)
+        .with_max_attempts(5)
+        .with_shared_budget(budget)
         .build()
         .unwrap();
     let route = Route::new([fail(ErrorClass::Overloaded)]);
@@ -508,7 +511,7 @@ async fn an_exhausted_budget_stops_retrying() {
 
     // A budget that allows nothing: failures come back after one attempt.
     let none = settings()
-        .budget(Duration::from_secs(1), 0, 0.0)
+        .with_budget(Duration::from_secs(1), 0, 0.0)
         .build()
         .unwrap();
     let route = Route::new([fail(ErrorClass::Overloaded)]);
@@ -520,7 +523,7 @@ async fn an_exhausted_budget_stops_retrying() {
 async fn the_default_budget_has_a_floor() {
     // Without traffic to speak of, a failing request still gets retried.
     let policy = RetryAfterPolicy::builder("anthropic")
-        .jitter(|| 0.0)
+        .with_jitter(|| 0.0)
         .build()
         .unwrap();
     let route = Route::new([fail(ErrorClass::Server)]);
@@ -698,7 +701,7 @@ async fn each_retry_and_each_refusal_is_an_event() {
     let captured = global_capture();
     let settings = || {
         RetryAfterPolicy::builder("retry-events")
-            .jitter(|| 1.0)
+            .with_jitter(|| 1.0)
             .no_budget()
     };
 
@@ -707,7 +710,7 @@ async fn each_retry_and_each_refusal_is_an_event() {
         fail(ErrorClass::Overloaded),
         fail_after(ErrorClass::RateLimited, Duration::from_secs(40)),
     ]);
-    let policy = settings().max_attempts(5).build().unwrap();
+    let policy = settings().with_max_attempts(5).build().unwrap();
     run(policy, &route).await.0.unwrap();
     let text = captured.text();
     assert!(
@@ -746,7 +749,11 @@ async fn each_retry_and_each_refusal_is_an_event() {
 #[tokio::test(start_paused = true)]
 async fn many_attempts_never_overflow_the_backoff() {
     let route = Route::new([fail(ErrorClass::Server)]);
-    let policy = settings().max_attempts(40).no_deadline().build().unwrap();
+    let policy = settings()
+        .with_max_attempts(40)
+        .no_deadline()
+        .build()
+        .unwrap();
     run(policy, &route).await.0.unwrap();
     let at: Vec<Duration> = route.seen().into_iter().map(|(t, _)| t).collect();
     assert_eq!(at.len(), 40);

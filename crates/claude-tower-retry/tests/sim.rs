@@ -36,7 +36,7 @@ fn request(base: &str, body: &'static str) -> Request<ReplayBody> {
 /// A fixed jitter of one half, so backoff waits are exact.
 fn policy(route: &str) -> RetryAfterPolicy {
     RetryAfterPolicy::builder(route)
-        .jitter(|| 0.5)
+        .with_jitter(|| 0.5)
         .build()
         .expect("valid settings")
 }

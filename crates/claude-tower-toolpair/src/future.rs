@@ -9,7 +9,9 @@ use bytes::Bytes;
 use http::Response;
 use pin_project_lite::pin_project;
 
-use crate::{Repairs, ResponseBody};
+use claude_tower_core::ResponseBody;
+
+use crate::Repairs;
 
 pin_project! {
     /// Resolves to the inner service's response, or to a local rejection.
@@ -60,7 +62,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
             StateProj::Called { future, repairs } => {
-                let mut response = ready!(future.poll(cx))?.map(ResponseBody::inner);
+                let mut response = ready!(future.poll(cx))?.map(ResponseBody::upstream);
                 if let Some(repairs) = repairs.take() {
                     response.extensions_mut().insert(repairs);
                 }

@@ -3,18 +3,18 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use claude_tower_core::{ClaudeError, ErrorClass, ReplayBody, error_response};
+use claude_tower_core::{BufferedBody, ClaudeError, ErrorClass, ResponseBody, error_response};
 use http::header::CONTENT_LENGTH;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::future::ResponseFuture;
-use crate::{Change, PairingError, ResponseBody, repair_bytes, validate};
+use crate::{Change, PairingError, repair_bytes, validate};
 
 /// What [`ToolPairing`] does with a request whose pairing is broken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Mode {
+pub enum ToolPairingMode {
     /// Answer locally with a 400 in Anthropic's envelope and the API's own
     /// wording; nothing is sent upstream. The default.
     #[default]
@@ -27,7 +27,7 @@ pub enum Mode {
     Observe,
 }
 
-/// The changes [`Mode::Repair`] made to a request, as a response extension.
+/// The changes [`ToolPairingMode::Repair`] made to a request, as a response extension.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Repairs(Arc<[Change]>);
 
@@ -41,32 +41,32 @@ impl Repairs {
 /// Applies [`ToolPairing`]: checks tool pairing of Messages requests.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ToolPairingLayer {
-    mode: Mode,
+    mode: ToolPairingMode,
 }
 
 impl ToolPairingLayer {
     /// A layer in the given mode.
-    pub fn new(mode: Mode) -> Self {
+    pub fn new(mode: ToolPairingMode) -> Self {
         Self { mode }
     }
 
     /// Rejects broken requests locally (the default).
     pub fn reject() -> Self {
-        Self::new(Mode::Reject)
+        Self::new(ToolPairingMode::Reject)
     }
 
     /// Repairs broken requests before sending them.
     pub fn repair() -> Self {
-        Self::new(Mode::Repair)
+        Self::new(ToolPairingMode::Repair)
     }
 
     /// Only logs broken requests.
     pub fn observe() -> Self {
-        Self::new(Mode::Observe)
+        Self::new(ToolPairingMode::Observe)
     }
 
     /// The mode.
-    pub fn mode(&self) -> Mode {
+    pub fn mode(&self) -> ToolPairingMode {
         self.mode
     }
 }
@@ -82,23 +82,23 @@ impl<S> Layer<S> for ToolPairingLayer {
     }
 }
 
-/// Checks (and in [`Mode::Repair`] fixes) `tool_use` / `tool_result`
+/// Checks (and in [`ToolPairingMode::Repair`] fixes) `tool_use` / `tool_result`
 /// pairing of `POST .../v1/messages` and `.../v1/messages/count_tokens`
 /// requests before they cost a round trip. See the [crate docs](crate).
 #[derive(Clone)]
 pub struct ToolPairing<S> {
     inner: S,
-    mode: Mode,
+    mode: ToolPairingMode,
 }
 
 impl<S> ToolPairing<S> {
     /// Wraps `inner` in the given mode.
-    pub fn new(inner: S, mode: Mode) -> Self {
+    pub fn new(inner: S, mode: ToolPairingMode) -> Self {
         Self { inner, mode }
     }
 
     /// The layer for this service.
-    pub fn layer(mode: Mode) -> ToolPairingLayer {
+    pub fn layer(mode: ToolPairingMode) -> ToolPairingLayer {
         ToolPairingLayer::new(mode)
     }
 
@@ -142,9 +142,10 @@ fn rejection(err: &PairingError) -> Response<Bytes> {
     response
 }
 
-impl<S, ResBody> Service<Request<ReplayBody>> for ToolPairing<S>
+impl<S, B, ResBody> Service<Request<B>> for ToolPairing<S>
 where
-    S: Service<Request<ReplayBody>, Response = Response<ResBody>>,
+    S: Service<Request<B>, Response = Response<ResBody>>,
+    B: BufferedBody,
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
@@ -154,25 +155,29 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<ReplayBody>) -> Self::Future {
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
         if !is_messages_request(&req) {
             return ResponseFuture::called(self.inner.call(req), None);
         }
-        let err = match validate(req.body().as_bytes()) {
+        // A body that is not in memory cannot be checked; it goes on as is.
+        let Some(body) = req.body().buffered() else {
+            return ResponseFuture::called(self.inner.call(req), None);
+        };
+        let err = match validate(&body) {
             Ok(_) => return ResponseFuture::called(self.inner.call(req), None),
             Err(err) => err,
         };
         match self.mode {
-            Mode::Observe => {
+            ToolPairingMode::Observe => {
                 tracing::warn!(error = %err, "tool pairing broken; sending as is (observe mode)");
                 ResponseFuture::called(self.inner.call(req), None)
             }
-            Mode::Reject => {
+            ToolPairingMode::Reject => {
                 tracing::warn!(error = %err, "tool pairing broken; rejected locally");
                 ResponseFuture::local(rejection(&err))
             }
-            Mode::Repair => {
-                let repaired = repair_bytes(req.body().as_bytes().clone());
+            ToolPairingMode::Repair => {
+                let repaired = repair_bytes(body);
                 if let Err(left) = validate(&repaired.body) {
                     tracing::warn!(error = %left, "tool pairing broken beyond repair; rejected locally");
                     return ResponseFuture::local(rejection(&left));
@@ -187,7 +192,7 @@ where
                     req.headers_mut()
                         .insert(CONTENT_LENGTH, HeaderValue::from(repaired.body.len()));
                 }
-                *req.body_mut() = ReplayBody::new(repaired.body);
+                *req.body_mut() = B::from_buffered(repaired.body);
                 let repairs = Repairs(repaired.changes.into());
                 ResponseFuture::called(self.inner.call(req), Some(repairs))
             }

@@ -28,9 +28,15 @@
 //!   JSON or not Messages requests are `Ok` with [`BodyKind`] saying so.
 //! - [`repair`] / [`repair_bytes`]: conservative, documented fixes spliced
 //!   into the body; a body with nothing to fix comes back byte-identical.
-//! - [`ToolPairingLayer`]: a tower layer over `Service<Request<ReplayBody>>`
-//!   with three [`Mode`]s: `Reject` (default; a local 400 in Anthropic's
-//!   envelope, nothing sent upstream), `Repair`, `Observe`.
+//! - [`ToolPairingLayer`]: a tower layer over `Service<Request<B>>` for any
+//!   [`BufferedBody`](claude_tower_core::BufferedBody) `B` (core's
+//!   `ReplayBody`, which core's `ReplayLayer` makes from any body), with
+//!   three [`ToolPairingMode`]s: `Reject` (default; a local 400 in
+//!   Anthropic's envelope, nothing sent upstream), `Repair`, `Observe`.
+//!   Local answers use core's `ResponseBody`.
+//!
+//! The crate also holds [`ModelMapLayer`] ([`model_map`]): the per-route
+//! rewrite of the request's top-level `"model"`, on the same scanner.
 //!
 //! ```
 //! use bytes::Bytes;
@@ -140,14 +146,14 @@
     rust_2018_idioms
 )]
 
-mod body;
 pub mod future;
 mod layer;
+pub mod model_map;
 mod repair;
 mod scan;
 mod validate;
 
-pub use body::ResponseBody;
-pub use layer::{Mode, Repairs, ToolPairing, ToolPairingLayer};
+pub use layer::{Repairs, ToolPairing, ToolPairingLayer, ToolPairingMode};
+pub use model_map::{ModelMap, ModelMapLayer, ModelMapping};
 pub use repair::{Change, Repaired, SYNTHETIC_RESULT_TEXT, repair, repair_bytes};
 pub use validate::{BodyKind, JsonError, PairingError, Report, ToolUseRef, validate};

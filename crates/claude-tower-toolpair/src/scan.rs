@@ -108,14 +108,7 @@ type R<T> = Result<T, crate::JsonError>;
 
 /// Scans `body` into a [`Conversation`], or says why it cannot.
 pub(crate) fn scan(body: &[u8]) -> Result<Conversation<'_>, Unchecked> {
-    let mut p = Parser {
-        b: body,
-        pos: 0,
-        stack: Vec::new(),
-        shape: None,
-        found: false,
-        conv: Conversation::default(),
-    };
+    let mut p = Parser::new(body);
     match p.top() {
         Err(e) => Err(Unchecked::NotJson(e)),
         Ok(()) => {
@@ -147,6 +140,17 @@ struct RawStr {
 }
 
 impl<'a> Parser<'a> {
+    fn new(b: &'a [u8]) -> Self {
+        Self {
+            b,
+            pos: 0,
+            stack: Vec::new(),
+            shape: None,
+            found: false,
+            conv: Conversation::default(),
+        }
+    }
+
     // === lexing ===
 
     fn err(&self, what: &'static str) -> crate::JsonError {
@@ -639,6 +643,63 @@ fn closing_quote(b: &[u8], open: usize) -> Option<usize> {
             }
         }
     }
+}
+
+/// The span (quotes included) of the string value of the first top-level
+/// member named `key` (compared decoded) of the JSON object `body`, or
+/// `None` when there is none, its value is not a string, or the JSON is
+/// broken before it. Stops at that member: the rest is not looked at.
+pub(crate) fn top_level_string(body: &[u8], key: &str) -> Option<Span> {
+    let mut p = Parser::new(body);
+    p.ws();
+    if p.peek() != Some(b'{') {
+        return None;
+    }
+    p.pos += 1;
+    p.ws();
+    if p.peek() == Some(b'}') {
+        return None;
+    }
+    loop {
+        let name = p.key().ok()?;
+        p.ws();
+        if p.is(name, key) && p.peek() == Some(b'"') {
+            let open = p.pos;
+            let value = p.string().ok()?;
+            return Some(Span {
+                start: open,
+                end: value.inner.end + 1,
+            });
+        }
+        p.skip().ok()?;
+        p.ws();
+        if p.peek() != Some(b',') {
+            return None;
+        }
+        p.pos += 1;
+    }
+}
+
+/// Appends `s` as a JSON string, quotes included.
+pub(crate) fn encode_string(s: &str, out: &mut Vec<u8>) {
+    out.push(b'"');
+    for c in s.chars() {
+        match c {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            '\n' => out.extend_from_slice(b"\\n"),
+            '\r' => out.extend_from_slice(b"\\r"),
+            '\t' => out.extend_from_slice(b"\\t"),
+            c if (c as u32) < 0x20 => {
+                out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes());
+            }
+            c => {
+                let mut buf = [0; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
+        }
+    }
+    out.push(b'"');
 }
 
 /// Decodes a JSON string's inner bytes strictly: valid escapes, no raw

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use claude_tower_core::ReplayBody;
-use claude_tower_toolpair::{Change, Mode, Repairs, ToolPairingLayer};
+use claude_tower_toolpair::{Change, Repairs, ToolPairingLayer, ToolPairingMode};
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
@@ -45,7 +45,7 @@ fn post(uri: &str, body: &'static str) -> Request<ReplayBody> {
 }
 
 async fn send(
-    mode: Mode,
+    mode: ToolPairingMode,
     req: Request<ReplayBody>,
 ) -> (http::response::Parts, Bytes, Vec<Request<Bytes>>) {
     let seen = Seen::default();
@@ -59,7 +59,11 @@ async fn send(
 
 #[tokio::test]
 async fn reject_answers_400_in_anthropics_envelope_and_sends_nothing() {
-    let (parts, body, seen) = send(Mode::Reject, post("http://gw/v1/messages", BROKEN)).await;
+    let (parts, body, seen) = send(
+        ToolPairingMode::Reject,
+        post("http://gw/v1/messages", BROKEN),
+    )
+    .await;
     assert_eq!(parts.status, 400);
     assert_eq!(parts.headers["content-type"], "application/json");
     assert_eq!(parts.headers["x-should-retry"], "false");
@@ -81,13 +85,17 @@ async fn reject_answers_400_in_anthropics_envelope_and_sends_nothing() {
 
 #[tokio::test]
 async fn reject_is_the_default() {
-    assert_eq!(ToolPairingLayer::default().mode(), Mode::Reject);
-    assert_eq!(Mode::default(), Mode::Reject);
+    assert_eq!(ToolPairingLayer::default().mode(), ToolPairingMode::Reject);
+    assert_eq!(ToolPairingMode::default(), ToolPairingMode::Reject);
 }
 
 #[tokio::test]
 async fn valid_requests_pass_untouched() {
-    let (parts, body, seen) = send(Mode::Reject, post("http://gw/v1/messages", VALID)).await;
+    let (parts, body, seen) = send(
+        ToolPairingMode::Reject,
+        post("http://gw/v1/messages", VALID),
+    )
+    .await;
     assert_eq!(parts.status, 200);
     assert_eq!(body, "upstream");
     assert_eq!(seen[0].body(), VALID);
@@ -102,7 +110,7 @@ async fn messages_paths_match_with_prefix_query_and_count_tokens() {
         "http://gw/v1/messages/count_tokens",
         "http://gw/prefix/v1/messages/count_tokens?x=1",
     ] {
-        let (parts, _, seen) = send(Mode::Reject, post(uri, BROKEN)).await;
+        let (parts, _, seen) = send(ToolPairingMode::Reject, post(uri, BROKEN)).await;
         assert_eq!(parts.status, 400, "{uri}");
         assert!(seen.is_empty());
     }
@@ -121,7 +129,7 @@ async fn other_requests_and_non_json_bodies_pass_through() {
         post("http://gw/v1/messages", r#"{"prompt":"x"}"#),
     ] {
         let sent = req.body().as_bytes().clone();
-        let (parts, _, seen) = send(Mode::Reject, req).await;
+        let (parts, _, seen) = send(ToolPairingMode::Reject, req).await;
         assert_eq!(parts.status, 200);
         assert_eq!(seen[0].body(), &sent);
     }
@@ -129,7 +137,11 @@ async fn other_requests_and_non_json_bodies_pass_through() {
 
 #[tokio::test]
 async fn repair_sends_the_repaired_body_and_records_the_changes() {
-    let (parts, body, seen) = send(Mode::Repair, post("http://gw/v1/messages", BROKEN)).await;
+    let (parts, body, seen) = send(
+        ToolPairingMode::Repair,
+        post("http://gw/v1/messages", BROKEN),
+    )
+    .await;
     assert_eq!(parts.status, 200);
     assert_eq!(body, "upstream");
     let sent = seen[0].body();
@@ -155,7 +167,11 @@ async fn repair_sends_the_repaired_body_and_records_the_changes() {
 
 #[tokio::test]
 async fn repair_rejects_what_it_cannot_fix() {
-    let (parts, body, seen) = send(Mode::Repair, post("http://gw/v1/messages", DUPLICATE)).await;
+    let (parts, body, seen) = send(
+        ToolPairingMode::Repair,
+        post("http://gw/v1/messages", DUPLICATE),
+    )
+    .await;
     assert_eq!(parts.status, 400);
     let json: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(
@@ -167,7 +183,11 @@ async fn repair_rejects_what_it_cannot_fix() {
 
 #[tokio::test]
 async fn observe_sends_the_request_unchanged() {
-    let (parts, _, seen) = send(Mode::Observe, post("http://gw/v1/messages", BROKEN)).await;
+    let (parts, _, seen) = send(
+        ToolPairingMode::Observe,
+        post("http://gw/v1/messages", BROKEN),
+    )
+    .await;
     assert_eq!(parts.status, 200);
     assert_eq!(seen[0].body(), BROKEN);
     assert!(parts.extensions.get::<Repairs>().is_none());

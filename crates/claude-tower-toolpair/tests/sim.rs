@@ -4,7 +4,7 @@
 
 use claude_tower_core::ReplayBody;
 use claude_tower_sim::{Sim, SimConfig};
-use claude_tower_toolpair::{Mode, Repairs, ToolPairingLayer, validate};
+use claude_tower_toolpair::{Repairs, ToolPairingLayer, ToolPairingMode, validate};
 use http::Request;
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
@@ -18,7 +18,7 @@ const BROKEN: &str = r#"{"model":"claude-sonnet-4-5","max_tokens":16,"messages":
   {"role":"user","content":[{"type":"text","text":"<summary>compacted</summary>"}]},
   {"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_01A","content":"a b c"}]}]}"#;
 
-async fn send(sim: &Sim, mode: Mode, path: &str) -> (u16, Value, bool) {
+async fn send(sim: &Sim, mode: ToolPairingMode, path: &str) -> (u16, Value, bool) {
     let client = Client::builder(TokioExecutor::new()).build_http::<ReplayBody>();
     let svc = ToolPairingLayer::new(mode).layer(service_fn(move |req| {
         let client = client.clone();
@@ -43,7 +43,7 @@ async fn reject_keeps_the_request_from_the_upstream() {
         .await
         .unwrap();
     for path in ["/v1/messages", "/anthropic/v1/messages?beta=true"] {
-        let (status, body, _) = send(&sim, Mode::Reject, path).await;
+        let (status, body, _) = send(&sim, ToolPairingMode::Reject, path).await;
         assert_eq!(status, 400);
         assert_eq!(body["error"]["type"], "invalid_request_error");
     }
@@ -55,7 +55,7 @@ async fn a_repaired_request_passes_the_simulators_strict_check() {
     let sim = Sim::start(SimConfig::default().anthropic_key("k"))
         .await
         .unwrap();
-    let (status, body, repaired) = send(&sim, Mode::Repair, "/v1/messages").await;
+    let (status, body, repaired) = send(&sim, ToolPairingMode::Repair, "/v1/messages").await;
     assert_eq!(status, 200, "{body}");
     assert!(repaired);
     assert_eq!(body["type"], "message");
@@ -67,7 +67,7 @@ async fn observe_lets_the_simulator_answer_in_the_same_words() {
     let sim = Sim::start(SimConfig::default().anthropic_key("k"))
         .await
         .unwrap();
-    let (status, body, _) = send(&sim, Mode::Observe, "/v1/messages").await;
+    let (status, body, _) = send(&sim, ToolPairingMode::Observe, "/v1/messages").await;
     assert_eq!(status, 400);
     let ours = validate(BROKEN.as_bytes()).unwrap_err().to_string();
     assert_eq!(body["error"]["message"], ours.as_str());

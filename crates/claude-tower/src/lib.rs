@@ -2,35 +2,42 @@
 //! Azure AI Foundry.
 //!
 //! Each concern is one layer in its own crate, re-exported here behind a
-//! feature of the same name (all on by default):
+//! feature of the same name:
 //!
 //! | feature | crate | what it does |
 //! |---|---|---|
-//! | (always) | [`core`] | shared vocabulary: `RouteId`, `Face`, `ErrorClass`, `ClaudeError`, `ReplayBody` |
+//! | (always) | [`core`] | shared vocabulary: `RouteId`, `Face`, `ErrorClass`, `ClaudeError`, `ReplayBody`, `ReplayLayer` |
 //! | `normalize` | [`normalize`] | one error surface for both routes: retry hints, envelopes, request ids |
 //! | `retry` | [`retry`] | `tower::retry::Policy` honouring Retry-After, jittered backoff, budget |
-//! | `failover` | [`failover`] | ordered routes, circuit breakers, model-id mapping |
-//! | `auth` | [`auth`] | endpoint + credential injection (Anthropic key, Foundry key, Entra ID) |
-//! | `toolpair` | [`toolpair`] | `tool_use` / `tool_result` pairing validation and repair |
-//! | `stack` | [`stack`] | [`ClaudeStack`](stack::ClaudeStack): the default stack from a list of routes |
-//! | `transport` | [`transport`] | the default hyper-util + rustls client |
-//! | `reqwest` | [`reqwest`] | `ReqwestService` transport and `ClaudeMiddleware` for reqwest-middleware |
-//! | `full` | | all of the above (default) |
+//! | `failover` | [`failover`] | ordered routes, circuit breakers, `ErrorEnvelopeLayer` |
+//! | `auth` | [`auth`] | endpoint + credential injection with API keys (Anthropic, Foundry); no Azure SDK |
+//! | `entra` | | `auth` plus Entra ID bearer tokens (pulls the Azure SDK) |
+//! | `toolpair` | [`toolpair`] | `tool_use` / `tool_result` pairing validation and repair; model-id mapping |
+//! | `stack` | [`stack`] | [`ClaudeStack`](stack::ClaudeStack): the stack from a list of routes (default) |
+//! | `transport` | [`transport`] | the default hyper-util + rustls client (default) |
+//! | `full` | | all of the above |
 //!
 //! To take one layer alone, depend on its crate (`claude-tower-retry`, ...):
 //! nothing here is needed for that, and nothing from Azure is pulled in.
+//! For reqwest, depend on `claude-tower-reqwest`: it builds its middleware
+//! from this crate's [`ClaudeStack`](stack::ClaudeStack) and
+//! [`Route`](stack::Route), so this crate does not re-export it (that would
+//! be a dependency cycle).
 //!
-//! The pieces that glue the layers together live here: [`replay`] (buffer the
-//! body once so it can be resent) and, with `stack`, [`envelope`] (answer
-//! failures in Anthropic's envelope) and [`stack`].
-//!
-//! ```no_run
+//! ```
 //! use claude_tower::prelude::*;
+//! use claude_tower_sim::{Sim, SimConfig};
 //! use tower::ServiceExt;
 //!
 //! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // The simulator stands in for api.anthropic.com (use `Endpoint::anthropic()`).
+//! let sim = Sim::start(SimConfig::default()).await?;
 //! let claude = ClaudeStack::new()
-//!     .route(Route::from_auth("anthropic", AuthLayer::from_env()?))
+//!     .route(Route::new(
+//!         "anthropic",
+//!         Endpoint::anthropic_base_url(&sim.anthropic_base_url())?,
+//!         Credential::anthropic_api_key(Secret::new("sk-ant-..."))?,
+//!     ))
 //!     .build(claude_tower::transport::https_client()?)?;
 //!
 //! let request = http::Request::post("/v1/messages")
@@ -39,7 +46,7 @@
 //!         br#"{"model":"claude-sonnet-4-5","max_tokens":64,"messages":[{"role":"user","content":"Hi"}]}"#,
 //!     )))?;
 //! let response = claude.oneshot(request).await?;
-//! println!("{}", response.status());
+//! assert_eq!(response.status(), 200);
 //! # Ok(()) }
 //! ```
 
@@ -51,9 +58,7 @@
     rust_2018_idioms
 )]
 
-#[cfg(feature = "stack")]
-pub mod envelope;
-pub mod replay;
+pub use claude_tower_core::replay;
 #[cfg(feature = "stack")]
 pub mod stack;
 #[cfg(feature = "transport")]
@@ -71,9 +76,6 @@ pub use claude_tower_failover as failover;
 #[cfg(feature = "normalize")]
 #[doc(inline)]
 pub use claude_tower_normalize as normalize;
-#[cfg(feature = "reqwest")]
-#[doc(inline)]
-pub use claude_tower_reqwest as reqwest;
 #[cfg(feature = "retry")]
 #[doc(inline)]
 pub use claude_tower_retry as retry;
@@ -84,17 +86,14 @@ pub use claude_tower_toolpair as toolpair;
 /// The names most programs need, in one import.
 pub mod prelude {
     pub use crate::core::{
-        Attempt, ClaudeError, ErrorClass, Face, ReplayBody, RequestIds, RetryAfter, RouteId,
-        error_response,
+        Attempt, ClaudeError, ErrorClass, Face, ReplayBody, ReplayLayer, RequestIds, ResponseBody,
+        RetryAfter, RouteId, error_response,
     };
-    pub use crate::replay::ReplayLayer;
 
     #[cfg(feature = "auth")]
     pub use crate::auth::{AuthLayer, Credential, Endpoint, Secret};
     #[cfg(feature = "failover")]
-    pub use crate::failover::{
-        BreakerConfig, FailoverLayer, FailoverReport, ModelMapLayer, ModelMapping,
-    };
+    pub use crate::failover::{BreakerConfig, ErrorEnvelopeLayer, FailoverLayer, FailoverReport};
     #[cfg(feature = "normalize")]
     pub use crate::normalize::NormalizeLayer;
     #[cfg(feature = "retry")]
@@ -102,5 +101,5 @@ pub mod prelude {
     #[cfg(feature = "stack")]
     pub use crate::stack::{ClaudeService, ClaudeStack, Route};
     #[cfg(feature = "toolpair")]
-    pub use crate::toolpair::{Mode, ToolPairingLayer};
+    pub use crate::toolpair::{ModelMapLayer, ModelMapping, ToolPairingLayer, ToolPairingMode};
 }

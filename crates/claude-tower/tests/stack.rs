@@ -4,7 +4,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use claude_tower::prelude::*;
-use claude_tower::stack::ClaudeService;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use claude_tower::stack::{
+    ATTEMPTS_HEADER, ClaudeBody, ClaudeService, MAX_ROUTES, ROUTE_HEADER, RouteInner, StackError,
+};
 use claude_tower::transport::{HttpsClient, https_client};
 use claude_tower_core::Face;
 use claude_tower_sim::{Sim, SimConfig};
@@ -16,7 +21,7 @@ const HELLO: &str = r#"{"model":"claude-sonnet-4-5-20250929","max_tokens":32,"me
 
 fn fast_retry(id: &str) -> RetryAfterPolicy {
     RetryAfterPolicy::builder(id)
-        .backoff(Duration::from_millis(1), Duration::from_millis(5))
+        .with_backoff(Duration::from_millis(1), Duration::from_millis(5))
         .no_budget()
         .build()
         .expect("valid retry settings")
@@ -32,24 +37,44 @@ async fn sim() -> Sim {
     .expect("simulator starts")
 }
 
+fn anthropic(sim: &Sim) -> Route {
+    Route::new(
+        "anthropic",
+        Endpoint::anthropic_base_url(&sim.anthropic_base_url()).unwrap(),
+        Credential::anthropic_api_key(Secret::new("sk-ant-route")).unwrap(),
+    )
+}
+
+fn foundry(sim: &Sim) -> Route {
+    Route::new(
+        "foundry",
+        Endpoint::foundry_base_url(&sim.foundry_base_url()).unwrap(),
+        Credential::foundry_api_key(Secret::new("foundry-route-key")).unwrap(),
+    )
+}
+
+/// An anthropic route at a port nothing listens on (bound, read, closed).
+fn unreachable() -> Route {
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    Route::new(
+        "anthropic",
+        Endpoint::anthropic_base_url(&format!("http://{closed}")).unwrap(),
+        Credential::anthropic_api_key(Secret::new("k")).unwrap(),
+    )
+}
+
 fn stack(sim: &Sim) -> ClaudeService<HttpsClient> {
     ClaudeStack::new()
+        .route(anthropic(sim).with_retry(fast_retry("anthropic")))
         .route(
-            Route::new(
-                "anthropic",
-                Endpoint::anthropic_base_url(&sim.anthropic_base_url()).unwrap(),
-                Credential::anthropic_api_key(Secret::new("sk-ant-route")).unwrap(),
-            )
-            .retry(fast_retry("anthropic")),
-        )
-        .route(
-            Route::new(
-                "foundry",
-                Endpoint::foundry_base_url(&sim.foundry_base_url()).unwrap(),
-                Credential::foundry_api_key(Secret::new("foundry-route-key")).unwrap(),
-            )
-            .model_map(ModelMapping::new().exact("claude-sonnet-4-5-20250929", "claude-sonnet-4-5"))
-            .retry(fast_retry("foundry")),
+            foundry(sim)
+                .with_model_map(
+                    ModelMapping::new().exact("claude-sonnet-4-5-20250929", "claude-sonnet-4-5"),
+                )
+                .with_retry(fast_retry("foundry")),
         )
         .build(https_client().expect("TLS set up"))
         .expect("stack builds")
@@ -150,14 +175,7 @@ async fn a_foundry_rate_limit_reaches_the_client_in_anthropics_shape() {
     // Only Foundry, rate limited on every attempt, with an HTTP-date hint.
     sim.set_faults("foundry=429:xms20*10").unwrap();
     let only_foundry = ClaudeStack::new()
-        .route(
-            Route::new(
-                "foundry",
-                Endpoint::foundry_base_url(&sim.foundry_base_url()).unwrap(),
-                Credential::foundry_api_key(Secret::new("foundry-route-key")).unwrap(),
-            )
-            .retry(fast_retry("foundry")),
-        )
+        .route(foundry(&sim).with_retry(fast_retry("foundry")))
         .build(https_client().unwrap())
         .unwrap();
     let res = only_foundry
@@ -200,12 +218,8 @@ async fn broken_tool_pairing_is_rejected_before_any_request() {
 async fn a_body_over_the_limit_is_413_and_never_sent() {
     let sim = sim().await;
     let small = ClaudeStack::new()
-        .route(Route::new(
-            "anthropic",
-            Endpoint::anthropic_base_url(&sim.anthropic_base_url()).unwrap(),
-            Credential::anthropic_api_key(Secret::new("sk-ant-route")).unwrap(),
-        ))
-        .body_limit(16)
+        .route(anthropic(&sim))
+        .with_body_limit(16)
         .build(https_client().unwrap())
         .unwrap();
     let (status, body) = json(small.oneshot(post("/v1/messages", HELLO)).await.unwrap()).await;
@@ -216,20 +230,8 @@ async fn a_body_over_the_limit_is_413_and_never_sent() {
 
 #[tokio::test]
 async fn no_route_reachable_is_a_502_envelope_not_an_error() {
-    // A port nothing listens on: bind, read the port, close.
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
     let dead = ClaudeStack::new()
-        .route(
-            Route::new(
-                "anthropic",
-                Endpoint::anthropic_base_url(&format!("http://{closed}")).unwrap(),
-                Credential::anthropic_api_key(Secret::new("k")).unwrap(),
-            )
-            .retry(fast_retry("anthropic")),
-        )
+        .route(unreachable().with_retry(fast_retry("anthropic")))
         .build(https_client().unwrap())
         .unwrap();
     let res = dead.oneshot(post("/v1/messages", HELLO)).await.unwrap();
@@ -246,7 +248,203 @@ fn the_stack_is_what_axum_needs() {
 }
 
 #[test]
-fn an_empty_stack_is_a_clear_error() {
-    let err = ClaudeStack::new().build(()).unwrap_err();
+fn the_body_implements_default_for_tower_http_timeouts() {
+    fn assert_default<B: Default>() {}
+    assert_default::<ClaudeBody<hyper::body::Incoming>>();
+}
+
+#[tokio::test]
+async fn an_empty_stack_is_a_clear_error() {
+    let err = ClaudeStack::new()
+        .build(https_client().unwrap())
+        .unwrap_err();
     assert_eq!(err.to_string(), "a Claude stack needs at least one route");
+}
+
+#[tokio::test]
+async fn too_many_routes_is_an_error_not_a_truncation() {
+    let mut stack = ClaudeStack::new();
+    for i in 0..=MAX_ROUTES {
+        stack = stack.route(Route::new(
+            format!("r{i}"),
+            Endpoint::anthropic(),
+            Credential::anthropic_api_key(Secret::new("k")).unwrap(),
+        ));
+    }
+    let err = stack.build(https_client().unwrap()).unwrap_err();
+    assert_eq!(
+        err,
+        StackError::TooManyRoutes {
+            count: MAX_ROUTES + 1
+        }
+    );
+}
+
+/// A transport that never answers.
+fn silent() -> impl tower::Service<
+    Request<ReplayBody>,
+    Response = http::Response<Full<Bytes>>,
+    Error = std::convert::Infallible,
+    Future = impl Send + 'static,
+> + Clone
++ Send
++ Sync
++ 'static {
+    tower::service_fn(|_req: Request<ReplayBody>| {
+        std::future::pending::<Result<http::Response<Full<Bytes>>, std::convert::Infallible>>()
+    })
+}
+
+fn key_route(id: &str) -> Route {
+    Route::new(
+        id,
+        Endpoint::anthropic_base_url("http://127.0.0.1:9").unwrap(),
+        Credential::anthropic_api_key(Secret::new("k")).unwrap(),
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_deadline_answers_504_when_no_head_comes_in_time() {
+    let stack = ClaudeStack::new()
+        .route(key_route("anthropic"))
+        .with_deadline(Duration::from_secs(5))
+        .build(silent())
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let res = stack.oneshot(post("/v1/messages", HELLO)).await.unwrap();
+    assert_eq!(started.elapsed(), Duration::from_secs(5));
+    assert!(res.body().is_local());
+    assert_eq!(
+        res.extensions().get::<ClaudeError>().unwrap().class(),
+        ErrorClass::Timeout
+    );
+    let (status, body) = json(res).await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(body["error"]["type"], "timeout_error");
+}
+
+#[tokio::test]
+async fn report_headers_name_the_route_and_the_attempts() {
+    let sim = sim().await;
+    sim.set_faults("anthropic=529*10").unwrap();
+    let stack = ClaudeStack::new()
+        .route(anthropic(&sim).with_retry(fast_retry("anthropic")))
+        .route(foundry(&sim))
+        .with_report_headers(true)
+        .build(https_client().unwrap())
+        .unwrap();
+    let res = stack.oneshot(post("/v1/messages", HELLO)).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()[ROUTE_HEADER], "foundry");
+    assert_eq!(res.headers()[ATTEMPTS_HEADER], "anthropic=3, foundry=1");
+
+    // Off by default.
+    let res = self::stack(&sim)
+        .oneshot(post("/v1/messages", HELLO))
+        .await
+        .unwrap();
+    assert!(res.headers().get(ATTEMPTS_HEADER).is_none());
+}
+
+#[tokio::test]
+async fn the_route_header_follows_the_report_when_no_route_answered() {
+    let dead = ClaudeStack::new()
+        .route(unreachable().with_retry(fast_retry("anthropic")))
+        .with_report_headers(true)
+        .build(https_client().unwrap())
+        .unwrap();
+    let res = dead.oneshot(post("/v1/messages", HELLO)).await.unwrap();
+    let report = res.extensions().get::<FailoverReport>().cloned().unwrap();
+    assert_eq!(res.headers()[ATTEMPTS_HEADER], report.to_string().as_str());
+    assert_eq!(
+        res.headers().get(ROUTE_HEADER).map(|v| v.to_str().unwrap()),
+        report.answered_by().map(RouteId::as_str),
+    );
+}
+
+#[tokio::test]
+async fn a_route_layer_runs_once_per_attempt_inside_retry() {
+    let sim = sim().await;
+    sim.set_faults("anthropic=503,ok").unwrap();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    let stack = ClaudeStack::new()
+        .route(
+            anthropic(&sim)
+                .with_retry(fast_retry("anthropic"))
+                .layer(tower::limit::ConcurrencyLimitLayer::new(4))
+                .layer(tower::layer::layer_fn(move |inner: RouteInner| {
+                    let counter = counter.clone();
+                    inner.map_request(move |req: Request<ReplayBody>| {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        req
+                    })
+                })),
+        )
+        .build(https_client().unwrap())
+        .unwrap();
+    let (status, body) = json(stack.oneshot(post("/v1/messages", HELLO)).await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(seen.load(Ordering::SeqCst), 2, "once per attempt");
+}
+
+#[tokio::test]
+async fn a_per_attempt_timeout_in_a_route_layer_is_retried_as_a_timeout() {
+    let sim = sim().await;
+    sim.set_faults("anthropic=delay:5s").unwrap();
+    let stack = ClaudeStack::new()
+        .route(anthropic(&sim).with_retry(fast_retry("anthropic")).layer(
+            tower::timeout::TimeoutLayer::new(Duration::from_millis(200)),
+        ))
+        .build(https_client().unwrap())
+        .unwrap();
+    let res = stack.oneshot(post("/v1/messages", HELLO)).await.unwrap();
+    let report = res.extensions().get::<FailoverReport>().cloned().unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(report.attempts_on("anthropic"), 2, "{report}");
+}
+
+/// A layer that records its name when a request passes.
+#[derive(Clone)]
+struct Mark {
+    name: &'static str,
+    order: Arc<Mutex<Vec<&'static str>>>,
+}
+
+impl<S> tower::Layer<S> for Mark {
+    type Service = tower::util::MapRequest<
+        S,
+        Box<dyn Fn(Request<Full<Bytes>>) -> Request<Full<Bytes>> + Send + Sync>,
+    >;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        let (name, order) = (self.name, self.order.clone());
+        tower::util::MapRequest::new(
+            inner,
+            Box::new(move |req| {
+                order.lock().unwrap().push(name);
+                req
+            }),
+        )
+    }
+}
+
+#[tokio::test]
+async fn stack_layers_wrap_the_whole_stack_first_added_outermost() {
+    let sim = sim().await;
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let mark = |name: &'static str| Mark {
+        name,
+        order: order.clone(),
+    };
+    let stack = ClaudeStack::new()
+        .route(anthropic(&sim))
+        .layer(mark("outer"))
+        .layer(mark("inner"))
+        .build(https_client().unwrap())
+        .unwrap();
+    assert_eq!(stack.breakers().snapshot().len(), 1);
+    let res = stack.oneshot(post("/v1/messages", HELLO)).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(*order.lock().unwrap(), ["outer", "inner"]);
 }

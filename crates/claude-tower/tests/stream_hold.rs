@@ -20,7 +20,7 @@ const HELLO_STREAM: &str = r#"{"model":"claude-sonnet-4-5","max_tokens":32,"stre
 fn stack(sim: &Sim, hold: bool) -> ClaudeService<HttpsClient> {
     let retry = |id: &str| {
         RetryAfterPolicy::builder(id)
-            .backoff(Duration::from_millis(1), Duration::from_millis(5))
+            .with_backoff(Duration::from_millis(1), Duration::from_millis(5))
             .no_budget()
             .build()
             .expect("valid retry settings")
@@ -34,8 +34,8 @@ fn stack(sim: &Sim, hold: bool) -> ClaudeService<HttpsClient> {
                 anthropic,
                 Credential::anthropic_api_key(Secret::new("k")).unwrap(),
             )
-            .retry(retry("anthropic"))
-            .stream_hold(hold),
+            .with_retry(retry("anthropic"))
+            .with_stream_hold(hold),
         )
         .route(
             Route::new(
@@ -43,8 +43,8 @@ fn stack(sim: &Sim, hold: bool) -> ClaudeService<HttpsClient> {
                 foundry,
                 Credential::foundry_api_key(Secret::new("k")).unwrap(),
             )
-            .retry(retry("foundry"))
-            .stream_hold(hold),
+            .with_retry(retry("foundry"))
+            .with_stream_hold(hold),
         )
         .build(https_client().expect("TLS set up"))
         .expect("stack builds")

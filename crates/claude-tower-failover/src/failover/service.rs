@@ -123,14 +123,14 @@ impl<S> FailoverBuilder<S> {
     }
 
     /// Circuit breaker settings for every route.
-    pub fn breaker(mut self, config: BreakerConfig) -> Self {
+    pub fn with_breaker(mut self, config: BreakerConfig) -> Self {
         self.breaker = config;
         self
     }
 
     /// Seeds the spreading among equal-priority routes, for reproducible
     /// tests. Without it the seed is random.
-    pub fn seed(mut self, seed: u64) -> Self {
+    pub fn with_seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
         self
     }
@@ -184,7 +184,7 @@ impl<S> fmt::Debug for FailoverBuilder<S> {
 ///     })
 /// };
 /// let failover = FailoverLayer::new()
-///     .breaker(BreakerConfig::new().retry_after_cap(Duration::from_secs(20)))
+///     .with_breaker(BreakerConfig::new().with_retry_after_cap(Duration::from_secs(20)))
 ///     .layer(vec![
 ///         (RouteId::new("foundry-eastus2"), route("east")),
 ///         (RouteId::new("anthropic"), route("direct")),
@@ -209,13 +209,13 @@ impl FailoverLayer {
     }
 
     /// Circuit breaker settings for every route.
-    pub fn breaker(mut self, config: BreakerConfig) -> Self {
+    pub fn with_breaker(mut self, config: BreakerConfig) -> Self {
         self.breaker = config;
         self
     }
 
     /// Seeds the spreading among equal-priority routes.
-    pub fn seed(mut self, seed: u64) -> Self {
+    pub fn with_seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
         self
     }
@@ -228,7 +228,7 @@ impl<S> Layer<Vec<(RouteId, S)>> for FailoverLayer {
         let mut builder = routes
             .into_iter()
             .fold(Failover::builder(), |b, (id, service)| b.route(id, service))
-            .breaker(self.breaker);
+            .with_breaker(self.breaker);
         builder.seed = self.seed;
         builder.build()
     }

@@ -192,7 +192,7 @@ mod tests {
                 weight: *weight,
             })
             .collect();
-        Table::new(routes, BreakerConfig::new().failure_threshold(1), seed)
+        Table::new(routes, BreakerConfig::new().with_failure_threshold(1), seed)
     }
 
     #[test]

@@ -128,8 +128,8 @@ fn two(a: &Fake, b: &Fake, breaker: BreakerConfig) -> Failover<Fake> {
     Failover::builder()
         .route("anthropic", a.clone())
         .route("foundry", b.clone())
-        .breaker(breaker)
-        .seed(1)
+        .with_breaker(breaker)
+        .with_seed(1)
         .build()
 }
 
@@ -137,8 +137,8 @@ fn two(a: &Fake, b: &Fake, breaker: BreakerConfig) -> Failover<Fake> {
 /// 5 s cool-down) and the cool-down passed: the next request to `a` probes.
 async fn due_for_a_probe(a: &Fake, b: &Fake) -> Failover<Fake> {
     let cfg = BreakerConfig::new()
-        .failure_threshold(1)
-        .cool_down(Duration::from_secs(5));
+        .with_failure_threshold(1)
+        .with_cool_down(Duration::from_secs(5));
     a.push([Step::Err(None)]);
     let failover = two(a, b, cfg);
     failover.clone().oneshot(request("1")).await.unwrap();
@@ -359,7 +359,7 @@ async fn errors_count_retrys_attempts_and_name_no_answering_route() {
 
 #[tokio::test(start_paused = true)]
 async fn a_failure_caused_by_the_request_never_counts_against_the_route() {
-    let cfg = BreakerConfig::new().failure_threshold(2);
+    let cfg = BreakerConfig::new().with_failure_threshold(2);
     let model_missing = ClaudeError::new(ErrorClass::RouteUnavailable, "DeploymentNotFound")
         .with_status(StatusCode::NOT_FOUND);
     let a = Fake::new("anthropic", []);
@@ -429,8 +429,8 @@ async fn a_probe_that_fails_by_the_requests_fault_gives_its_slot_back() {
 #[tokio::test(start_paused = true)]
 async fn breaker_opens_skips_then_probes_and_closes() {
     let cfg = BreakerConfig::new()
-        .failure_threshold(3)
-        .cool_down(Duration::from_secs(10));
+        .with_failure_threshold(3)
+        .with_cool_down(Duration::from_secs(10));
     let a = Fake::new(
         "anthropic",
         vec![Step::Fail(ErrorClass::Overloaded, None, 1); 3],
@@ -543,8 +543,8 @@ async fn long_retry_after_opens_the_breaker_for_exactly_that_long() {
 #[tokio::test(start_paused = true)]
 async fn every_breaker_open_still_tries_the_soonest_to_reopen() {
     let cfg = BreakerConfig::new()
-        .failure_threshold(1)
-        .cool_down(Duration::from_secs(10));
+        .with_failure_threshold(1)
+        .with_cool_down(Duration::from_secs(10));
     let a = Fake::new(
         "anthropic",
         [Step::Fail(
@@ -579,7 +579,7 @@ async fn weighted_spread_within_a_tier_is_seeded_and_fails_over_inside_it() {
             .weighted_route("east", east.clone(), 0, 3)
             .weighted_route("west", west.clone(), 0, 1)
             .weighted_route("direct", direct.clone(), 1, 1)
-            .seed(99)
+            .with_seed(99)
             .build()
     };
     let mut order = Vec::new();
@@ -629,7 +629,7 @@ async fn layer_builds_from_a_route_list() {
     use tower::Layer;
     let a = Fake::new("anthropic", [Step::Fail(ErrorClass::Server, None, 1)]);
     let b = Fake::new("foundry", []);
-    let failover = FailoverLayer::new().seed(3).layer(vec![
+    let failover = FailoverLayer::new().with_seed(3).layer(vec![
         (RouteId::new("anthropic"), a),
         (RouteId::new("foundry"), b),
     ]);
@@ -689,7 +689,7 @@ mod prop {
             rt.block_on(async {
                 let a = Fake::new("anthropic", a_steps.clone());
                 let b = Fake::new("foundry", b_steps.clone());
-                let failover = two(&a, &b, BreakerConfig::new().failure_threshold(2).cool_down(Duration::from_secs(10)));
+                let failover = two(&a, &b, BreakerConfig::new().with_failure_threshold(2).with_cool_down(Duration::from_secs(10)));
                 let mut a_seen = 0;
                 let mut b_seen = 0;
                 for (i, gap) in gaps.iter().enumerate() {

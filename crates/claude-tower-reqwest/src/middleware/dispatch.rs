@@ -1,11 +1,11 @@
 //! How a tower stack built once reaches a `reqwest_middleware::Next` that
 //! only lives for one call.
 //!
-//! The per-route stacks (Retry -> Normalize -> transport) and Failover above
-//! them must be built once: the circuit breakers and retry budgets they hold
-//! are only worth anything if they outlive a request. But the rest of the
-//! middleware chain, `Next<'a>`, is borrowed for one `handle` call. So the
-//! transport at the bottom of each route, [`RouteTransport`], does not send
+//! The stack ([`ClaudeStack`](claude_tower::stack::ClaudeStack)'s, routes and
+//! Failover) must be built once: the circuit breakers and retry budgets it
+//! holds are only worth anything if they outlive a request. But the rest of
+//! the middleware chain, `Next<'a>`, is borrowed for one `handle` call. So the
+//! transport at the bottom of each route, [`NextTransport`], does not send
 //! anything itself: it hands each attempt, as a [`Job`], to the `handle` call
 //! that owns the `Next`, through a channel carried in the request's
 //! extensions ([`Dispatch`]), and waits for the answer on a oneshot. The
@@ -21,9 +21,8 @@ use std::task::{Context, Poll};
 
 use claude_tower_core::{ClaudeError, ErrorClass, ReplayBody};
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use http::{Extensions, HeaderMap, Request, Response};
+use http::{Extensions, Request, Response};
 use pin_project_lite::pin_project;
-use reqwest::Url;
 use reqwest_middleware::Next;
 use tokio::sync::{mpsc, oneshot};
 use tower_service::Service;
@@ -96,28 +95,16 @@ impl Attempted {
     }
 }
 
-// === impl RouteTransport ===
+// === impl NextTransport ===
 
-/// The transport at the bottom of one route inside
-/// [`ClaudeMiddleware`](crate::ClaudeMiddleware): re-bases the request on
-/// the route's URL, sets the route's headers and sends it through the rest
-/// of the middleware chain.
-#[derive(Clone)]
-pub(crate) struct RouteTransport {
-    base: Url,
-    headers: Arc<HeaderMap>,
-}
+/// The transport at the bottom of every route inside
+/// [`ClaudeMiddleware`](crate::ClaudeMiddleware): sends the request (already
+/// on the route's endpoint, with its credential: Auth did that) through the
+/// rest of the middleware chain.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct NextTransport;
 
-impl RouteTransport {
-    pub(crate) fn new(base: Url, headers: HeaderMap) -> Self {
-        Self {
-            base,
-            headers: Arc::new(headers),
-        }
-    }
-}
-
-impl Service<Request<ReplayBody>> for RouteTransport {
+impl Service<Request<ReplayBody>> for NextTransport {
     type Response = Response<reqwest::Body>;
     type Error = ClaudeError;
     type Future = DispatchFuture;
@@ -133,19 +120,11 @@ impl Service<Request<ReplayBody>> for RouteTransport {
                 "no middleware chain to send the request through",
             ));
         };
-        let request =
-            target_url(request.uri(), Some(&self.base)).and_then(|url| into_reqwest(request, &url));
-        let mut request = match request {
+        let request = target_url(request.uri(), None).and_then(|url| into_reqwest(request, &url));
+        let request = match request {
             Ok(request) => request,
             Err(err) => return DispatchFuture::failed(err),
         };
-        let headers = request.headers_mut();
-        for name in self.headers.keys() {
-            headers.remove(name);
-        }
-        for (name, value) in self.headers.iter() {
-            headers.append(name.clone(), value.clone());
-        }
         let (reply, answer) = oneshot::channel();
         let job = Job {
             request,

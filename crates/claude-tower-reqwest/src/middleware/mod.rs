@@ -1,14 +1,15 @@
-//! [`ClaudeMiddleware`]: claude-tower's layers as a `reqwest_middleware`
+//! [`ClaudeMiddleware`]: claude-tower's stack as a `reqwest_middleware`
 //! middleware.
 //!
 //! A team that already sends its Claude calls through a
 //! `reqwest_middleware::ClientWithMiddleware` adds tool-pairing checks,
 //! failover across routes, Retry-After-aware retries and one error surface
-//! for both routes in one line:
+//! for both routes in one line. The middleware is built from the same
+//! [`ClaudeStack`] and [`Route`](claude_tower::stack::Route)s as a tower or
+//! axum user's stack: one builder, one set of defaults, one error type.
 //!
 //! ```
-//! use claude_tower_core::{ClaudeError, Face};
-//! use claude_tower_failover::FailoverReport;
+//! use claude_tower::prelude::*;
 //! use claude_tower_reqwest::ClaudeMiddleware;
 //! use claude_tower_sim::{Sim, SimConfig};
 //! use reqwest_middleware::ClientBuilder;
@@ -17,18 +18,23 @@
 //! let sim = Sim::start(SimConfig::default()).await?;
 //! sim.set_faults("anthropic=529*10")?; // the primary is overloaded
 //!
+//! let stack = ClaudeStack::new()
+//!     .route(Route::new(
+//!         "anthropic",
+//!         Endpoint::anthropic_base_url(&sim.anthropic_base_url())?,
+//!         Credential::anthropic_api_key(Secret::new("sk-ant-..."))?,
+//!     ))
+//!     .route(Route::new(
+//!         "foundry",
+//!         Endpoint::foundry_base_url(&sim.foundry_base_url())?,
+//!         Credential::foundry_api_key(Secret::new("foundry-key"))?,
+//!     ));
 //! let client = ClientBuilder::new(reqwest::Client::new())
-//!     .with(
-//!         ClaudeMiddleware::builder()
-//!             .route("anthropic", sim.anthropic_base_url(), Face::Anthropic)
-//!             .route("foundry", sim.foundry_base_url(), Face::Foundry)
-//!             .build()?,
-//!     )
+//!     .with(ClaudeMiddleware::new(stack)?)
 //!     .build();
 //!
 //! let response = client
 //!     .post(format!("{}/v1/messages", sim.anthropic_base_url()))
-//!     .header("x-api-key", "sk-test")
 //!     .header("anthropic-version", "2023-06-01")
 //!     .body(r#"{"model":"claude-sonnet-4-5","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}"#)
 //!     .send()
@@ -41,60 +47,49 @@
 //!
 //! # What runs, in order
 //!
-//! 1. The request body is taken as bytes ([`ReplayBody`]); over the
-//!    [limit](ClaudeMiddlewareBuilder::body_limit) the answer is a local
-//!    413 in Anthropic's envelope.
-//! 2. Tool pairing ([`Mode`](claude_tower_toolpair::Mode), default
-//!    `Reject`): a broken conversation is answered with a local 400 in
-//!    Anthropic's envelope and the API's own wording; nothing is sent.
-//! 3. Failover across the routes in the order they were added, with a
-//!    circuit breaker per route ([`breakers`](ClaudeMiddleware::breakers)).
-//!    A 400 never fails over; a 429, 529, 5xx, timeout or connect failure
-//!    does.
-//! 4. Per route: Retry ([`RetryAfterPolicy`](claude_tower_retry::RetryAfterPolicy),
-//!    honouring Retry-After up to a cap) above Normalize (classifies every
-//!    answer of the route's [`Face`](claude_tower_core::Face)) above
-//!    ModelMap (the route's [model names](Route::models), if any).
-//! 5. The request is re-based on the route's base URL and sent through the
-//!    rest of the middleware chain (`Next`), once per attempt.
+//! Exactly what [`ClaudeStack`] assembles (see `claude_tower::stack`), with
+//! the rest of the middleware chain (`Next`) as the transport: Replay (the
+//! body as bytes; over the limit a local 413), ToolPairing, ErrorEnvelope,
+//! Failover, and per route Retry -> the route's own layers -> Normalize ->
+//! ModelMap -> Auth -> `Next`, once per attempt. Layers added with
+//! `ClaudeStack::layer` are not supported here (the middleware takes a
+//! `ClaudeStack` without them); per-route layers are.
 //!
 //! # Addressing
 //!
 //! Requests are addressed as to any one of the routes: the path below a
-//! route's base URL (and the query) is kept, and re-based on each route's
-//! base URL in turn. `{anthropic}/v1/messages?beta=true` and
+//! route's base URL (and the query) is kept, and each route's Auth moves it
+//! onto its own endpoint. `{anthropic}/v1/messages?beta=true` and
 //! `{foundry}/anthropic/v1/messages?beta=true` both become
 //! `/v1/messages?beta=true` on every route. A URL that matches no route's
 //! base keeps its whole path.
+//!
+//! # Credentials
+//!
+//! Each route's [`Credential`](claude_tower::auth::Credential) is sent to that
+//! route, as in every claude-tower stack, and credential headers on the
+//! request (or the `reqwest::Client`'s default headers) are removed first, so
+//! a key meant for one route never reaches another. Entra ID tokens work
+//! here too (`claude-tower` feature `entra`).
 //!
 //! # What comes back
 //!
 //! - The route's response, streamed (an SSE body is never buffered). Its
 //!   `url()` is the URL that answered. Its extensions hold the
-//!   [`FailoverReport`](claude_tower_failover::FailoverReport) (which route
-//!   served, attempts per route), the
+//!   [`FailoverReport`](claude_tower::failover::FailoverReport), the
 //!   [`Attempt`](claude_tower_core::Attempt),
 //!   [`RequestIds`](claude_tower_core::RequestIds), and, for a failed
-//!   answer, the [`ClaudeError`] that
-//!   classified it.
-//! - When every route failed without an answer (connect failures,
-//!   timeouts), the error of the attempt Failover chose, **as the chain
-//!   below returned it**: a `reqwest_middleware::Error::Reqwest` still
-//!   answers `is_timeout()` and `is_connect()`. An error made by the layers
-//!   themselves (every breaker open) is `Error::Middleware` holding a
-//!   [`ClaudeError`].
+//!   answer, the [`ClaudeError`] that classified it.
+//! - A local answer (413, a pairing 400, every breaker open) is a response in
+//!   Anthropic's envelope, with the [`ClaudeError`] in its extensions.
+//! - When every route failed without an answer because the chain below
+//!   failed (connect failures, timeouts, a later middleware's error), the
+//!   error of the attempt Failover chose, **as the chain below returned
+//!   it**: a `reqwest_middleware::Error::Reqwest` still answers
+//!   `is_timeout()` and `is_connect()`.
 //! - The `http::Extensions` the middlewares after this one left on the
 //!   attempt that answered are merged into the caller's; each attempt
 //!   starts from a copy of the caller's.
-//!
-//! # Credentials
-//!
-//! Credentials are the client's business: the headers on the request (or
-//! the `reqwest::Client`'s default headers) go to every route as they are.
-//! When routes need different credentials, set them per route with
-//! [`Route::header`]; those replace the request's. For Entra ID tokens, put
-//! `claude-tower-auth` in a tower stack over [`ReqwestService`](crate::ReqwestService)
-//! instead.
 //!
 //! # Requests that cannot be replayed
 //!
@@ -109,58 +104,57 @@
 //! Per request: one channel, the conversion of the request into an
 //! `http::Request` and back for each attempt, a oneshot for each attempt,
 //! and a re-boxed response body (reqwest-middleware boxes every middleware
-//! call anyway). The stack itself (breakers, retry budgets)
-//! is built once and shared by every request.
+//! call anyway). The stack itself (breakers, retry budgets) is built once
+//! and shared by every request.
 
-mod builder;
 mod dispatch;
 
 use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use claude_tower_core::{BufferError, ClaudeError, ErrorClass, ReplayBody, error_response};
-use claude_tower_failover::{Breakers, Failover, ModelMap};
-use claude_tower_normalize::Normalize;
-use claude_tower_retry::Retry;
-use claude_tower_toolpair::ToolPairing;
-use http::{Extensions, StatusCode, Uri};
+use claude_tower::failover::Breakers;
+use claude_tower::stack::{ClaudeService, ClaudeStack, StackError};
+use claude_tower_core::{ClaudeError, ErrorClass};
+use http::{Extensions, Uri};
 use reqwest::Url;
 use reqwest_middleware::{Middleware, Next};
 use tower::ServiceExt;
 
-pub use builder::{BuildError, ClaudeMiddlewareBuilder, Route};
-
 use crate::convert::remember_url;
-use dispatch::{AttemptExtensions, Dispatch, RouteTransport, drive};
+use dispatch::{AttemptExtensions, Dispatch, NextTransport, drive};
 
-type RouteStack = Retry<Normalize<ModelMap<RouteTransport>>>;
-type Stack = ToolPairing<Failover<RouteStack>>;
-
-/// claude-tower's layers around the rest of a `reqwest_middleware` chain:
-/// tool pairing, failover across routes, per-route retry and normalize.
+/// claude-tower's stack around the rest of a `reqwest_middleware` chain.
 ///
 /// See the [module docs](self) for what runs and what comes back.
 #[derive(Clone)]
 pub struct ClaudeMiddleware {
-    stack: Stack,
-    breakers: Breakers,
+    stack: ClaudeService<NextTransport>,
     // Route base URLs, longest path first, to find a request's path below
     // the route it was addressed to.
     bases: Arc<[Url]>,
-    body_limit: usize,
 }
 
 impl ClaudeMiddleware {
-    /// A builder; add at least one route.
-    pub fn builder() -> ClaudeMiddlewareBuilder {
-        ClaudeMiddlewareBuilder::new()
+    /// The middleware for `stack`'s routes and settings.
+    pub fn new(stack: ClaudeStack) -> Result<Self, StackError> {
+        let mut bases: Vec<Url> = stack
+            .routes()
+            .iter()
+            .filter_map(|route| Url::parse(route.endpoint().base_url()).ok())
+            .collect();
+        // Longest path prefix first, so `/anthropic` is stripped before `/`.
+        bases.sort_by_key(|b| std::cmp::Reverse(b.path().trim_end_matches('/').len()));
+        Ok(Self {
+            stack: stack.build(NextTransport)?,
+            bases: bases.into(),
+        })
     }
 
     /// A handle on every route's circuit breaker (for a health endpoint or
     /// metrics); it stays live after the middleware is moved into a client.
     pub fn breakers(&self) -> Breakers {
-        self.breakers.clone()
+        self.stack.breakers().clone()
     }
 
     /// The request's path below the route base it was addressed to, and its
@@ -200,8 +194,7 @@ impl fmt::Debug for ClaudeMiddleware {
                     .map(crate::redacted_url)
                     .collect::<Vec<_>>(),
             )
-            .field("breakers", &self.breakers)
-            .field("body_limit", &self.body_limit)
+            .field("breakers", self.stack.breakers())
             .finish_non_exhaustive()
     }
 }
@@ -228,78 +221,63 @@ impl Middleware for ClaudeMiddleware {
                 return Err(reqwest_middleware::Error::middleware(err));
             }
         };
-        let body = request.body_mut().take();
+        let body = request
+            .body_mut()
+            .take()
+            .unwrap_or_else(|| reqwest::Body::from(Bytes::new()));
         let http_request =
             http::Request::try_from(request).map_err(reqwest_middleware::Error::Reqwest)?;
         let (mut parts, _) = http_request.into_parts();
-        let body = match body {
-            None => ReplayBody::empty(),
-            Some(body) => match ReplayBody::buffer(body, self.body_limit).await {
-                Ok(body) => body,
-                Err(BufferError::TooLarge { limit }) => {
-                    let err = ClaudeError::new(
-                        ErrorClass::InvalidRequest,
-                        format!("request body is larger than the {limit} byte limit"),
-                    )
-                    .with_status(StatusCode::PAYLOAD_TOO_LARGE);
-                    return Ok(local_response(&err, url));
-                }
-                Err(err) => return Err(reqwest_middleware::Error::middleware(err)),
-            },
-        };
         parts.uri = uri;
         let (dispatch, jobs) = Dispatch::new(extensions.clone());
         parts.extensions.insert(dispatch);
         let request = http::Request::from_parts(parts, body);
 
         let (result, mut failures) = drive(next, jobs, self.stack.clone().oneshot(request)).await;
-        match result {
-            Ok(response) => {
-                let (mut parts, body) = response.into_parts();
-                if let Some(AttemptExtensions(attempt)) = parts.extensions.remove() {
-                    extensions.extend(attempt);
-                }
-                if body.is_local() {
-                    remember_url(&mut parts.extensions, url);
-                }
-                let body = reqwest::Body::wrap(body);
-                Ok(reqwest::Response::from(http::Response::from_parts(
-                    parts, body,
-                )))
-            }
-            Err(err) => {
-                tracing::debug!(error = %err, "every route failed without an answer");
-                match failures.take_original(&err) {
-                    Some(original) => Err(original),
-                    None => Err(reqwest_middleware::Error::middleware(err)),
-                }
-            }
+        let response = match result {
+            Ok(response) => response,
+            Err(never) => match never {},
+        };
+        // No route answered because the chain below failed: hand back its
+        // own error, so `is_connect()` and friends keep working.
+        if let Some(err) = response.extensions().get::<ClaudeError>()
+            && let Some(original) = failures.take_original(err)
+        {
+            tracing::debug!(error = %err, "every route failed without an answer");
+            return Err(original);
         }
+        let (mut parts, body) = response.into_parts();
+        if let Some(AttemptExtensions(attempt)) = parts.extensions.remove() {
+            extensions.extend(attempt);
+        }
+        if body.is_local() {
+            remember_url(&mut parts.extensions, url);
+        }
+        let body = reqwest::Body::wrap(body);
+        Ok(reqwest::Response::from(http::Response::from_parts(
+            parts, body,
+        )))
     }
-}
-
-/// A local answer in Anthropic's envelope, as a `reqwest::Response`.
-fn local_response(err: &ClaudeError, url: Url) -> reqwest::Response {
-    let (mut parts, body) = error_response::<Bytes>(err).into_parts();
-    remember_url(&mut parts.extensions, url);
-    reqwest::Response::from(http::Response::from_parts(parts, reqwest::Body::from(body)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use claude_tower_core::Face;
+    use claude_tower::prelude::*;
 
     fn middleware() -> ClaudeMiddleware {
-        ClaudeMiddleware::builder()
-            .route("anthropic", "https://api.anthropic.com", Face::Anthropic)
-            .route(
+        let stack = ClaudeStack::new()
+            .route(Route::new(
+                "anthropic",
+                Endpoint::anthropic(),
+                Credential::none(),
+            ))
+            .route(Route::new(
                 "foundry",
-                "https://res.services.ai.azure.com/anthropic/",
-                Face::Foundry,
-            )
-            .build()
-            .unwrap()
+                Endpoint::foundry_base_url("https://res.services.ai.azure.com/anthropic/").unwrap(),
+                Credential::none(),
+            ));
+        ClaudeMiddleware::new(stack).unwrap()
     }
 
     fn relative(url: &str) -> String {

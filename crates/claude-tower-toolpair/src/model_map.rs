@@ -1,4 +1,8 @@
-//! Per-route model-id mapping.
+//! Per-route model-id mapping: [`ModelMapLayer`].
+//!
+//! It lives in this crate, beside tool pairing, because both read the
+//! request body with the same scanner ([`crate`] docs: why a hand-written
+//! one); it is unrelated to pairing otherwise.
 //!
 //! The same model has different names on different routes: Anthropic takes
 //! the model id (`claude-sonnet-4-5-20250929`) or an alias, a Foundry
@@ -21,7 +25,7 @@
 //! Bodies from Claude Code run to ~90 KB with fields this crate has never
 //! heard of, and `"model"` also appears nested (tool inputs, `metadata`).
 //! Parsing into a `serde_json::Value` and writing it back would reorder
-//! keys, reformat numbers and re-escape strings. Instead a small scanner
+//! keys, reformat numbers and re-escape strings. Instead the crate's scanner
 //! walks the top-level object only, skipping nested values without looking
 //! inside, finds the byte range of the first top-level `"model"` string, and
 //! splices the new value (JSON-escaped) into that range. Every other byte
@@ -35,7 +39,7 @@
 //!
 //! ```
 //! use claude_tower_core::ReplayBody;
-//! use claude_tower_failover::{ModelMapLayer, ModelMapping};
+//! use claude_tower_toolpair::{ModelMapLayer, ModelMapping};
 //! use http::Request;
 //! use tower::{service_fn, Layer, ServiceExt};
 //!
@@ -62,12 +66,11 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::ops::Range;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::{Bytes, BytesMut};
-use claude_tower_core::ReplayBody;
+use bytes::Bytes;
+use claude_tower_core::BufferedBody;
 use http::{HeaderValue, Request, header::CONTENT_LENGTH};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -195,9 +198,10 @@ impl<S: fmt::Debug> fmt::Debug for ModelMap<S> {
     }
 }
 
-impl<S> Service<Request<ReplayBody>> for ModelMap<S>
+impl<S, B> Service<Request<B>> for ModelMap<S>
 where
-    S: Service<Request<ReplayBody>>,
+    S: Service<Request<B>>,
+    B: BufferedBody,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -207,157 +211,36 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<ReplayBody>) -> Self::Future {
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
         if self.mapping.is_empty() {
             return self.inner.call(request);
         }
-        let (mut parts, body) = request.into_parts();
-        let body = match rewrite_model(body.as_bytes(), &self.mapping) {
-            Some(bytes) => {
-                if parts.headers.contains_key(CONTENT_LENGTH) {
-                    parts
-                        .headers
-                        .insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-                }
-                ReplayBody::new(bytes)
+        let rewritten = request
+            .body()
+            .buffered()
+            .and_then(|body| rewrite_model(&body, &self.mapping));
+        if let Some(bytes) = rewritten {
+            if request.headers().contains_key(CONTENT_LENGTH) {
+                request
+                    .headers_mut()
+                    .insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
             }
-            None => body,
-        };
-        self.inner.call(Request::from_parts(parts, body))
+            *request.body_mut() = B::from_buffered(bytes);
+        }
+        self.inner.call(request)
     }
 }
 
 /// The body with its top-level `"model"` mapped, or `None` to send it as is.
-pub fn rewrite_model(body: &Bytes, mapping: &ModelMapping) -> Option<Bytes> {
-    let range = find_top_level_model(body)?;
-    let raw = &body[range.clone()];
-    let decoded: std::borrow::Cow<'_, str> = if raw[1..raw.len() - 1].contains(&b'\\') {
-        std::borrow::Cow::Owned(serde_json::from_slice::<String>(raw).ok()?)
-    } else {
-        std::borrow::Cow::Borrowed(std::str::from_utf8(&raw[1..raw.len() - 1]).ok()?)
-    };
+pub fn rewrite_model(body: &[u8], mapping: &ModelMapping) -> Option<Bytes> {
+    let span = crate::scan::top_level_string(body, "model")?;
+    let decoded = crate::scan::decode(&body[span.start + 1..span.end - 1])?;
     let to = mapping.resolve(&decoded)?;
-    let encoded = serde_json::to_string(to).ok()?;
-    let mut out = BytesMut::with_capacity(body.len() - raw.len() + encoded.len());
-    out.extend_from_slice(&body[..range.start]);
-    out.extend_from_slice(encoded.as_bytes());
-    out.extend_from_slice(&body[range.end..]);
-    Some(out.freeze())
-}
-
-// === the scanner ===
-
-/// The byte range (quotes included) of the first top-level `"model"` string
-/// value of a JSON object, or `None` if there is none or the JSON is broken
-/// before it.
-pub fn find_top_level_model(json: &[u8]) -> Option<Range<usize>> {
-    let mut s = Scanner { b: json, i: 0 };
-    s.ws();
-    s.eat(b'{')?;
-    s.ws();
-    if s.peek()? == b'}' {
-        return None;
-    }
-    loop {
-        s.ws();
-        let key = s.string()?;
-        s.ws();
-        s.eat(b':')?;
-        s.ws();
-        if is_model_key(&json[key]) && s.peek()? == b'"' {
-            return s.string();
-        }
-        s.skip_value()?;
-        s.ws();
-        match s.next()? {
-            b',' => continue,
-            _ => return None,
-        }
-    }
-}
-
-fn is_model_key(raw: &[u8]) -> bool {
-    raw == b"\"model\""
-        || (raw.contains(&b'\\')
-            && serde_json::from_slice::<String>(raw).is_ok_and(|k| k == "model"))
-}
-
-struct Scanner<'a> {
-    b: &'a [u8],
-    i: usize,
-}
-
-impl Scanner<'_> {
-    fn peek(&self) -> Option<u8> {
-        self.b.get(self.i).copied()
-    }
-
-    fn next(&mut self) -> Option<u8> {
-        let c = self.peek()?;
-        self.i += 1;
-        Some(c)
-    }
-
-    fn eat(&mut self, c: u8) -> Option<()> {
-        (self.next()? == c).then_some(())
-    }
-
-    fn ws(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
-            self.i += 1;
-        }
-    }
-
-    /// A string starting at the cursor; returns its range, quotes included.
-    fn string(&mut self) -> Option<Range<usize>> {
-        let start = self.i;
-        self.eat(b'"')?;
-        loop {
-            let rest = self.b.get(self.i..)?;
-            let at = memchr::memchr2(b'"', b'\\', rest)?;
-            self.i += at + 1;
-            if rest[at] == b'"' {
-                return Some(start..self.i);
-            }
-            // Skip the escaped byte (enough for `\"` and `\\`; `\uXXXX` has no quote).
-            self.i += 1;
-        }
-    }
-
-    /// Skips any value: strings (which may hold brackets) with `string`,
-    /// containers by depth, scalars up to the next delimiter.
-    fn skip_value(&mut self) -> Option<()> {
-        match self.peek()? {
-            b'"' => self.string().map(drop),
-            b'{' | b'[' => {
-                let mut depth = 0usize;
-                loop {
-                    match self.peek()? {
-                        b'"' => {
-                            self.string()?;
-                            continue;
-                        }
-                        b'{' | b'[' => depth += 1,
-                        b'}' | b']' => {
-                            depth -= 1;
-                            if depth == 0 {
-                                self.i += 1;
-                                return Some(());
-                            }
-                        }
-                        _ => {}
-                    }
-                    self.i += 1;
-                }
-            }
-            _ => {
-                while !matches!(self.peek()?, b',' | b'}' | b' ' | b'\t' | b'\n' | b'\r') {
-                    self.i += 1;
-                }
-                Some(())
-            }
-        }
-    }
+    let mut out = Vec::with_capacity(body.len() - (span.end - span.start) + to.len() + 2);
+    out.extend_from_slice(&body[..span.start]);
+    crate::scan::encode_string(to, &mut out);
+    out.extend_from_slice(&body[span.end..]);
+    Some(Bytes::from(out))
 }
 
 #[cfg(test)]

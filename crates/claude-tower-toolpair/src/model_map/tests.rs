@@ -1,4 +1,5 @@
 use super::*;
+use claude_tower_core::ReplayBody;
 use std::convert::Infallible;
 use tower::{ServiceExt, service_fn};
 
