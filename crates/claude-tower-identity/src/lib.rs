@@ -168,6 +168,9 @@ mod rejection;
 mod service;
 mod token;
 
+#[cfg(feature = "test-util")]
+pub mod test_util;
+
 pub use config::{
     ENTRA_DEFAULT_AUDIENCES, ENTRA_LOGIN, ENTRA_STS, ENV_VARIABLES, IdentityConfig,
     InvalidIdentityConfig,

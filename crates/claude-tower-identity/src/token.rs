@@ -87,8 +87,10 @@ pub(crate) struct Rules {
 /// The claims a [`Caller`] is made from.
 #[derive(Deserialize)]
 struct Claims {
-    exp: u64,
-    iss: String,
+    // Optional here so that a missing one is reported by the validation
+    // (as a missing claim), not by serde (as a malformed token).
+    exp: Option<u64>,
+    iss: Option<String>,
     sub: Option<String>,
     oid: Option<String>,
     tid: Option<String>,
@@ -228,6 +230,11 @@ impl Verifier {
     /// Waits for the pending token's key (one shared fetch), then checks it.
     pub(crate) async fn finish(&self, pending: PendingToken) -> Result<Caller, Rejection> {
         let key = pending.issuer.source.clone().wait_for(&pending.kid).await?;
+        // Many callers may have waited with the same token: the first one
+        // through put it in the cache.
+        if let Some(caller) = self.cache.get(&pending.hash, unix_now()) {
+            return Ok(caller);
+        }
         self.verify(
             &pending.token,
             pending.hash,
@@ -252,10 +259,12 @@ impl Verifier {
             .map_err(|e| Rejection::new(kind_of(e.kind())))?
             .claims;
         let now = unix_now();
-        if claims.exp.saturating_sub(now) > self.rules.max_lifetime.as_secs() {
+        let Some(exp) = claims.exp else {
+            return Err(RejectionKind::MissingClaim.into());
+        };
+        if exp.saturating_sub(now) > self.rules.max_lifetime.as_secs() {
             return Err(RejectionKind::LifetimeTooLong.into());
         }
-        let exp = claims.exp;
         let caller = self.authorize(claims, issuer)?;
         self.cache.insert(hash, (caller.clone(), exp), now);
         Ok(caller)
@@ -298,7 +307,7 @@ impl Verifier {
             return Err(RejectionKind::MissingClaim.into());
         };
         let mut caller = Caller::new(id, AuthMethod::Token)
-            .with_issuer(claims.iss)
+            .with_issuer(claims.iss.unwrap_or_else(|| issuer.iss.to_string()))
             .with_groups(claims.groups)
             .with_roles(claims.roles);
         if let Some(name) = claims.upn.or(claims.preferred_username).or(claims.name) {
