@@ -365,6 +365,27 @@ impl KeySource {
         }
     }
 
+    /// Fetches now, whatever the intervals say (joining a fetch in flight),
+    /// and tells whether the source has keys from a fetch that succeeded.
+    pub(crate) async fn refresh(self: Arc<Self>) -> bool {
+        if self.fetcher.is_none() {
+            return true;
+        }
+        let mut done = self.done.subscribe();
+        self.start(Instant::now());
+        while self.read().in_flight {
+            if done.changed().await.is_err() {
+                break;
+            }
+        }
+        let st = self.read();
+        st.keys.is_some() && !st.last_failed
+    }
+
+    pub(crate) fn describe(&self) -> &str {
+        self.fetcher.as_ref().map_or("", |f| f.describe())
+    }
+
     fn start(self: &Arc<Self>, now: Instant) {
         let mut st = self.write();
         if !st.in_flight {
@@ -395,7 +416,7 @@ impl KeySource {
     }
 
     fn finish(&self, result: Option<Result<KeySet, FetchError>>) {
-        let describe = self.fetcher.as_ref().map_or("", |f| f.describe());
+        let describe = self.describe();
         {
             let mut st = self.write();
             st.in_flight = false;

@@ -201,6 +201,25 @@ impl IdentityLayer {
         })
     }
 
+    /// Fetches every issuer's keys now instead of on the first token that
+    /// needs them: a gateway calls it at start-up (and may from `/readyz`),
+    /// so no developer waits for discovery and an unreachable issuer shows
+    /// before traffic does. Fails with the issuers whose keys could not be
+    /// fetched; the layer works either way and keeps trying as tokens come.
+    pub async fn fetch_keys(&self) -> Result<(), Vec<String>> {
+        let mut failed = Vec::new();
+        for source in self.auth.verifier.sources() {
+            if !source.clone().refresh().await {
+                failed.push(source.describe().to_owned());
+            }
+        }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(failed)
+        }
+    }
+
     /// Checks the credential in `headers` without a service around it (for a
     /// WebSocket upgrade, say). Waits only when a token's keys must be
     /// fetched.

@@ -184,6 +184,17 @@ impl Verifier {
         self.issuers.is_empty()
     }
 
+    /// Every distinct key source (Entra's two issuers of a tenant share one).
+    pub(crate) fn sources(&self) -> Vec<Arc<KeySource>> {
+        let mut sources: Vec<Arc<KeySource>> = Vec::new();
+        for issuer in self.issuers.values() {
+            if !sources.iter().any(|s| Arc::ptr_eq(s, &issuer.source)) {
+                sources.push(issuer.source.clone());
+            }
+        }
+        sources
+    }
+
     /// Everything that can be decided without waiting: a cached token, a
     /// malformed one, one whose key is cached.
     pub(crate) fn check(&self, token: &str, hash: KeyHash) -> Step {

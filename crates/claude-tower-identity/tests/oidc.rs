@@ -392,6 +392,28 @@ async fn a_cold_start_with_the_issuer_down_is_503_then_recovers() {
     assert_eq!(send(&svc, bearer(&key.sign(&claims))).await.status, 503);
 }
 
+#[tokio::test]
+async fn keys_can_be_fetched_at_start_up() {
+    let key = SigningKey::rsa("k1");
+    let issuer = Issuer::start(&[&key]).await;
+    let down = Issuer::start(&[&key]).await;
+    down.set_mode(Mode::Down);
+    let layer = IdentityLayer::new(config(&issuer).with_issuer(down.iss())).unwrap();
+    assert_eq!(layer.fetch_keys().await, Err(vec![down.iss()]));
+    assert_eq!(issuer.jwks_hits(), 1);
+    // The first token waits for nothing.
+    let (svc, _) = service(&layer);
+    assert_eq!(
+        send(&svc, bearer(&key.sign(&issuer.claims(AUD))))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(issuer.jwks_hits(), 1);
+    down.set_mode(Mode::Up);
+    assert_eq!(layer.fetch_keys().await, Ok(()));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_requests_with_a_new_kid_cause_one_fetch() {
     let (old, new) = (SigningKey::rsa("old"), SigningKey::rsa("new"));
