@@ -140,15 +140,35 @@
 //!
 //! # The JWT crate
 //!
-//! [`jsonwebtoken`] 12 with only its `aws_lc_rs` feature. It is the most
-//! used JWT crate, kept up (10, 11 and 12 came out in 2025–26, each with
-//! security fixes and the pluggable crypto provider), and its `aws_lc_rs`
-//! backend is the aws-lc-rs that rustls already uses here — one crypto
-//! stack, no `ring`, no RustCrypto `rsa` (whose timing advisory has no
-//! fix). It adds only `signature` and `zeroize`; its MIT licence passes
-//! `deny.toml`. This crate uses it for the signature and the standard claim
-//! checks and parses the JWKS itself (to skip unusable keys instead of
-//! failing the whole document), and hashes with aws-lc-rs too.
+//! [`jsonwebtoken`] 12 with only its `aws_lc_rs` feature, chosen on upkeep
+//! and crypto backend:
+//!
+//! - Upkeep: the most used JWT crate, released steadily (10.0 in 2025-09
+//!   through 12.0 in 2026-11); 12 closed the last claim type confusions
+//!   (`sub`, `iss`, `aud`) and rejects unknown `crit` extensions.
+//! - Backend: since 10 the crypto is a provider; `aws_lc_rs` is the
+//!   aws-lc-rs that rustls already uses here — one crypto stack, no `ring`,
+//!   no RustCrypto `rsa` (whose open Marvin advisory, RUSTSEC-2023-0071,
+//!   concerns private-key use only, but every advisory scan would flag). It adds
+//!   only `signature` and `zeroize` to the tree; its MIT licence (and
+//!   theirs, Apache-2.0/MIT) pass `deny.toml`.
+//! - Passed over: `josekit` (OpenSSL, banned by `deny.toml`), `jwt-simple`
+//!   (BoringSSL or its own pure-Rust stack: a second crypto stack), and a
+//!   hand-written verifier on aws-lc-rs (less code, but claim handling is
+//!   where JWT libraries have had their bugs).
+//!
+//! The crate verifies signatures and the standard claims (`exp`, `nbf`,
+//! `iss`, `aud`); this crate picks the key itself (by `iss` and `kid`, with
+//! the algorithm checked against the key's family and curve), parses JWKS
+//! documents itself (skipping unusable keys instead of failing the whole
+//! document), and hashes with aws-lc-rs too.
+//!
+//! # Start-up
+//!
+//! Building the layer fetches nothing. A gateway calls
+//! [`IdentityLayer::fetch_keys`] once at start-up so the first developer
+//! does not wait for discovery and an unreachable issuer is logged before
+//! traffic arrives.
 //!
 //! [`Caller`]: claude_tower_core::Caller
 
