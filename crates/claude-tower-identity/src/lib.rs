@@ -64,6 +64,32 @@
 //! gateway reads the same settings from the environment
 //! ([`IdentityConfig::from_lookup`]) or an `[identity]` config section.
 //!
+//! # Claude Code set-ups
+//!
+//! Three ways developers reach a gateway running this layer, each giving a
+//! per-developer [`Caller`]:
+//!
+//! 1. **Foundry mode with `az login`** (an Entra token). Gateway:
+//!    `CLAUDE_TOWER_ENTRA_TENANT_ID=<tenant id>`. Developer: `az login`, then
+//!    `CLAUDE_CODE_USE_FOUNDRY=1` and
+//!    `ANTHROPIC_FOUNDRY_BASE_URL=https://gateway.example.com/anthropic`
+//!    with no Foundry key: `DefaultAzureCredential` sends
+//!    `Authorization: Bearer <token>` for `https://ai.azure.com` (or
+//!    `https://cognitiveservices.azure.com`), both accepted by default.
+//!    (Leave `CLAUDE_CODE_SKIP_FOUNDRY_AUTH` unset: it sends no token.)
+//! 2. **An `apiKeyHelper` printing a per-user token.** Gateway as above (or
+//!    `CLAUDE_TOWER_OIDC_ISSUER` + `CLAUDE_TOWER_OIDC_AUDIENCE` for another
+//!    identity provider). Developer: `ANTHROPIC_BASE_URL=https://gateway.example.com`
+//!    and in `settings.json`
+//!    `"apiKeyHelper": "az account get-access-token --resource https://cognitiveservices.azure.com --query accessToken -o tsv"`.
+//!    Claude Code sends the value as `x-api-key` and `Authorization:
+//!    Bearer` and asks the helper again every 5 minutes; the token is
+//!    verified once and then served from the cache.
+//! 3. **Per-user static keys.** Gateway:
+//!    `CLAUDE_TOWER_CLIENT_KEYS=ada=k-7c1e…,grace=k-09fa…`. Developer:
+//!    `ANTHROPIC_BASE_URL=https://gateway.example.com` and
+//!    `ANTHROPIC_API_KEY=k-7c1e…`; the caller id is `ada`.
+//!
 //! # Credentials
 //!
 //! The first of `Authorization: Bearer`, `x-api-key`, `api-key` is read
