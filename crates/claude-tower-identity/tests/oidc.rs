@@ -23,6 +23,24 @@ fn config(issuer: &Issuer) -> IdentityConfig {
         .with_audience("https://ai.azure.com")
 }
 
+/// A layer that re-fetches keys for any unknown `kid` at once.
+fn eager(issuer: &Issuer) -> IdentityLayer {
+    IdentityLayer::new(config(issuer).with_key_refetch_interval(Duration::ZERO)).unwrap()
+}
+
+async fn status<S>(svc: &S, token: &str) -> u16
+where
+    S: tower::Service<
+            http::Request<http_body_util::Full<bytes::Bytes>>,
+            Response = http::Response<
+                claude_tower_core::ResponseBody<http_body_util::Full<bytes::Bytes>>,
+            >,
+            Error = std::convert::Infallible,
+        > + Clone,
+{
+    send(svc, bearer(token)).await.status
+}
+
 fn with(mut claims: Value, patch: Value) -> Value {
     for (k, v) in patch.as_object().unwrap() {
         if v.is_null() {
@@ -88,7 +106,7 @@ async fn every_bad_token_gets_its_own_answer() {
     .unwrap();
     let (svc, seen) = service(&layer);
     let good = with(issuer.claims(AUD), json!({"azp": "app-1"}));
-    assert_eq!(send(&svc, bearer(&key.sign(&good))).await.status, 200);
+    assert_eq!(status(&svc, &key.sign(&good)).await, 200);
 
     let header = json!({"alg": "RS256", "typ": "JWT", "kid": "k1"});
     let signed = key.sign(&good);
@@ -304,15 +322,9 @@ async fn client_keys_are_named_callers() {
 async fn a_rotated_key_is_picked_up() {
     let (old, new) = (SigningKey::rsa("old"), SigningKey::ec("new"));
     let issuer = Issuer::start(&[&old]).await;
-    let layer =
-        IdentityLayer::new(config(&issuer).with_key_refetch_interval(Duration::ZERO)).unwrap();
+    let layer = eager(&issuer);
     let (svc, _) = service(&layer);
-    assert_eq!(
-        send(&svc, bearer(&old.sign(&issuer.claims(AUD))))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(status(&svc, &old.sign(&issuer.claims(AUD))).await, 200);
 
     issuer.publish(&[&old, &new]);
     let answer = send(&svc, bearer(&new.sign(&issuer.claims(AUD)))).await;
@@ -332,12 +344,7 @@ async fn an_issuer_going_down_leaves_cached_keys_working() {
     )
     .unwrap();
     let (svc, _) = service(&layer);
-    assert_eq!(
-        send(&svc, bearer(&key.sign(&issuer.claims(AUD))))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(status(&svc, &key.sign(&issuer.claims(AUD))).await, 200);
 
     for mode in [Mode::Down, Mode::Malformed, Mode::Huge] {
         issuer.set_mode(mode);
@@ -357,8 +364,7 @@ async fn a_cold_start_with_the_issuer_down_is_503_then_recovers() {
     let key = SigningKey::rsa("k1");
     let issuer = Issuer::start(&[&key]).await;
     issuer.set_mode(Mode::Down);
-    let layer =
-        IdentityLayer::new(config(&issuer).with_key_refetch_interval(Duration::ZERO)).unwrap();
+    let layer = eager(&issuer);
     let (svc, seen) = service(&layer);
     let token = key.sign(&issuer.claims(AUD));
 
@@ -374,7 +380,7 @@ async fn a_cold_start_with_the_issuer_down_is_503_then_recovers() {
     );
 
     issuer.set_mode(Mode::Up);
-    assert_eq!(send(&svc, bearer(&token)).await.status, 200);
+    assert_eq!(status(&svc, &token).await, 200);
     assert_eq!(seen.lock().unwrap().len(), 1);
 
     // Nothing listening at all: the same 503.
@@ -389,7 +395,7 @@ async fn a_cold_start_with_the_issuer_down_is_503_then_recovers() {
     .unwrap();
     let (svc, _) = service(&layer);
     let claims = with(issuer.claims(AUD), json!({"iss": closed}));
-    assert_eq!(send(&svc, bearer(&key.sign(&claims))).await.status, 503);
+    assert_eq!(status(&svc, &key.sign(&claims)).await, 503);
 }
 
 #[tokio::test]
@@ -403,12 +409,7 @@ async fn keys_can_be_fetched_at_start_up() {
     assert_eq!(issuer.jwks_hits(), 1);
     // The first token waits for nothing.
     let (svc, _) = service(&layer);
-    assert_eq!(
-        send(&svc, bearer(&key.sign(&issuer.claims(AUD))))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(status(&svc, &key.sign(&issuer.claims(AUD))).await, 200);
     assert_eq!(issuer.jwks_hits(), 1);
     down.set_mode(Mode::Up);
     assert_eq!(layer.fetch_keys().await, Ok(()));
@@ -418,15 +419,9 @@ async fn keys_can_be_fetched_at_start_up() {
 async fn ten_thousand_requests_with_a_new_kid_cause_one_fetch() {
     let (old, new) = (SigningKey::rsa("old"), SigningKey::rsa("new"));
     let issuer = Issuer::start(&[&old]).await;
-    let layer =
-        IdentityLayer::new(config(&issuer).with_key_refetch_interval(Duration::ZERO)).unwrap();
+    let layer = eager(&issuer);
     let (svc, seen) = service(&layer);
-    assert_eq!(
-        send(&svc, bearer(&old.sign(&issuer.claims(AUD))))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(status(&svc, &old.sign(&issuer.claims(AUD))).await, 200);
     assert_eq!(issuer.jwks_hits(), 1);
 
     issuer.publish(&[&old, &new]);
@@ -436,7 +431,7 @@ async fn ten_thousand_requests_with_a_new_kid_cause_one_fetch() {
     let requests = (0..10_000).map(|i| {
         let svc = svc.clone();
         let token = tokens[i % tokens.len()].clone();
-        tokio::spawn(async move { send(&svc, bearer(&token)).await.status })
+        tokio::spawn(async move { status(&svc, &token).await })
     });
     let statuses = futures_util::future::join_all(requests).await;
     assert!(statuses.iter().all(|s| *s.as_ref().unwrap() == 200));
@@ -519,12 +514,9 @@ async fn an_entra_tenant_accepts_both_issuer_forms() {
         v2.clone(),
         json!({"tid": "00000000-0000-0000-0000-000000000000"}),
     );
-    assert_eq!(
-        send(&svc, bearer(&key.sign(&other_tenant))).await.status,
-        403
-    );
+    assert_eq!(status(&svc, &key.sign(&other_tenant)).await, 403);
     let graph = with(v2, json!({"aud": "https://graph.microsoft.com"}));
-    assert_eq!(send(&svc, bearer(&key.sign(&graph))).await.status, 401);
+    assert_eq!(status(&svc, &key.sign(&graph)).await, 401);
 }
 
 #[test]
