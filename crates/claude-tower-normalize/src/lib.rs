@@ -27,6 +27,9 @@
 //!   classified by status alone and passed on unread past what was read.
 //!   Optionally the Foundry envelope is rewritten into Anthropic's, and the
 //!   retry headers into canonical ones ([`NormalizeLayer`] options).
+//! - **Either**: the route's [`RouteId`] and [`Face`] go into the
+//!   extensions, so a layer further out (usage, metrics) knows which route
+//!   answered without a route table.
 //! - **Transport error**: `Err(ClaudeError)` with class `Transport` or
 //!   `Timeout`, found by walking the error's source chain; an error that
 //!   already is (or boxes) a [`ClaudeError`] passes through, with the route
@@ -92,6 +95,8 @@
 //! [`ClaudeError`]: claude_tower_core::ClaudeError
 //! [`RetryAfter`]: claude_tower_core::RetryAfter
 //! [`RequestIds`]: claude_tower_core::RequestIds
+//! [`RouteId`]: claude_tower_core::RouteId
+//! [`Face`]: claude_tower_core::Face
 
 #![forbid(unsafe_code)]
 #![warn(
