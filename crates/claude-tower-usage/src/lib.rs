@@ -1,0 +1,18 @@
+//! docs later
+#![forbid(unsafe_code)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms
+)]
+
+mod json;
+mod payload;
+mod sse;
+mod stats;
+mod watch;
+
+pub use json::DEFAULT_JSON_LIMIT;
+pub use sse::{DEFAULT_EVENT_LIMIT, SseUsageReader};
+pub use stats::ReadStats;
