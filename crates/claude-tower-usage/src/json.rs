@@ -34,7 +34,7 @@ impl JsonWatcher {
         }
     }
 
-    pub(crate) fn feed(&mut self, chunk: &Bytes, _stats: &ReadStats) {
+    pub(crate) fn feed(&mut self, chunk: &Bytes) {
         if self.over || chunk.is_empty() {
             return;
         }
@@ -112,7 +112,7 @@ mod tests {
         let stats = ReadStats::default();
         let mut w = JsonWatcher::new(limit);
         for c in chunks {
-            w.feed(&Bytes::copy_from_slice(c), &stats);
+            w.feed(&Bytes::copy_from_slice(c));
         }
         (w.finish(complete, &stats), stats)
     }
@@ -123,10 +123,19 @@ mod tests {
     fn reads_usage_model_and_stop_reason_in_any_chunking() {
         let bytes = MESSAGE.as_bytes();
         for split in 0..bytes.len() {
-            let (r, stats) = watch(&[&bytes[..split], &bytes[split..]], DEFAULT_JSON_LIMIT, true);
+            let (r, stats) = watch(
+                &[&bytes[..split], &bytes[split..]],
+                DEFAULT_JSON_LIMIT,
+                true,
+            );
             let usage = r.usage().expect("usage read");
             assert_eq!(
-                (usage.input, usage.output, usage.cache_creation_input, usage.cache_read_input),
+                (
+                    usage.input,
+                    usage.output,
+                    usage.cache_creation_input,
+                    usage.cache_read_input
+                ),
                 (11, 7, 2, 3)
             );
             assert_eq!(r.model.as_deref(), Some("claude-sonnet-4-5"));
@@ -161,7 +170,11 @@ mod tests {
 
     #[test]
     fn over_the_limit_is_skipped_and_counted() {
-        let (r, stats) = watch(&[&MESSAGE.as_bytes()[..100], &MESSAGE.as_bytes()[100..]], 128, true);
+        let (r, stats) = watch(
+            &[&MESSAGE.as_bytes()[..100], &MESSAGE.as_bytes()[100..]],
+            128,
+            true,
+        );
         assert_eq!(r.usage(), None);
         assert_eq!(stats.oversized_json(), 1);
     }

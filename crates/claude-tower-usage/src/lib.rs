@@ -7,12 +7,20 @@
     rust_2018_idioms
 )]
 
+mod body;
+pub mod future;
 mod json;
+mod layer;
 mod payload;
 mod sse;
 mod stats;
 mod watch;
 
+pub use body::UsageBody;
 pub use json::DEFAULT_JSON_LIMIT;
+pub use layer::{RequestedModel, Usage, UsageLayer};
 pub use sse::{DEFAULT_EVENT_LIMIT, SseUsageReader};
 pub use stats::ReadStats;
+
+#[cfg(test)]
+mod tests;

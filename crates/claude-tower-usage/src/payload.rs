@@ -138,10 +138,19 @@ mod tests {
 
     #[test]
     fn error_types_map_to_classes() {
-        assert_eq!(class_of_error_type("overloaded_error"), ErrorClass::Overloaded);
-        assert_eq!(class_of_error_type("rate_limit_error"), ErrorClass::RateLimited);
+        assert_eq!(
+            class_of_error_type("overloaded_error"),
+            ErrorClass::Overloaded
+        );
+        assert_eq!(
+            class_of_error_type("rate_limit_error"),
+            ErrorClass::RateLimited
+        );
         assert_eq!(class_of_error_type("api_error"), ErrorClass::Server);
         assert_eq!(class_of_error_type("something_new"), ErrorClass::Server);
-        assert_eq!(class_of_error_type("request_too_large"), ErrorClass::InvalidRequest);
+        assert_eq!(
+            class_of_error_type("request_too_large"),
+            ErrorClass::InvalidRequest
+        );
     }
 }

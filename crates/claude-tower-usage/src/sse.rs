@@ -119,7 +119,10 @@ impl Kind {
 
     /// Whether the event's data is read.
     fn wants_data(self) -> bool {
-        matches!(self, Kind::Unnamed | Kind::Start | Kind::Delta | Kind::Error)
+        matches!(
+            self,
+            Kind::Unnamed | Kind::Start | Kind::Delta | Kind::Error
+        )
     }
 }
 
@@ -435,4 +438,4 @@ impl SseUsageReader {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

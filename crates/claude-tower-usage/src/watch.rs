@@ -47,10 +47,10 @@ pub(crate) enum Watch {
 
 impl Watch {
     /// Looks at one data frame as it passes.
-    pub(crate) fn feed(&mut self, chunk: &Bytes, stats: &ReadStats) {
+    pub(crate) fn feed(&mut self, chunk: &Bytes) {
         match self {
             Watch::Sse(sse) => sse.feed(chunk),
-            Watch::Json(json) => json.feed(chunk, stats),
+            Watch::Json(json) => json.feed(chunk),
             Watch::Off => {}
         }
     }

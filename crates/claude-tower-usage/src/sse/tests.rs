@@ -14,11 +14,15 @@ pub(crate) fn sim_stream(deltas: usize, tool: bool) -> String {
             s.push_str("event: ping\ndata: {\"type\": \"ping\"}\n\n");
         }
     }
-    s.push_str("event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n");
+    s.push_str(
+        "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+    );
     if tool {
         s.push_str("event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_1\",\"name\":\"search\",\"input\":{}}}\n\n");
         s.push_str("event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"usage\\\": \"}}\n\n");
-        s.push_str("event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":1}\n\n");
+        s.push_str(
+            "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":1}\n\n",
+        );
     }
     let reason = if tool { "tool_use" } else { "end_turn" };
     s.push_str(&format!("event: message_delta\ndata: {{\"type\":\"message_delta\",\"delta\":{{\"stop_reason\":\"{reason}\",\"stop_sequence\":null}},\"usage\":{{\"output_tokens\":{}}}}}\n\n", 10 + deltas));
@@ -162,7 +166,13 @@ fn malformed_usage_makes_usage_unknown() {
         "{\"type\":\"message_delta\",\"usage\":{\"output_tokens\":",
     ] {
         let mut r = SseUsageReader::new();
-        r.feed(sim_stream(1, false).split("event: message_delta").next().unwrap().as_bytes());
+        r.feed(
+            sim_stream(1, false)
+                .split("event: message_delta")
+                .next()
+                .unwrap()
+                .as_bytes(),
+        );
         r.feed(format!("event: message_delta\ndata: {bad}\n\n").as_bytes());
         assert_eq!(r.usage(), None, "{bad}");
         assert_eq!(r.malformed_events(), 1);
@@ -172,7 +182,13 @@ fn malformed_usage_makes_usage_unknown() {
 #[test]
 fn a_ten_mib_line_is_skipped_not_buffered() {
     let mut r = SseUsageReader::new();
-    r.feed(sim_stream(1, false).split("event: message_delta").next().unwrap().as_bytes());
+    r.feed(
+        sim_stream(1, false)
+            .split("event: message_delta")
+            .next()
+            .unwrap()
+            .as_bytes(),
+    );
     // A 10 MiB content delta, fed in 64 KiB chunks: skipped without a copy.
     r.feed(b"event: content_block_delta\ndata: {\"text\":\"");
     let chunk = vec![b'a'; 64 * 1024];
