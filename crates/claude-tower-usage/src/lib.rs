@@ -11,6 +11,8 @@ mod body;
 pub mod future;
 mod json;
 mod layer;
+mod log;
+pub mod metrics;
 mod payload;
 mod sse;
 mod stats;
@@ -19,6 +21,8 @@ mod watch;
 pub use body::UsageBody;
 pub use json::DEFAULT_JSON_LIMIT;
 pub use layer::{RequestedModel, Usage, UsageLayer};
+pub use log::TracingSink;
+pub use metrics::MetricsSink;
 pub use sse::{DEFAULT_EVENT_LIMIT, SseUsageReader};
 pub use stats::ReadStats;
 
