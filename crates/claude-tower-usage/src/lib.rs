@@ -8,6 +8,8 @@
 )]
 
 mod body;
+#[cfg(any(feature = "prometheus", feature = "otlp"))]
+mod export;
 pub mod future;
 mod json;
 mod layer;
@@ -19,6 +21,12 @@ mod stats;
 mod watch;
 
 pub use body::UsageBody;
+#[cfg(feature = "prometheus")]
+pub use export::PrometheusExporter;
+#[cfg(any(feature = "prometheus", feature = "otlp"))]
+pub use export::{MetricsSetupError, resource_from_env};
+#[cfg(feature = "otlp")]
+pub use export::{otlp_configured, otlp_reader_from_env};
 pub use json::DEFAULT_JSON_LIMIT;
 pub use layer::{RequestedModel, Usage, UsageLayer};
 pub use log::TracingSink;
