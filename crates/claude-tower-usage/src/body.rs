@@ -82,10 +82,10 @@ where
                 if let (Some(recorder), Some(data)) = (this.recorder.as_mut(), frame.data_ref()) {
                     recorder.data(data);
                 }
-                if this.inner.is_end_stream() {
-                    if let Some(recorder) = this.recorder.take() {
-                        recorder.finish(End::Complete);
-                    }
+                if this.inner.is_end_stream()
+                    && let Some(recorder) = this.recorder.take()
+                {
+                    recorder.finish(End::Complete);
                 }
             }
             Some(Err(_)) => {

@@ -192,10 +192,10 @@ impl MetricsSink {
             }
             None => attrs.push(KeyValue::new(attr::ROUTE, "_local")),
         }
-        if let Some(caller) = &record.caller {
-            if self.callers.cap > 0 {
-                attrs.push(KeyValue::new(attr::CALLER, self.callers.value(caller.id())));
-            }
+        if let Some(caller) = &record.caller
+            && self.callers.cap > 0
+        {
+            attrs.push(KeyValue::new(attr::CALLER, self.callers.value(caller.id())));
         }
         attrs
     }
@@ -229,10 +229,10 @@ impl UsageSink for MetricsSink {
             self.unknown.add(1, &attrs);
         }
 
-        if record.streamed {
-            if let Some(ttfc) = record.time_to_first_chunk {
-                self.first_chunk.record(ttfc.as_secs_f64(), &attrs);
-            }
+        if record.streamed
+            && let Some(ttfc) = record.time_to_first_chunk
+        {
+            self.first_chunk.record(ttfc.as_secs_f64(), &attrs);
         }
 
         if let Some(class) = record.error_class {

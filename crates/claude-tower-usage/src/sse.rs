@@ -186,8 +186,24 @@ impl SseUsageReader {
                     }
                     _ => {
                         self.line_empty = false;
-                        self.name_len = 0;
-                        self.line = Line::Field;
+                        // Fast path for the two fields every event has,
+                        // when the name is whole in this chunk.
+                        let (field, len): (&[u8], usize) = if buf.starts_with(b"data: ") {
+                            (b"data", 6)
+                        } else if buf.starts_with(b"event: ") {
+                            (b"event", 7)
+                        } else {
+                            (b"", 0)
+                        };
+                        if len > 0 {
+                            self.name[..field.len()].copy_from_slice(field);
+                            self.name_len = field.len();
+                            self.line = Line::Value(self.field_value());
+                            buf = &buf[len..];
+                        } else {
+                            self.name_len = 0;
+                            self.line = Line::Field;
+                        }
                     }
                 },
                 Line::Field => {
@@ -290,18 +306,15 @@ impl SseUsageReader {
             [_, tail @ ..] => tail,
             [] => rest,
         };
-        match self.line {
-            Line::Value(Value::Event) => {
-                self.kind = Kind::of(&self.name[..self.name_len]);
-                if !self.kind.wants_data() {
-                    // Data read before the name belongs to a skipped event.
-                    self.data.clear();
-                }
-                if self.kind == Kind::Content {
-                    self.reading.content_seen = true;
-                }
+        if self.line == Line::Value(Value::Event) {
+            self.kind = Kind::of(&self.name[..self.name_len]);
+            if !self.kind.wants_data() {
+                // Data read before the name belongs to a skipped event.
+                self.data.clear();
             }
-            _ => {}
+            if self.kind == Kind::Content {
+                self.reading.content_seen = true;
+            }
         }
         if self.line == Line::Start && self.line_empty {
             self.dispatch();
