@@ -2,33 +2,7 @@
 //! Prometheus text renderer (feature `prometheus`) and OTLP push configured
 //! by the standard `OTEL_*` variables (feature `otlp`).
 //!
-//! # Why `opentelemetry-prometheus`
-//!
-//! Three ways to serve `/metrics` were weighed:
-//!
-//! - **The `prometheus` crate alone** (TiKV's client): well kept, but a
-//!   second metrics API beside OpenTelemetry. The layer records through the
-//!   OpenTelemetry API so that OTLP push and Prometheus pull see the same
-//!   instruments; with the `prometheus` crate alone every instrument would be
-//!   written twice.
-//! - **A hand-rolled text renderer over the SDK's pull reader**: no new
-//!   dependency, but the SDK's `ManualReader` sits behind its
-//!   `experimental_metrics_custom_reader` feature, and we would own the
-//!   OpenTelemetry-to-Prometheus translation (unit suffixes, `_total`,
-//!   `target_info`, scope labels, name escaping) and its drift.
-//! - **`opentelemetry-prometheus`**: the official bridge from the same
-//!   repository, released in lockstep with the SDK (0.33 here). It was
-//!   declared discontinued at 0.29 (2025) because the `prometheus` crate then
-//!   pulled in the unmaintained `protobuf`; it was restored to the workspace
-//!   in May 2026 and now uses `prometheus` 0.14 with default features off (no
-//!   protobuf). Its extra weight is small: `prometheus` (text encoder,
-//!   registry), `fnv`, `parking_lot`, `once_cell`.
-//!
-//! We take the third, behind a feature that is off by default, and hide it
-//! behind [`PrometheusExporter`]: if the bridge goes out of maintenance again,
-//! a renderer over the SDK's data types can replace it without changing this
-//! crate's API. Prometheus 3 also ingests OTLP natively, which the `otlp`
-//! feature covers.
+//! Why these crates: see the [crate docs](crate#exporters).
 
 use std::fmt;
 
