@@ -1,6 +1,10 @@
 //! Counters of what the watchers could not read.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::Meter;
 
 /// How often usage could not be read, shared by every service one
 /// [`UsageLayer`](crate::UsageLayer) made ([`UsageLayer::stats`](crate::UsageLayer::stats)).
@@ -29,6 +33,26 @@ impl ReadStats {
     /// JSON bodies over the JSON limit: skipped.
     pub fn oversized_json(&self) -> u64 {
         self.oversized_json.load(Ordering::Relaxed)
+    }
+
+    /// Reports these counters on `meter` as `claude_tower.usage.read_failures`
+    /// (`{event}`), attribute `claude_tower.reason` = `malformed`,
+    /// `oversized_event` or `oversized_json`, read at each collection.
+    pub fn observe(self: Arc<Self>, meter: &Meter) {
+        meter
+            .u64_observable_counter("claude_tower.usage.read_failures")
+            .with_unit("{event}")
+            .with_description("Usage that could not be read, by reason.")
+            .with_callback(move |counter| {
+                for (reason, n) in [
+                    ("malformed", self.malformed()),
+                    ("oversized_event", self.oversized_events()),
+                    ("oversized_json", self.oversized_json()),
+                ] {
+                    counter.observe(n, &[KeyValue::new("claude_tower.reason", reason)]);
+                }
+            })
+            .build();
     }
 
     pub(crate) fn count_malformed(&self) {

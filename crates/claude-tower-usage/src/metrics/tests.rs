@@ -230,3 +230,24 @@ fn local_errors_and_unknown_usage_count_no_tokens() {
         1.0
     );
 }
+
+#[test]
+fn read_stats_are_observed() {
+    let m = TestMeter::new();
+    let stats = Arc::new(crate::ReadStats::default());
+    stats.count_malformed();
+    stats.count_malformed();
+    stats.count_oversized_json();
+    Arc::clone(&stats).observe(&m.meter());
+    let p = m.points();
+    let failures = "claude_tower.usage.read_failures";
+    assert_eq!(total(&p, failures, &["claude_tower.reason=malformed"]), 2.0);
+    assert_eq!(
+        total(&p, failures, &["claude_tower.reason=oversized_json"]),
+        1.0
+    );
+    assert_eq!(
+        total(&p, failures, &["claude_tower.reason=oversized_event"]),
+        0.0
+    );
+}
