@@ -11,7 +11,7 @@ use bytes::Bytes;
 use claude_tower_core::usage::{TokenUsage, UsageHook, UsageRecord};
 use claude_tower_core::{Attempt, Caller, ClaudeError, ErrorClass, Face, RequestIds, RouteId};
 use claude_tower_failover::FailoverReport;
-use http::header::CONTENT_TYPE;
+use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use http::response::Parts;
 use http::{HeaderMap, Response, StatusCode};
 use http_body::Body;
@@ -124,6 +124,10 @@ impl Start {
             // Nothing billable: a local answer, or an upstream error.
             record.usage = Some(TokenUsage::default());
             Watch::Off
+        } else if is_encoded(&parts.headers) {
+            // Compressed bytes: not read here; the usage is unknown.
+            self.config.stats.count_encoded();
+            Watch::Off
         } else if record.streamed {
             Watch::Sse(SseUsageReader::with_event_limit(self.config.event_limit))
         } else if is_json(&parts.headers) {
@@ -219,6 +223,13 @@ fn is_json(headers: &HeaderMap) -> bool {
         essence.eq_ignore_ascii_case("application/json")
             || essence.len() > 5 && essence[essence.len() - 5..].eq_ignore_ascii_case("+json")
     })
+}
+
+fn is_encoded(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| !v.trim().is_empty() && !v.trim().eq_ignore_ascii_case("identity"))
 }
 
 fn content_type(headers: &HeaderMap) -> Option<&str> {

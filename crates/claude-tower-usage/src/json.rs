@@ -71,6 +71,11 @@ impl JsonWatcher {
             Some(first) => first,
             None => &self.buf,
         };
+        if bytes.is_empty() && complete {
+            // No body (a HEAD, a 204): nothing billed.
+            reading.usage_seen = true;
+            return reading;
+        }
         match read_message(bytes) {
             Some(message) => reading = message,
             None => {
@@ -177,6 +182,13 @@ mod tests {
         );
         assert_eq!(r.usage(), None);
         assert_eq!(stats.oversized_json(), 1);
+    }
+
+    #[test]
+    fn an_empty_body_is_zero_tokens_not_malformed() {
+        let (r, stats) = watch(&[], DEFAULT_JSON_LIMIT, true);
+        assert_eq!(r.usage(), Some(TokenUsage::default()));
+        assert_eq!(stats.malformed(), 0);
     }
 
     #[test]

@@ -72,6 +72,8 @@
 //! - Local answers (no [`RouteId`] on the response: a 413, a tool-pairing
 //!   400, a quota 429), upstream error statuses and other content types are
 //!   not read: they carry no billable tokens, and the record says zero.
+//! - A success under a `content-encoding` (gzip, br) is passed on unread:
+//!   its usage is unknown and [`ReadStats::encoded`] counts it.
 //!
 //! Nothing here ever fails a response. Broken JSON, counts that are strings,
 //! negative or fractional, an oversized event: the record says `usage: None`

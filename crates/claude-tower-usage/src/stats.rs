@@ -16,6 +16,7 @@ pub struct ReadStats {
     malformed: AtomicU64,
     oversized_events: AtomicU64,
     oversized_json: AtomicU64,
+    encoded: AtomicU64,
 }
 
 impl ReadStats {
@@ -37,7 +38,8 @@ impl ReadStats {
 
     /// Reports these counters on `meter` as `claude_tower.usage.read_failures`
     /// (`{event}`), attribute `claude_tower.reason` = `malformed`,
-    /// `oversized_event` or `oversized_json`, read at each collection.
+    /// `oversized_event`, `oversized_json` or `encoded`, read at each
+    /// collection.
     pub fn observe(self: Arc<Self>, meter: &Meter) {
         meter
             .u64_observable_counter("claude_tower.usage.read_failures")
@@ -48,11 +50,22 @@ impl ReadStats {
                     ("malformed", self.malformed()),
                     ("oversized_event", self.oversized_events()),
                     ("oversized_json", self.oversized_json()),
+                    ("encoded", self.encoded()),
                 ] {
                     counter.observe(n, &[KeyValue::new("claude_tower.reason", reason)]);
                 }
             })
             .build();
+    }
+
+    /// Successful responses under a `content-encoding` (gzip, br, ...):
+    /// passed on unread.
+    pub fn encoded(&self) -> u64 {
+        self.encoded.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_encoded(&self) {
+        self.encoded.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn count_malformed(&self) {

@@ -447,3 +447,18 @@ async fn many_concurrent_requests_give_one_record_each() {
     assert_eq!(got.len(), 50);
     assert_eq!(got.iter().map(|r| r.tokens().output).sum::<u64>(), 50 * 13);
 }
+
+#[tokio::test]
+async fn an_encoded_body_passes_unread_with_unknown_usage() {
+    let (layer, records) = collecting();
+    let bytes = b"\x1f\x8b\x08\x00 not really gzip";
+    let mut res = upstream("text/event-stream", chunked(bytes, 5));
+    res.headers_mut()
+        .insert("content-encoding", http::HeaderValue::from_static("gzip"));
+    let res = call(&layer, request(), res).await;
+    assert_eq!(collect(res).await, &bytes[..]);
+    let r = &taken(&records)[0];
+    assert_eq!(r.usage, None);
+    assert_eq!(r.error_class, None);
+    assert_eq!(layer.stats().encoded(), 1);
+}
