@@ -84,6 +84,28 @@ where
     res.into_body().collect().await.unwrap().to_bytes()
 }
 
+/// One request through the layer, the body read whole: the bytes the
+/// client got and the one record delivered.
+async fn through<B>(
+    layer: &UsageLayer,
+    records: &Records,
+    req: Request<ReplayBody>,
+    response: Response<B>,
+) -> (Bytes, UsageRecord)
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: std::fmt::Debug,
+{
+    let bytes = collect(call(layer, req, response).await).await;
+    let mut got = taken(records);
+    assert_eq!(got.len(), 1, "one record per request");
+    (bytes, got.remove(0))
+}
+
+fn json_ok(body: &'static [u8]) -> Response<Full<Bytes>> {
+    upstream("application/json", Full::new(Bytes::from_static(body)))
+}
+
 #[tokio::test]
 async fn a_stream_passes_unchanged_and_gives_one_record() {
     let (layer, records) = collecting();
@@ -128,14 +150,14 @@ async fn a_stream_passes_unchanged_and_gives_one_record() {
 async fn a_json_message_is_read_as_it_passes() {
     let (layer, records) = collecting();
     let body = r#"{"id":"m","type":"message","model":"claude-haiku-4-5","content":[],"stop_reason":"end_turn","usage":{"input_tokens":3,"output_tokens":4}}"#;
-    let res = call(
+    let (bytes, r) = through(
         &layer,
+        &records,
         request(),
         upstream("application/json", chunked(body.as_bytes(), 10)),
     )
     .await;
-    assert_eq!(collect(res).await, body.as_bytes());
-    let r = &taken(&records)[0];
+    assert_eq!(bytes, body.as_bytes());
     assert_eq!(
         r.usage,
         Some(TokenUsage {
@@ -157,10 +179,7 @@ async fn a_local_answer_has_zero_tokens() {
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from_static(br#"{"type":"error"}"#)))
         .unwrap();
-    let res = call(&layer, request(), res).await;
-    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    collect(res).await;
-    let r = &taken(&records)[0];
+    let (_, r) = through(&layer, &records, request(), res).await;
     assert!(r.local);
     assert_eq!(r.usage, Some(TokenUsage::default()));
     assert_eq!(r.attempts, 0);
@@ -258,14 +277,14 @@ async fn an_error_event_after_the_200_is_the_records_class() {
         "{}event: error\ndata: {{\"type\":\"error\",\"error\":{{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}}}\n\n",
         &stream[..cut]
     );
-    let res = call(
+    let (bytes, r) = through(
         &layer,
+        &records,
         request(),
         upstream("text/event-stream", chunked(failed.as_bytes(), 50)),
     )
     .await;
-    assert_eq!(collect(res).await, failed.as_bytes());
-    let r = &taken(&records)[0];
+    assert_eq!(bytes, failed.as_bytes());
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.error_class, Some(ErrorClass::Overloaded));
     assert_eq!(r.usage.map(|u| u.input), Some(120));
@@ -276,14 +295,14 @@ async fn a_stream_ending_without_message_stop_is_a_transport_failure() {
     let (layer, records) = collecting();
     let stream = sim_stream(3, false);
     let cut = stream.find("event: message_delta").unwrap();
-    let res = call(
+    let (bytes, r) = through(
         &layer,
+        &records,
         request(),
         upstream("text/event-stream", chunked(&stream.as_bytes()[..cut], 40)),
     )
     .await;
-    assert_eq!(collect(res).await, &stream.as_bytes()[..cut]);
-    let r = &taken(&records)[0];
+    assert_eq!(bytes, &stream.as_bytes()[..cut]);
     assert_eq!(r.error_class, Some(ErrorClass::Transport));
     assert_eq!(r.usage.map(|u| (u.input, u.output)), Some((120, 1)));
     assert!(!r.client_disconnected);
@@ -326,16 +345,10 @@ async fn truncated_json_and_bad_counts_are_unknown_never_failed() {
         r#"{"model":"m","usage":{"input_tokens":"3","output_tokens":4}}"#,
         r#"{"model":"m","usage":{"input_tokens":-3,"output_tokens":4}}"#,
     ] {
-        let res = call(
-            &layer,
-            request(),
-            upstream("application/json", chunked(body.as_bytes(), 8)),
-        )
-        .await;
-        assert_eq!(collect(res).await, body.as_bytes());
-        let got = taken(&records);
-        assert_eq!(got.len(), 1);
-        assert_eq!(got[0].usage, None, "{body}");
+        let res = upstream("application/json", chunked(body.as_bytes(), 8));
+        let (bytes, r) = through(&layer, &records, request(), res).await;
+        assert_eq!(bytes, body.as_bytes());
+        assert_eq!(r.usage, None, "{body}");
     }
     assert_eq!(layer.stats().malformed(), 3);
 }
@@ -347,15 +360,9 @@ async fn a_ten_mib_line_passes_unchanged_with_bounded_memory() {
     stream.push_str(&"x".repeat(10 * 1024 * 1024));
     stream.push_str("\"}\n\n");
     stream.push_str(&sim_stream(1, false));
-    let res = call(
-        &layer,
-        request(),
-        upstream("text/event-stream", chunked(stream.as_bytes(), 16 * 1024)),
-    )
-    .await;
-    let out = collect(res).await;
-    assert!(out == stream.as_bytes());
-    let r = &taken(&records)[0];
+    let res = upstream("text/event-stream", chunked(stream.as_bytes(), 16 * 1024));
+    let (bytes, r) = through(&layer, &records, request(), res).await;
+    assert!(bytes == stream.as_bytes());
     assert_eq!(r.usage.map(|u| u.output), Some(11));
 }
 
@@ -384,44 +391,25 @@ async fn the_requested_model_hint_wins() {
     let mut req = request();
     req.extensions_mut()
         .insert(RequestedModel(Arc::from("sonnet")));
-    let res = call(
-        &layer,
-        req,
-        upstream("application/json", Full::new(Bytes::from_static(b"{}"))),
-    )
-    .await;
-    collect(res).await;
-    assert_eq!(
-        taken(&records)[0].requested_model.as_deref(),
-        Some("sonnet")
-    );
+    let (_, r) = through(&layer, &records, req, json_ok(b"{}")).await;
+    assert_eq!(r.requested_model.as_deref(), Some("sonnet"));
     // An escaped model in the body is decoded.
     let req = Request::new(ReplayBody::from(
         r#"{"messages":[],"model":"claude\u002dx"}"#,
     ));
-    let res = call(
-        &layer,
-        req,
-        upstream("application/json", Full::new(Bytes::from_static(b"{}"))),
-    )
-    .await;
-    collect(res).await;
-    assert_eq!(
-        taken(&records)[0].requested_model.as_deref(),
-        Some("claude-x")
-    );
+    let (_, r) = through(&layer, &records, req, json_ok(b"{}")).await;
+    assert_eq!(r.requested_model.as_deref(), Some("claude-x"));
 }
 
 #[tokio::test]
 async fn request_ids_come_from_the_extension_or_the_headers() {
     let (layer, records) = collecting();
-    let mut res = upstream("application/json", Full::new(Bytes::from_static(b"{}")));
+    let mut res = json_ok(b"{}");
     res.extensions_mut().insert(RequestIds::default());
-    collect(call(&layer, request(), res).await).await;
-    assert!(taken(&records)[0].request_ids.is_empty());
-    let res = upstream("application/json", Full::new(Bytes::from_static(b"{}")));
-    collect(call(&layer, request(), res).await).await;
-    assert_eq!(taken(&records)[0].request_ids.request_id(), Some("req_1"));
+    let (_, r) = through(&layer, &records, request(), res).await;
+    assert!(r.request_ids.is_empty());
+    let (_, r) = through(&layer, &records, request(), json_ok(b"{}")).await;
+    assert_eq!(r.request_ids.request_id(), Some("req_1"));
 }
 
 #[tokio::test]
@@ -455,9 +443,8 @@ async fn an_encoded_body_passes_unread_with_unknown_usage() {
     let mut res = upstream("text/event-stream", chunked(bytes, 5));
     res.headers_mut()
         .insert("content-encoding", http::HeaderValue::from_static("gzip"));
-    let res = call(&layer, request(), res).await;
-    assert_eq!(collect(res).await, &bytes[..]);
-    let r = &taken(&records)[0];
+    let (out, r) = through(&layer, &records, request(), res).await;
+    assert_eq!(out, &bytes[..]);
     assert_eq!(r.usage, None);
     assert_eq!(r.error_class, None);
     assert_eq!(layer.stats().encoded(), 1);

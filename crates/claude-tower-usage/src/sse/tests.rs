@@ -158,6 +158,13 @@ fn an_error_event_after_the_200_is_classified() {
     assert_eq!(garbled.error, Some(ErrorClass::Server));
 }
 
+/// A one-delta stream up to its `message_delta`.
+fn before_delta() -> String {
+    let stream = sim_stream(1, false);
+    let cut = stream.find("event: message_delta").unwrap();
+    stream[..cut].to_owned()
+}
+
 #[test]
 fn malformed_usage_makes_usage_unknown() {
     for bad in [
@@ -166,44 +173,36 @@ fn malformed_usage_makes_usage_unknown() {
         "{\"type\":\"message_delta\",\"usage\":{\"output_tokens\":",
     ] {
         let mut r = SseUsageReader::new();
-        r.feed(
-            sim_stream(1, false)
-                .split("event: message_delta")
-                .next()
-                .unwrap()
-                .as_bytes(),
-        );
+        r.feed(before_delta().as_bytes());
         r.feed(format!("event: message_delta\ndata: {bad}\n\n").as_bytes());
         assert_eq!(r.usage(), None, "{bad}");
         assert_eq!(r.malformed_events(), 1);
     }
 }
 
-#[test]
-fn a_ten_mib_line_is_skipped_not_buffered() {
-    let mut r = SseUsageReader::new();
-    r.feed(
-        sim_stream(1, false)
-            .split("event: message_delta")
-            .next()
-            .unwrap()
-            .as_bytes(),
-    );
-    // A 10 MiB content delta, fed in 64 KiB chunks: skipped without a copy.
-    r.feed(b"event: content_block_delta\ndata: {\"text\":\"");
+/// `head`, a 10 MiB string in 64 KiB chunks, then the event's end; the
+/// reader never holds more than the limit.
+fn feed_long_event(r: &mut SseUsageReader, head: &[u8]) {
+    r.feed(head);
     let chunk = vec![b'a'; 64 * 1024];
     for _ in 0..160 {
         r.feed(&chunk);
         assert!(r.data.capacity() <= DEFAULT_EVENT_LIMIT);
     }
     r.feed(b"\"}\n\n");
+}
+
+#[test]
+fn a_ten_mib_line_is_skipped_not_buffered() {
+    let mut r = SseUsageReader::new();
+    r.feed(before_delta().as_bytes());
+    // A 10 MiB content delta, fed in 64 KiB chunks: skipped without a copy.
+    feed_long_event(&mut r, b"event: content_block_delta\ndata: {\"text\":\"");
     // A 10 MiB message_delta: over the limit, skipped, usage unknown.
-    r.feed(b"event: message_delta\ndata: {\"usage\":{\"output_tokens\":5},\"pad\":\"");
-    for _ in 0..160 {
-        r.feed(&chunk);
-        assert!(r.data.capacity() <= DEFAULT_EVENT_LIMIT);
-    }
-    r.feed(b"\"}\n\n");
+    feed_long_event(
+        &mut r,
+        b"event: message_delta\ndata: {\"usage\":{\"output_tokens\":5},\"pad\":\"",
+    );
     assert_eq!(r.oversized_events(), 1);
     assert_eq!(r.usage(), None);
     // The stream goes on being read.
