@@ -3,7 +3,7 @@
 
 use claude_tower_core::ErrorClass;
 use claude_tower_core::usage::TokenUsage;
-use memchr::memchr2;
+use memchr::{memchr, memchr2};
 
 use crate::payload::{ErrorEvent, MessageDelta, MessageStart, Typed, class_of_error_type};
 use crate::watch::Reading;
@@ -177,35 +177,16 @@ impl SseUsageReader {
                         buf = self.end_line(&buf[end..]);
                     }
                 },
-                Line::Start => match buf[0] {
-                    b'\n' | b'\r' => buf = self.end_line(buf),
-                    b':' => {
-                        self.line_empty = false;
-                        self.line = Line::Value(Value::Skip);
-                        buf = &buf[1..];
+                Line::Start => {
+                    if let Some(end) = memchr2(b'\n', b'\r', buf) {
+                        // The whole line is in this chunk: read it in one go.
+                        self.whole_line(&buf[..end]);
+                        self.line = Line::Start;
+                        buf = self.terminator(&buf[end..]);
+                        continue;
                     }
-                    _ => {
-                        self.line_empty = false;
-                        // Fast path for the two fields every event has,
-                        // when the name is whole in this chunk.
-                        let (field, len): (&[u8], usize) = if buf.starts_with(b"data: ") {
-                            (b"data", 6)
-                        } else if buf.starts_with(b"event: ") {
-                            (b"event", 7)
-                        } else {
-                            (b"", 0)
-                        };
-                        if len > 0 {
-                            self.name[..field.len()].copy_from_slice(field);
-                            self.name_len = field.len();
-                            self.line = Line::Value(self.field_value());
-                            buf = &buf[len..];
-                        } else {
-                            self.name_len = 0;
-                            self.line = Line::Field;
-                        }
-                    }
-                },
+                    buf = self.line_start(buf);
+                }
                 Line::Field => {
                     let b = buf[0];
                     match b {
@@ -294,10 +275,77 @@ impl SseUsageReader {
         }
     }
 
-    /// At a line end (`rest` starts with `\r` or `\n`): finishes the line
-    /// and returns what follows the line end.
-    fn end_line<'a>(&mut self, rest: &'a [u8]) -> &'a [u8] {
-        let rest = match rest {
+    /// The start of a line whose end is not in this chunk: a comment, a
+    /// field name to read byte by byte, or (fast) `data: ` / `event: `.
+    fn line_start<'a>(&mut self, buf: &'a [u8]) -> &'a [u8] {
+        self.line_empty = false;
+        if buf[0] == b':' {
+            self.line = Line::Value(Value::Skip);
+            return &buf[1..];
+        }
+        let (field, len): (&[u8], usize) = if buf.starts_with(b"data: ") {
+            (b"data", 6)
+        } else if buf.starts_with(b"event: ") {
+            (b"event", 7)
+        } else {
+            self.name_len = 0;
+            self.line = Line::Field;
+            return buf;
+        };
+        self.name[..field.len()].copy_from_slice(field);
+        self.name_len = field.len();
+        self.line = Line::Value(self.field_value());
+        &buf[len..]
+    }
+
+    /// One line without its terminator, all of it at hand. Does what the
+    /// byte-wise path below does for the same line, with one `memchr`.
+    fn whole_line(&mut self, line: &[u8]) {
+        let Some(&first) = line.first() else {
+            self.dispatch();
+            return;
+        };
+        if first == b':' {
+            return;
+        }
+        let (name, value) = match memchr(b':', line) {
+            Some(colon) => {
+                let value = &line[colon + 1..];
+                (&line[..colon], value.strip_prefix(b" ").unwrap_or(value))
+            }
+            None => (line, &[][..]),
+        };
+        match name {
+            b"event" => self.named(value),
+            b"data" => {
+                if self.kind.wants_data() && !self.oversized {
+                    if self.has_data {
+                        self.push_data(b"\n");
+                    }
+                    self.push_data(value);
+                }
+                self.has_data = true;
+            }
+            _ => {}
+        }
+    }
+
+    /// The event's name is known.
+    fn named(&mut self, name: &[u8]) {
+        self.kind = Kind::of(name);
+        if !self.kind.wants_data() {
+            // Data read before the name belongs to a skipped event.
+            self.data.clear();
+        }
+        if self.kind == Kind::Content {
+            self.reading.content_seen = true;
+        }
+    }
+
+    /// Consumes the line terminator at the start of `rest` (`\r\n`, `\n`,
+    /// or `\r`, which may be the first half of a `\r\n` split across chunks).
+    fn terminator<'a>(&mut self, rest: &'a [u8]) -> &'a [u8] {
+        match rest {
             [b'\r', b'\n', tail @ ..] => tail,
             [b'\r'] => {
                 self.cr = true;
@@ -305,16 +353,16 @@ impl SseUsageReader {
             }
             [_, tail @ ..] => tail,
             [] => rest,
-        };
+        }
+    }
+
+    /// At a line end (`rest` starts with `\r` or `\n`): finishes the line
+    /// and returns what follows the line end.
+    fn end_line<'a>(&mut self, rest: &'a [u8]) -> &'a [u8] {
+        let rest = self.terminator(rest);
         if self.line == Line::Value(Value::Event) {
-            self.kind = Kind::of(&self.name[..self.name_len]);
-            if !self.kind.wants_data() {
-                // Data read before the name belongs to a skipped event.
-                self.data.clear();
-            }
-            if self.kind == Kind::Content {
-                self.reading.content_seen = true;
-            }
+            let name = self.name;
+            self.named(&name[..self.name_len]);
         }
         if self.line == Line::Start && self.line_empty {
             self.dispatch();
