@@ -131,7 +131,8 @@ impl Start {
         } else if record.streamed {
             Watch::Sse(SseUsageReader::with_event_limit(self.config.event_limit))
         } else if is_json(&parts.headers) {
-            Watch::Json(JsonWatcher::new(self.config.json_limit))
+            let expected = body.size_hint().exact().unwrap_or(0);
+            Watch::Json(JsonWatcher::with_expected(self.config.json_limit, expected))
         } else {
             // No usage travels in other content types.
             record.usage = Some(TokenUsage::default());

@@ -21,15 +21,20 @@ pub(crate) struct JsonWatcher {
     first: Option<Bytes>,
     buf: Vec<u8>,
     limit: usize,
+    /// The body's declared length, to size the buffer once.
+    expected: usize,
     over: bool,
 }
 
 impl JsonWatcher {
-    pub(crate) fn new(limit: usize) -> Self {
+    /// A watcher for a body declaring `expected` bytes (0: unknown).
+    pub(crate) fn with_expected(limit: usize, expected: u64) -> Self {
+        let expected = usize::try_from(expected).unwrap_or(usize::MAX).min(limit);
         Self {
             first: None,
             buf: Vec::new(),
             limit,
+            expected,
             over: false,
         }
     }
@@ -52,7 +57,8 @@ impl JsonWatcher {
                     return;
                 }
                 Some(first) => {
-                    self.buf.reserve(first.len() + chunk.len());
+                    self.buf
+                        .reserve(self.expected.max(first.len() + chunk.len()));
                     self.buf.extend_from_slice(&first);
                 }
             }
@@ -115,7 +121,7 @@ mod tests {
 
     fn watch(chunks: &[&[u8]], limit: usize, complete: bool) -> (Reading, ReadStats) {
         let stats = ReadStats::default();
-        let mut w = JsonWatcher::new(limit);
+        let mut w = JsonWatcher::with_expected(limit, 0);
         for c in chunks {
             w.feed(&Bytes::copy_from_slice(c));
         }

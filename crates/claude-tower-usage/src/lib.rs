@@ -122,7 +122,7 @@
 //!   names and one `Vec` for an interesting event's data, reused; skipped
 //!   events cost a `memchr` per line. Per request the layer allocates for
 //!   what it keeps (model names, the caller) and, for JSON bodies in several
-//!   frames, one buffer. `tests/alloc.rs` counts allocations to hold this.
+//!   frames, one buffer (sized once when the length is declared). `tests/alloc.rs` counts allocations to hold this.
 //! - **A hand-written SSE reader**, not an SSE crate: those hand out every
 //!   event with its data as a `String`; we need to look at four events out
 //!   of thousands and must bound what one event can hold.
