@@ -126,14 +126,14 @@
 //! - **A hand-written SSE reader**, not an SSE crate: those hand out every
 //!   event with its data as a `String`; we need to look at four events out
 //!   of thousands and must bound what one event can hold.
-//! - **Numbers** (`benches/usage.rs`, taken on a 2-core machine shared
-//!   with six other builds, load average 7-15, so read them as ratios): the
-//!   reader runs an event-dense stream (about 150 bytes per event) at
-//!   ~0.8 GB/s, about 0.6 of the same machine's bare `memchr2` scan for line
-//!   ends at that moment (1.3 GB/s); one small request costs ~3.5 µs more
-//!   through the layer (JSON) and ~8.5 µs for a 2 KiB stream, both of which
-//!   include parsing the usage events with serde; a 256 KiB JSON answer in
-//!   one frame is read at ~1.7 GB/s.
+//! - **Numbers** (`benches/usage.rs`, a 2-core machine shared with other
+//!   builds and a fuzzer, load average about 5): the reader runs an
+//!   event-dense stream (about 150 bytes per event) at 1.67 GiB/s in 16 KiB
+//!   chunks and 1.58 GiB/s in 1 KiB chunks, against 3.97 GiB/s for a bare
+//!   `memchr2` scan of the same bytes for line ends; one small request costs
+//!   1.5 µs more through the layer (JSON, 0.41 -> 1.87 µs) and 2.9 µs for a
+//!   2 KiB stream (0.42 -> 3.36 µs), about 40 % of it serde parsing the
+//!   usage; a 256 KiB JSON answer in one frame is read at 4.3 GiB/s.
 //! - **Sinks must not block.** They run on the task that finished the body:
 //!   atomics, a short lock, or a channel.
 //!
