@@ -248,7 +248,15 @@ fn success<B: Body>(response: Response<B>, config: &Config) -> Response<Normaliz
         "route answered",
     );
     parts.extensions.insert(ids);
+    mark_route(&mut parts, config);
     Response::from_parts(parts, NormalizeBody::passthrough(body))
+}
+
+/// Names the route and its face on every response, so a layer further out
+/// (usage, metrics) knows who answered without a route table.
+fn mark_route(parts: &mut Parts, config: &Config) {
+    parts.extensions.insert(config.route.clone());
+    parts.extensions.insert(config.face);
 }
 
 /// Classifies a failed response and dresses it as configured. `whole` is the
@@ -259,6 +267,7 @@ fn failure<B: Body>(
     mut body: NormalizeBody<B>,
     config: &Config,
 ) -> Response<NormalizeBody<B>> {
+    mark_route(&mut parts, config);
     let bytes = whole.as_deref().unwrap_or_default();
     let now = SystemTime::now();
     let Some((err, shape)) = classify_shaped(config.face, parts.status, &parts.headers, bytes, now)

@@ -32,6 +32,9 @@
 //!   envelope is rewritten into Anthropic's with the message verbatim, and
 //!   the retry headers into canonical ones ([`NormalizeLayer`] options); a
 //!   body that is not in Azure's envelope is never replaced.
+//! - **Either**: the route's [`RouteId`] and [`Face`] go into the
+//!   extensions, so a layer further out (usage, metrics) knows which route
+//!   answered without a route table.
 //! - **Transport error**: `Err(ClaudeError)` with class `Transport` or
 //!   `Timeout`, found by walking the error's source chain; an error that
 //!   already is (or boxes) a [`ClaudeError`] passes through, with the route
@@ -97,6 +100,8 @@
 //! [`ClaudeError`]: claude_tower_core::ClaudeError
 //! [`RetryAfter`]: claude_tower_core::RetryAfter
 //! [`RequestIds`]: claude_tower_core::RequestIds
+//! [`RouteId`]: claude_tower_core::RouteId
+//! [`Face`]: claude_tower_core::Face
 
 #![forbid(unsafe_code)]
 #![warn(

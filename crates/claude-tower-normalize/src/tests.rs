@@ -70,6 +70,25 @@ fn err_of<B>(res: &Response<B>) -> &ClaudeError {
 // === successes ===
 
 #[tokio::test]
+async fn every_response_names_its_route_and_face() {
+    let ok = Response::new(Full::new(Bytes::from_static(b"{}")));
+    let res = through(foundry(), ok).await;
+    assert_eq!(
+        res.extensions().get::<RouteId>(),
+        Some(&RouteId::new("foundry"))
+    );
+    assert_eq!(res.extensions().get::<Face>(), Some(&Face::Foundry));
+
+    let res = through(anthropic(), foundry_error(429, "429", "slow down")).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        res.extensions().get::<RouteId>(),
+        Some(&RouteId::new("anthropic"))
+    );
+    assert_eq!(res.extensions().get::<Face>(), Some(&Face::Anthropic));
+}
+
+#[tokio::test]
 async fn success_gets_request_ids_and_no_error() {
     let res = Response::builder()
         .header("request-id", "req_1")
