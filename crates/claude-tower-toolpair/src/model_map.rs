@@ -231,10 +231,27 @@ where
     }
 }
 
+/// The top-level `"model"` of a Messages request body, decoded; `None` when
+/// the body is not a JSON object with a string `model` at its top level.
+///
+/// Nested `"model"` keys (inside `metadata`, a tool's input) are not looked at.
+///
+/// ```
+/// use claude_tower_toolpair::model_map::requested_model;
+///
+/// let body = br#"{"metadata":{"model":"x"},"model":"claude-sonnet-4-6","max_tokens":1}"#;
+/// assert_eq!(requested_model(body).as_deref(), Some("claude-sonnet-4-6"));
+/// assert_eq!(requested_model(b"not json"), None);
+/// ```
+pub fn requested_model(body: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
+    let span = crate::scan::top_level_string(body, "model")?;
+    crate::scan::decode(&body[span.start + 1..span.end - 1])
+}
+
 /// The body with its top-level `"model"` mapped, or `None` to send it as is.
 pub fn rewrite_model(body: &[u8], mapping: &ModelMapping) -> Option<Bytes> {
     let span = crate::scan::top_level_string(body, "model")?;
-    let decoded = crate::scan::decode(&body[span.start + 1..span.end - 1])?;
+    let decoded = requested_model(body)?;
     let to = mapping.resolve(&decoded)?;
     let mut out = Vec::with_capacity(body.len() - (span.end - span.start) + to.len() + 2);
     out.extend_from_slice(&body[..span.start]);

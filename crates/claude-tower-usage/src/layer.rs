@@ -197,13 +197,5 @@ fn requested_model<B: 'static>(req: &Request<B>) -> Option<Box<str>> {
         return Some(model.as_ref().into());
     }
     let body = (req.body() as &dyn Any).downcast_ref::<ReplayBody>()?;
-    let bytes = body.as_bytes();
-    let range = claude_tower_failover::model_map::find_top_level_model(bytes)?;
-    let raw = bytes.get(range)?;
-    let inner = raw.get(1..raw.len().checked_sub(1)?)?;
-    if inner.contains(&b'\\') {
-        serde_json::from_slice::<String>(raw).ok().map(Into::into)
-    } else {
-        std::str::from_utf8(inner).ok().map(Into::into)
-    }
+    claude_tower_toolpair::model_map::requested_model(body.as_bytes()).map(Into::into)
 }

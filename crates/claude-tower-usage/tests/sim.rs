@@ -64,9 +64,9 @@ fn route(sim: &Sim, face: Face) -> (RouteId, Route) {
     };
     let route = RouteId::new(id);
     let policy = RetryAfterPolicy::builder(route.clone())
-        .max_attempts(3)
-        .max_retry_after(Duration::from_secs(30))
-        .jitter(|| 0.5)
+        .with_max_attempts(3)
+        .with_max_retry_after(Duration::from_secs(30))
+        .with_jitter(|| 0.5)
         .no_budget()
         .build()
         .expect("valid retry settings");
