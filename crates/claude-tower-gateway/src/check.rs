@@ -173,6 +173,9 @@ impl GatewayConfig {
         if let Some(order) = &self.route_order {
             stack.insert("route_order".into(), order.clone().into());
         }
+        if !self.passthrough.is_empty() {
+            stack.insert("passthrough".into(), self.passthrough.clone().into());
+        }
         out.insert("stack".into(), stack.into());
         let mut retry = Table::new();
         retry.insert(

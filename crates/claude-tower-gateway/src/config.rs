@@ -7,6 +7,7 @@
 //! | `--listen` `CLAUDE_TOWER_LISTEN` | address to listen on | `127.0.0.1:8787` |
 //! | `--client-keys` `CLAUDE_TOWER_CLIENT_KEYS` | comma-separated keys clients must send (`x-api-key` or `Authorization: Bearer`) | none; required off loopback |
 //! | `--routes` `CLAUDE_TOWER_ROUTES` | route order, e.g. `foundry,anthropic` | `anthropic,foundry` (those configured) |
+//! | `--passthrough` `CLAUDE_TOWER_PASSTHROUGH` | routes that forward each caller's own credential (`[[routes]]`: `auth = "passthrough"`) | none |
 //! | `--toolpair` `CLAUDE_TOWER_TOOLPAIR` | `reject`, `repair` or `observe` | `reject` |
 //! | `--model-map` `CLAUDE_TOWER_MODEL_MAP` | `[route:]from=to,...`; `from*` is a prefix rule; no route = every Foundry route | none |
 //! | `--models` `CLAUDE_TOWER_MODELS` | ids `GET /v1/models` lists without an Anthropic route | the model map's exact names |
@@ -119,6 +120,9 @@ pub struct GatewayConfig {
     pub client_keys: Vec<ClientKey>,
     /// Route order by name, when given.
     pub route_order: Option<Vec<String>>,
+    /// Routes that forward the caller's own credential
+    /// ([`Credential::passthrough`](claude_tower::prelude::Credential::passthrough)).
+    pub passthrough: Vec<String>,
     /// Tool pairing mode.
     pub toolpair: ToolPairingMode,
     /// Model-id rules.
@@ -322,6 +326,8 @@ impl GatewayConfig {
             "stack.route_order",
         )
         .map(|r| list(&r.value));
+
+        let passthrough = s.passthrough.as_deref().map(list).unwrap_or_default();
 
         let toolpair = parsed(
             raw(
@@ -545,6 +551,7 @@ impl GatewayConfig {
             listen,
             client_keys,
             route_order,
+            passthrough,
             toolpair,
             model_map,
             models,

@@ -162,7 +162,8 @@ pub struct RouteSection {
     /// A variable holding the key.
     pub api_key_env: Option<String>,
     /// `key` (default with a key), `entra` (Foundry default without one) or
-    /// `none` (Foundry behind another gateway that signs).
+    /// `none` (Foundry behind another gateway that signs) or `passthrough`
+    /// (each caller's own credential is forwarded; no key).
     pub auth: Option<String>,
     /// Model rules for this route: `from = to`, `from*` a prefix rule.
     #[serde(default)]

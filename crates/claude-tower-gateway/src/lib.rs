@@ -62,5 +62,6 @@ pub mod server;
 pub mod settings;
 pub mod tls;
 pub mod upstream;
+pub mod wrap;
 
 pub use gateway::{Gateway, GatewayError, shutdown_signal};

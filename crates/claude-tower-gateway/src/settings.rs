@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-/// `claude-tower-gateway [check] [OPTIONS]`.
+/// `claude-tower-gateway [check | wrap] [OPTIONS]`.
 #[derive(Debug, Parser)]
 #[command(
     name = "claude-tower-gateway",
@@ -33,12 +33,29 @@ pub struct Cli {
 }
 
 /// The subcommands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub enum Command {
     /// Validate the configuration (flags, variables, config file, upstream
     /// variables) and print it with secrets redacted; exit 1 on an error.
     /// Starts nothing and sends nothing.
     Check,
+    /// Run COMMAND (e.g. `claude`) through a gateway of its own, started
+    /// in-process on a free loopback port for as long as COMMAND runs.
+    #[command(after_help = crate::wrap::WRAP_HELP)]
+    Wrap(WrapArgs),
+}
+
+/// `wrap [OPTIONS] -- COMMAND [ARGS...]`.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct WrapArgs {
+    /// The program to run and its arguments (after `--`).
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        value_name = "COMMAND",
+        num_args = 1..
+    )]
+    pub command: Vec<OsString>,
 }
 
 const UPSTREAM_HELP: &str = "\
@@ -82,6 +99,19 @@ pub struct Settings {
     /// left out [default: anthropic, then foundry, then file routes in order].
     #[arg(long, env = "CLAUDE_TOWER_ROUTES", value_name = "NAMES", global = true)]
     pub routes: Option<String>,
+
+    /// Routes by name, e.g. `foundry`, that forward each caller's own
+    /// credential (x-api-key, api-key or Authorization: Bearer) instead of
+    /// one the gateway holds; such a route needs no key. A caller's
+    /// credential only goes to routes of its own face [default: none; under
+    /// `wrap`: `foundry` when it has no key].
+    #[arg(
+        long,
+        env = "CLAUDE_TOWER_PASSTHROUGH",
+        value_name = "NAMES",
+        global = true
+    )]
+    pub passthrough: Option<String>,
 
     /// Tool-pairing check before a request is sent: reject, repair or
     /// observe [default: reject].
@@ -336,5 +366,23 @@ mod tests {
         assert_eq!(cli.command, Some(Command::Check));
         assert_eq!(cli.settings.listen.as_deref(), Some("127.0.0.1:1"));
         assert_eq!(cli.settings.simulator.as_deref(), Some("true"));
+    }
+
+    #[test]
+    fn wrap_takes_flags_then_the_command_with_its_own_flags() {
+        for argv in [
+            &["g", "wrap", "--passthrough", "foundry", "--", "claude", "-p", "hi"][..],
+            &["g", "wrap", "--passthrough=foundry", "claude", "-p", "hi"],
+        ] {
+            let cli = Cli::try_parse_from(argv).unwrap();
+            let Some(Command::Wrap(wrap)) = cli.command else {
+                panic!("{argv:?}: wrap")
+            };
+            assert_eq!(wrap.command, ["claude", "-p", "hi"], "{argv:?}");
+            assert_eq!(cli.settings.passthrough.as_deref(), Some("foundry"));
+        }
+        let err = Cli::try_parse_from(["g", "wrap"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("<COMMAND>"), "{err}");
     }
 }

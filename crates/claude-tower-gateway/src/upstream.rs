@@ -15,6 +15,12 @@
 //!   gateway itself.
 //! - With `[[routes]]` in the config file the routes come from there; a
 //!   Claude Code variable that no route names is then an error too.
+//! - `CLAUDE_TOWER_PASSTHROUGH` names routes that forward each caller's own
+//!   credential ([`Credential::passthrough`]). Naming a route that is not
+//!   configured is an error; a passthrough route needs no key, and one set
+//!   for it is an error (the gateway would not use it). Naming `anthropic`
+//!   makes the Anthropic route by itself (`ANTHROPIC_BASE_URL`, else
+//!   api.anthropic.com); `foundry` needs its endpoint.
 //! - The simulator runs when asked (`--simulator`, refused if an upstream
 //!   is configured as well), or when nothing upstream is set and the gateway
 //!   listens on loopback. Off loopback it never starts by itself.
@@ -135,14 +141,15 @@ pub fn resolve(
                  names it (api_key_env); unset it, or describe that route in the file",
             ));
         }
-        return config
+        let routes: Vec<Route> = config
             .file_routes
             .iter()
-            .map(|r| file_route(r, config.listen, lookup))
-            .collect::<Result<_, _>>()
-            .map(Upstream::Routes);
+            .map(|r| file_route(r, config.listen, &config.passthrough, lookup))
+            .collect::<Result<_, _>>()?;
+        known_passthrough(&routes, &config.passthrough)?;
+        return Ok(Upstream::Routes(routes));
     }
-    if set.is_empty() {
+    if set.is_empty() && config.passthrough.is_empty() {
         if config.simulator {
             return Ok(Upstream::Simulator(SimulatorReason::Asked));
         }
@@ -160,9 +167,45 @@ pub fn resolve(
         ));
     }
     if config.simulator {
-        return Err(simulator_refused(set[0]));
+        return Err(simulator_refused(
+            set.first().copied().unwrap_or("CLAUDE_TOWER_PASSTHROUGH"),
+        ));
     }
-    env_routes(&vars, config.listen).map(Upstream::Routes)
+    let routes = env_routes(&vars, config.listen, &config.passthrough)?;
+    known_passthrough(&routes, &config.passthrough)?;
+    Ok(Upstream::Routes(routes))
+}
+
+/// Every route `CLAUDE_TOWER_PASSTHROUGH` names exists.
+fn known_passthrough(routes: &[Route], names: &[String]) -> Result<(), ConfigError> {
+    match names
+        .iter()
+        .find(|name| !routes.iter().any(|r| r.id() == name.as_str()))
+    {
+        Some(name) => Err(ConfigError::new(
+            "CLAUDE_TOWER_PASSTHROUGH",
+            format!(
+                "`{name}` is not a configured route (configured: {})",
+                routes
+                    .iter()
+                    .map(|r| r.id().as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The error for a key set for a route that forwards callers' credentials.
+fn key_with_passthrough(key: &str, route: &str) -> ConfigError {
+    ConfigError::new(
+        key,
+        format!(
+            "is set, but CLAUDE_TOWER_PASSTHROUGH makes route `{route}` forward each caller's \
+             own credential, so the gateway would never use it: unset one"
+        ),
+    )
 }
 
 fn simulator_refused(what: &str) -> ConfigError {
@@ -179,7 +222,9 @@ fn simulator_refused(what: &str) -> ConfigError {
 fn env_routes<F: Fn(&str) -> Option<String>>(
     vars: &Vars<'_, F>,
     listen: SocketAddr,
+    passthrough: &[String],
 ) -> Result<Vec<Route>, ConfigError> {
+    let forwards = |route: &str| passthrough.iter().any(|name| name == route);
     for (name, platform) in [
         ("CLAUDE_CODE_USE_BEDROCK", "Amazon Bedrock"),
         ("ANTHROPIC_BEDROCK_BASE_URL", "Amazon Bedrock"),
@@ -218,15 +263,23 @@ fn env_routes<F: Fn(&str) -> Option<String>>(
     let mut routes = Vec::new();
     let anthropic_key = vars.get("ANTHROPIC_API_KEY");
     let anthropic_url = vars.get("ANTHROPIC_BASE_URL");
+    let anthropic_endpoint = |url: Option<String>| match url {
+        Some(url) => {
+            not_this_gateway("ANTHROPIC_BASE_URL", &url, listen)?;
+            Endpoint::anthropic_base_url(&url).map_err(auth("ANTHROPIC_BASE_URL"))
+        }
+        None => Ok(Endpoint::anthropic()),
+    };
     match (anthropic_key, anthropic_url) {
+        (Some(_), _) if forwards(ANTHROPIC) => {
+            return Err(key_with_passthrough("ANTHROPIC_API_KEY", ANTHROPIC));
+        }
+        (None, url) if forwards(ANTHROPIC) => {
+            let endpoint = anthropic_endpoint(url)?;
+            routes.push(Route::new(ANTHROPIC, endpoint, Credential::passthrough()));
+        }
         (Some(key), url) => {
-            let endpoint = match url {
-                Some(url) => {
-                    not_this_gateway("ANTHROPIC_BASE_URL", &url, listen)?;
-                    Endpoint::anthropic_base_url(&url).map_err(auth("ANTHROPIC_BASE_URL"))?
-                }
-                None => Endpoint::anthropic(),
-            };
+            let endpoint = anthropic_endpoint(url)?;
             let credential = Credential::anthropic_api_key(Secret::from(key))
                 .map_err(auth("ANTHROPIC_API_KEY"))?;
             routes.push(Route::new(ANTHROPIC, endpoint, credential));
@@ -283,6 +336,17 @@ fn env_routes<F: Fn(&str) -> Option<String>>(
     };
     if let Some(endpoint) = endpoint {
         let credential = match (key, skip_auth) {
+            (Some(_), _) if forwards(FOUNDRY) => {
+                return Err(key_with_passthrough("ANTHROPIC_FOUNDRY_API_KEY", FOUNDRY));
+            }
+            (None, true) if forwards(FOUNDRY) => {
+                return Err(ConfigError::new(
+                    "CLAUDE_CODE_SKIP_FOUNDRY_AUTH",
+                    "says to send no credential, but CLAUDE_TOWER_PASSTHROUGH makes the foundry \
+                     route forward each caller's own: unset one",
+                ));
+            }
+            (None, false) if forwards(FOUNDRY) => Credential::passthrough(),
             (Some(_), true) => {
                 return Err(ConfigError::new(
                     "CLAUDE_CODE_SKIP_FOUNDRY_AUTH",
@@ -340,6 +404,7 @@ fn not_this_gateway(setting: &str, url: &str, listen: SocketAddr) -> Result<(), 
 fn file_route(
     r: &RouteSection,
     listen: SocketAddr,
+    passthrough: &[String],
     lookup: &impl Fn(&str) -> Option<String>,
 ) -> Result<Route, ConfigError> {
     let at = |key: &str| format!("routes.{}.{key} (config file)", r.name);
@@ -373,18 +438,36 @@ fn file_route(
         )?),
         (None, None) => None,
     };
-    let auth_mode = r.auth.as_deref().map(str::to_ascii_lowercase);
+    let mut auth_mode = r.auth.as_deref().map(str::to_ascii_lowercase);
+    if passthrough.iter().any(|name| *name == r.name) {
+        if !matches!(auth_mode.as_deref(), None | Some("passthrough")) {
+            return Err(ConfigError::new(
+                "CLAUDE_TOWER_PASSTHROUGH",
+                format!(
+                    "names route `{}`, whose auth in the config file is not passthrough",
+                    r.name
+                ),
+            ));
+        }
+        auth_mode = Some("passthrough".to_owned());
+    }
     let bad = |key: &str, problem: &str| Err(ConfigError::new(at(key), problem.to_owned()));
+    if auth_mode.as_deref() == Some("passthrough") {
+        if key.is_some() {
+            return bad(
+                "auth",
+                "is passthrough (each caller's own credential), but a key is set: drop the key",
+            );
+        }
+        return Ok(Route::new(
+            r.name.as_str(),
+            file_endpoint(r)?,
+            Credential::passthrough(),
+        ));
+    }
     match r.face.to_ascii_lowercase().as_str() {
         "anthropic" => {
-            if r.resource.is_some() {
-                return bad("resource", "is a Foundry setting; use base_url");
-            }
-            let endpoint = match &r.base_url {
-                Some(url) => Endpoint::anthropic_base_url(url)
-                    .map_err(|e| ConfigError::new(at("base_url"), e.to_string()))?,
-                None => Endpoint::anthropic(),
-            };
+            let endpoint = file_endpoint(r)?;
             let Some(key) = key else {
                 return bad(
                     "api_key_env",
@@ -402,8 +485,7 @@ fn file_route(
             Ok(Route::new(r.name.as_str(), endpoint, credential))
         }
         "foundry" => {
-            let endpoint = Endpoint::foundry(r.resource.as_deref(), r.base_url.as_deref())
-                .map_err(|e| ConfigError::new(at("resource"), e.to_string()))?;
+            let endpoint = file_endpoint(r)?;
             let credential = match (auth_mode.as_deref(), key) {
                 (None | Some("key"), Some(key)) => {
                     Credential::foundry_api_key(Secret::from(key))
@@ -419,10 +501,34 @@ fn file_route(
                 (Some("entra" | "none"), Some(_)) => {
                     return bad("auth", "says not to use a key, but one is set");
                 }
-                (Some(_), _) => return bad("auth", "is not one of key, entra, none"),
+                (Some(_), _) => {
+                    return bad("auth", "is not one of key, entra, none, passthrough");
+                }
             };
             Ok(Route::new(r.name.as_str(), endpoint, credential))
         }
+        // NOTE: file_endpoint refuses any other face.
+        _ => Err(file_endpoint(r).err().unwrap_or_else(|| {
+            ConfigError::new(at("face"), "is not anthropic or foundry")
+        })),
+    }
+}
+
+/// A `[[routes]]` entry's endpoint, by its face.
+fn file_endpoint(r: &RouteSection) -> Result<Endpoint, ConfigError> {
+    let at = |key: &str| format!("routes.{}.{key} (config file)", r.name);
+    match r.face.to_ascii_lowercase().as_str() {
+        "anthropic" if r.resource.is_some() => Err(ConfigError::new(
+            at("resource"),
+            "is a Foundry setting; use base_url",
+        )),
+        "anthropic" => match &r.base_url {
+            Some(url) => Endpoint::anthropic_base_url(url)
+                .map_err(|e| ConfigError::new(at("base_url"), e.to_string())),
+            None => Ok(Endpoint::anthropic()),
+        },
+        "foundry" => Endpoint::foundry(r.resource.as_deref(), r.base_url.as_deref())
+            .map_err(|e| ConfigError::new(at("resource"), e.to_string())),
         other => Err(ConfigError::new(
             at("face"),
             format!("`{other}` is not anthropic or foundry"),
@@ -614,6 +720,97 @@ mod tests {
                 ),
             ]),
             "ANTHROPIC_FOUNDRY_BASE_URL"
+        );
+    }
+
+    #[test]
+    fn passthrough_routes_need_no_key_and_must_exist() {
+        let kinds = |vars: &[(&str, &str)]| match decide(vars) {
+            Ok(Upstream::Routes(routes)) => routes
+                .iter()
+                .map(|r| (r.id().to_string(), r.credential().kind()))
+                .collect::<Vec<_>>(),
+            other => panic!("{vars:?}: {other:?}"),
+        };
+        assert_eq!(
+            kinds(&[
+                ("CLAUDE_TOWER_PASSTHROUGH", "foundry"),
+                ("ANTHROPIC_FOUNDRY_RESOURCE", "res"),
+                ("ANTHROPIC_API_KEY", "k"),
+            ]),
+            [
+                ("anthropic".into(), "anthropic-api-key"),
+                ("foundry".into(), "passthrough")
+            ]
+        );
+        assert_eq!(
+            kinds(&[("CLAUDE_TOWER_PASSTHROUGH", "anthropic")]),
+            [("anthropic".into(), "passthrough")]
+        );
+        for (vars, named) in [
+            (
+                &[("CLAUDE_TOWER_PASSTHROUGH", "foundry")][..],
+                "CLAUDE_TOWER_PASSTHROUGH",
+            ),
+            (
+                &[
+                    ("CLAUDE_TOWER_PASSTHROUGH", "foundry,east"),
+                    ("ANTHROPIC_FOUNDRY_RESOURCE", "res"),
+                ],
+                "CLAUDE_TOWER_PASSTHROUGH",
+            ),
+            (
+                &[
+                    ("CLAUDE_TOWER_PASSTHROUGH", "foundry"),
+                    ("ANTHROPIC_FOUNDRY_RESOURCE", "res"),
+                    ("ANTHROPIC_FOUNDRY_API_KEY", "fk"),
+                ],
+                "ANTHROPIC_FOUNDRY_API_KEY",
+            ),
+            (
+                &[
+                    ("CLAUDE_TOWER_PASSTHROUGH", "foundry"),
+                    ("ANTHROPIC_FOUNDRY_RESOURCE", "res"),
+                    ("CLAUDE_CODE_SKIP_FOUNDRY_AUTH", "1"),
+                ],
+                "CLAUDE_CODE_SKIP_FOUNDRY_AUTH",
+            ),
+            (
+                &[
+                    ("CLAUDE_TOWER_PASSTHROUGH", "anthropic"),
+                    ("ANTHROPIC_API_KEY", "k"),
+                ],
+                "ANTHROPIC_API_KEY",
+            ),
+            (
+                &[
+                    ("CLAUDE_TOWER_PASSTHROUGH", "anthropic"),
+                    ("CLAUDE_TOWER_SIMULATOR", "1"),
+                ],
+                "CLAUDE_TOWER_SIMULATOR",
+            ),
+        ] {
+            let err = decide(vars).expect_err("fails");
+            assert_eq!(err.setting(), named, "{vars:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn file_routes_may_forward_callers_credentials() {
+        let text = "[[routes]]\nname = \"east\"\nface = \"foundry\"\nresource = \"east\"\n\
+                    [[routes]]\nname = \"direct\"\nface = \"anthropic\"\nauth = \"passthrough\"\n";
+        let Ok(Upstream::Routes(routes)) = from_file(text, &[("CLAUDE_TOWER_PASSTHROUGH", "east")])
+        else {
+            panic!("routes")
+        };
+        let kinds: Vec<_> = routes.iter().map(|r| r.credential().kind()).collect();
+        assert_eq!(kinds, ["passthrough", "passthrough"]);
+        let err = from_file(text, &[("CLAUDE_TOWER_PASSTHROUGH", "west")]).unwrap_err();
+        assert_eq!(err.setting(), "CLAUDE_TOWER_PASSTHROUGH");
+        let keyed = "[[routes]]\nname = \"d\"\nface = \"anthropic\"\napi_key = \"k\"\nauth = \"passthrough\"\n";
+        assert_eq!(
+            from_file(keyed, &[]).unwrap_err().setting(),
+            "routes.d.auth (config file)"
         );
     }
 

@@ -1,0 +1,3 @@
+//! wrap
+/// help
+pub const WRAP_HELP: &str = "";
