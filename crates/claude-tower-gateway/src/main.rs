@@ -6,6 +6,7 @@
 //! cargo run --release -p claude-tower-gateway          # on the simulator, with no credentials
 //! claude-tower-gateway --help                           # every setting, its variable and default
 //! claude-tower-gateway check --config gateway.toml      # validate; print with secrets redacted
+//! claude-tower-gateway wrap -- claude                   # Claude Code through its own gateway
 //! ```
 //!
 //! With no upstream variable set and a loopback listen address it runs on
@@ -35,6 +36,9 @@ const NAME: &str = "claude-tower-gateway";
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let lookup = |name: &str| std::env::var(name).ok();
+    if let Some(Command::Wrap(wrap)) = cli.command {
+        return claude_tower_gateway::wrap::run(cli.settings, wrap.command, lookup);
+    }
     if cli.command == Some(Command::Check) {
         return match check(&cli.settings, &lookup) {
             Ok(report) => {

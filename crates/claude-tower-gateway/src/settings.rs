@@ -41,7 +41,10 @@ pub enum Command {
     Check,
     /// Run COMMAND (e.g. `claude`) through a gateway of its own, started
     /// in-process on a free loopback port for as long as COMMAND runs.
-    #[command(after_help = crate::wrap::WRAP_HELP)]
+    #[command(
+        after_help = crate::wrap::WRAP_HELP,
+        override_usage = "claude-tower-gateway wrap [OPTIONS] [--] <COMMAND> [ARGS]..."
+    )]
     Wrap(WrapArgs),
 }
 
@@ -371,7 +374,16 @@ mod tests {
     #[test]
     fn wrap_takes_flags_then_the_command_with_its_own_flags() {
         for argv in [
-            &["g", "wrap", "--passthrough", "foundry", "--", "claude", "-p", "hi"][..],
+            &[
+                "g",
+                "wrap",
+                "--passthrough",
+                "foundry",
+                "--",
+                "claude",
+                "-p",
+                "hi",
+            ][..],
             &["g", "wrap", "--passthrough=foundry", "claude", "-p", "hi"],
         ] {
             let cli = Cli::try_parse_from(argv).unwrap();

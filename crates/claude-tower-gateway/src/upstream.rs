@@ -508,9 +508,9 @@ fn file_route(
             Ok(Route::new(r.name.as_str(), endpoint, credential))
         }
         // NOTE: file_endpoint refuses any other face.
-        _ => Err(file_endpoint(r).err().unwrap_or_else(|| {
-            ConfigError::new(at("face"), "is not anthropic or foundry")
-        })),
+        _ => Err(file_endpoint(r)
+            .err()
+            .unwrap_or_else(|| ConfigError::new(at("face"), "is not anthropic or foundry"))),
     }
 }
 
