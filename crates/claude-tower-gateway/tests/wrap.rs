@@ -59,10 +59,12 @@ async fn wrap(args: &[&str], vars: &[(&str, &str)]) -> Output {
         .expect("the binary runs")
 }
 
+/// What finds python3, and a temp directory for the gateway's log files.
 fn inherited() -> impl Iterator<Item = (String, String)> {
-    ["PATH", "HOME", "PYENV_ROOT", "TMPDIR"]
+    ["PATH", "HOME", "PYENV_ROOT"]
         .into_iter()
         .filter_map(|name| Some((name.to_owned(), std::env::var(name).ok()?)))
+        .chain([("TMPDIR".to_owned(), env!("CARGO_TARGET_TMPDIR").to_owned())])
 }
 
 async fn fake_claude_code(vars: &[(&str, &str)]) -> (Output, Value) {
