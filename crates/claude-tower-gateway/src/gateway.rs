@@ -339,7 +339,7 @@ impl Gateway {
              curl -s {base}/healthz; curl -s {base}/readyz{key}\n  \
              Claude Code through the gateway:\n    \
              ANTHROPIC_BASE_URL={base} ANTHROPIC_API_KEY=gateway-key claude\n    \
-             CLAUDE_CODE_USE_FOUNDRY=1 ANTHROPIC_FOUNDRY_BASE_URL={base}/anthropic CLAUDE_CODE_SKIP_FOUNDRY_AUTH=1 claude\n"
+             CLAUDE_CODE_USE_FOUNDRY=1 ANTHROPIC_FOUNDRY_BASE_URL={base}/anthropic ANTHROPIC_FOUNDRY_API_KEY=gateway-key claude\n"
         );
         out
     }

@@ -14,7 +14,7 @@
 //! | the user's environment | COMMAND gets | COMMAND loses |
 //! |---|---|---|
 //! | `CLAUDE_CODE_USE_FOUNDRY=1` | `ANTHROPIC_FOUNDRY_BASE_URL=http://127.0.0.1:PORT/anthropic` (`CLAUDE_CODE_USE_FOUNDRY` kept) | `ANTHROPIC_FOUNDRY_RESOURCE` (Claude Code takes a resource xor a base URL) |
-//! | … with `ANTHROPIC_FOUNDRY_API_KEY` (the gateway signs) | `CLAUDE_CODE_SKIP_FOUNDRY_AUTH=1` | `ANTHROPIC_FOUNDRY_API_KEY` |
+//! | … with `ANTHROPIC_FOUNDRY_API_KEY` (the gateway signs) | `CLAUDE_CODE_SKIP_FOUNDRY_AUTH=1`, `ANTHROPIC_FOUNDRY_API_KEY=claude-tower-wrap` (a placeholder the gateway drops; see below) | the key itself |
 //! | … with no Foundry key (Claude Code gets its own Entra token) | — : the `foundry` route is passthrough, the gateway forwards the token | — |
 //! | otherwise (Anthropic mode) | `ANTHROPIC_BASE_URL=http://127.0.0.1:PORT`, `ANTHROPIC_AUTH_TOKEN=claude-tower-wrap` (a placeholder, so Claude Code neither asks to log in nor to approve a key; the gateway drops it) | `ANTHROPIC_API_KEY` (the gateway signs) |
 //!
@@ -26,6 +26,12 @@
 //! gateway holds is not handed to COMMAND. A route named in
 //! `--passthrough` keeps its key with COMMAND instead, and the gateway does
 //! not read it.
+//!
+//! Why a placeholder Foundry key beside `CLAUDE_CODE_SKIP_FOUNDRY_AUTH=1`:
+//! Claude Code 2.1.197, given the switch and no key, hands the Foundry SDK a
+//! token provider returning `""`, which the SDK refuses before sending
+//! anything ("Expected azureADTokenProvider function argument to return a
+//! string"). With a key set it sends the key and never asks for a token.
 //!
 //! Why passthrough by default for a keyless Foundry setup: the gateway
 //! could fetch Entra tokens itself, but Claude Code already does, with the
@@ -65,7 +71,8 @@ The gateway listens on 127.0.0.1 on a free port and reads its routes from the va
 Claude Code would have used (see `claude-tower-gateway --help`). COMMAND runs with:
   CLAUDE_CODE_USE_FOUNDRY=1 set:  ANTHROPIC_FOUNDRY_BASE_URL=http://127.0.0.1:PORT/anthropic,
       ANTHROPIC_FOUNDRY_RESOURCE removed; with ANTHROPIC_FOUNDRY_API_KEY the gateway signs
-      (COMMAND gets CLAUDE_CODE_SKIP_FOUNDRY_AUTH=1, not the key); without one COMMAND
+      (COMMAND gets CLAUDE_CODE_SKIP_FOUNDRY_AUTH=1 and a placeholder key, not the key);
+      without one COMMAND
       signs with its own Entra ID token (az login) and the gateway forwards it
       (--passthrough none: the gateway signs with Entra ID itself)
   otherwise:  ANTHROPIC_BASE_URL=http://127.0.0.1:PORT, ANTHROPIC_AUTH_TOKEN=claude-tower-wrap
@@ -78,8 +85,9 @@ Examples:
   claude-tower-gateway wrap -- claude
   claude-tower-gateway wrap --routes foundry -- claude -p \"hi\"";
 
-/// What COMMAND gets in place of the upstream variables in Anthropic mode:
-/// a credential so Claude Code does not ask to log in; the gateway removes it.
+/// The credential COMMAND gets when the gateway signs (`ANTHROPIC_AUTH_TOKEN`,
+/// or `ANTHROPIC_FOUNDRY_API_KEY` in Foundry mode), so Claude Code neither
+/// asks to log in nor fails for want of one; the gateway removes it.
 pub const PLACEHOLDER_TOKEN: &str = "claude-tower-wrap";
 
 /// The variables that would send COMMAND around the gateway.
@@ -220,6 +228,8 @@ impl Plan {
             if !forwards(Face::Foundry) {
                 env.set
                     .push(("CLAUDE_CODE_SKIP_FOUNDRY_AUTH", "1".to_owned()));
+                env.set
+                    .push(("ANTHROPIC_FOUNDRY_API_KEY", PLACEHOLDER_TOKEN.to_owned()));
             }
         } else {
             env.set
@@ -572,11 +582,11 @@ mod tests {
                     "http://127.0.0.1:4000/anthropic"
                 ),
                 ("CLAUDE_CODE_SKIP_FOUNDRY_AUTH", "1"),
+                ("ANTHROPIC_FOUNDRY_API_KEY", PLACEHOLDER_TOKEN),
             ]
         );
         for gone in [
             "ANTHROPIC_FOUNDRY_RESOURCE",
-            "ANTHROPIC_FOUNDRY_API_KEY",
             "ANTHROPIC_API_KEY",
             "ANTHROPIC_BASE_URL",
         ] {
