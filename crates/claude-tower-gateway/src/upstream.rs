@@ -439,7 +439,7 @@ fn file_route(
         (None, None) => None,
     };
     let mut auth_mode = r.auth.as_deref().map(str::to_ascii_lowercase);
-    if passthrough.iter().any(|name| *name == r.name) {
+    if passthrough.contains(&r.name) {
         if !matches!(auth_mode.as_deref(), None | Some("passthrough")) {
             return Err(ConfigError::new(
                 "CLAUDE_TOWER_PASSTHROUGH",
