@@ -36,9 +36,6 @@ const NAME: &str = "claude-tower-gateway";
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let lookup = |name: &str| std::env::var(name).ok();
-    if let Some(Command::Wrap(wrap)) = cli.command {
-        return claude_tower_gateway::wrap::run(cli.settings, wrap.command, lookup);
-    }
     if cli.command == Some(Command::Check) {
         return match check(&cli.settings, &lookup) {
             Ok(report) => {
@@ -51,12 +48,6 @@ fn main() -> ExitCode {
             }
         };
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn")),
-        )
-        .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -67,6 +58,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(Command::Wrap(wrap)) = cli.command {
+        // NOTE: wrap logs to a file of its own, never to the terminal.
+        return claude_tower_gateway::wrap::run(&runtime, cli.settings, wrap.command, lookup);
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn")),
+        )
+        .init();
     match runtime.block_on(serve(cli, lookup)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

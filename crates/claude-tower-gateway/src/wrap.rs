@@ -315,22 +315,12 @@ impl WrapError {
 /// The binary's `wrap`: runs `command` through its own gateway and returns
 /// its exit status. Errors are printed on stderr.
 pub fn run(
+    runtime: &tokio::runtime::Runtime,
     settings: Settings,
     command: Vec<OsString>,
     lookup: impl Fn(&str) -> Option<String>,
 ) -> ExitCode {
     const NAME: &str = "claude-tower-gateway wrap";
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("{NAME}: cannot start the runtime: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
     match runtime.block_on(wrap(settings, command, &lookup)) {
         Ok(status) => ExitCode::from(status),
         Err(err) => {
@@ -514,15 +504,7 @@ mod signals {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-
-    fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |name| map.get(name).cloned()
-    }
+    use crate::upstream::tests::env;
 
     fn plan(vars: &[(&str, &str)]) -> Plan {
         let lookup = env(vars);

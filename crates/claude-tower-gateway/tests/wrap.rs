@@ -262,3 +262,21 @@ async fn sigterm_goes_to_the_child() {
         .expect("status");
     assert_eq!(status.code(), Some(128 + 15));
 }
+
+#[tokio::test]
+async fn help_explains_what_wrap_sets_and_removes() {
+    let out = wrap(&["--help"], &[]).await;
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    for needle in [
+        "ANTHROPIC_FOUNDRY_BASE_URL=http://127.0.0.1:PORT/anthropic",
+        "ANTHROPIC_FOUNDRY_RESOURCE removed",
+        "CLAUDE_CODE_SKIP_FOUNDRY_AUTH=1",
+        "ANTHROPIC_BASE_URL=http://127.0.0.1:PORT",
+        "--passthrough",
+        "127: not found",
+        "-- claude",
+    ] {
+        assert!(help.contains(needle), "{needle} missing from wrap --help");
+    }
+}
