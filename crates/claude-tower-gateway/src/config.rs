@@ -327,7 +327,12 @@ impl GatewayConfig {
         )
         .map(|r| list(&r.value));
 
-        let passthrough = s.passthrough.as_deref().map(list).unwrap_or_default();
+        let passthrough = s
+            .passthrough
+            .as_deref()
+            .filter(|v| !v.trim().eq_ignore_ascii_case("none"))
+            .map(list)
+            .unwrap_or_default();
 
         let toolpair = parsed(
             raw(

@@ -18,8 +18,9 @@
 //! | … with no Foundry key (Claude Code gets its own Entra token) | — : the `foundry` route is passthrough, the gateway forwards the token | — |
 //! | otherwise (Anthropic mode) | `ANTHROPIC_BASE_URL=http://127.0.0.1:PORT`, `ANTHROPIC_AUTH_TOKEN=claude-tower-wrap` (a placeholder, so Claude Code neither asks to log in nor to approve a key; the gateway drops it) | `ANTHROPIC_API_KEY` (the gateway signs) |
 //!
-//! In both modes an `ANTHROPIC_API_KEY` makes the Anthropic route as well, a
-//! failover for Foundry; every other upstream variable works as it does for
+//! In both modes an `ANTHROPIC_API_KEY` makes the Anthropic route as well; in
+//! Foundry mode it comes after `foundry`, as its failover (unless `--routes`
+//! says otherwise); every other upstream variable works as it does for
 //! the gateway ([`upstream`](crate::upstream)). Whatever would send COMMAND
 //! around the gateway (`ANTHROPIC_BASE_URL`, `ANTHROPIC_FOUNDRY_BASE_URL`,
 //! `ANTHROPIC_FOUNDRY_RESOURCE`) is replaced or removed, and a key the
@@ -163,7 +164,6 @@ impl Plan {
             && !yes("CLAUDE_CODE_SKIP_FOUNDRY_AUTH")?;
         let simulator = settings.simulator.as_deref().and_then(switch) == Some(true);
         settings.passthrough = match settings.passthrough.take() {
-            Some(names) if names.trim().eq_ignore_ascii_case("none") => None,
             Some(names) => Some(names),
             None if keyless_entra && file.routes.is_empty() && !simulator => {
                 Some(FOUNDRY.to_owned())
@@ -183,6 +183,11 @@ impl Plan {
         }
         if names.contains(&FOUNDRY) {
             hidden.extend(FOUNDRY_CREDENTIALS);
+        }
+        if simulator {
+            // Foundry mode on the simulator: COMMAND's switch is not an
+            // upstream for the gateway (any other upstream variable still is).
+            hidden.push("CLAUDE_CODE_USE_FOUNDRY");
         }
         Ok(Self {
             foundry_mode,
@@ -349,6 +354,9 @@ async fn wrap(
     let gateway_env = plan.gateway_lookup(lookup);
     let mut config = GatewayConfig::resolve(&plan.settings, &file, &gateway_env)?;
     config.client_keys.clear();
+    if plan.foundry_mode && config.route_order.is_none() {
+        config.route_order = foundry_first(&config, &gateway_env);
+    }
     let gateway = Gateway::new(config, &gateway_env).await?;
     if gateway.mode() == Mode::Simulator(SimulatorReason::NothingConfigured) {
         return Err(WrapError::NoUpstream);
@@ -393,6 +401,26 @@ async fn wrap(
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), serving).await;
     drop(gateway);
     status
+}
+
+/// In Foundry mode, Foundry is what the user chose: the `foundry` route
+/// first, the others (Anthropic direct) behind it as failovers.
+fn foundry_first(
+    config: &GatewayConfig,
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Option<Vec<String>> {
+    let mut names: Vec<String> = match crate::upstream::resolve(config, lookup) {
+        Ok(crate::upstream::Upstream::Routes(routes)) => {
+            routes.iter().map(|r| r.id().to_string()).collect()
+        }
+        Ok(crate::upstream::Upstream::Simulator(_)) => {
+            vec![crate::routes::ANTHROPIC.to_owned(), FOUNDRY.to_owned()]
+        }
+        // The gateway reports it, naming the variable.
+        Err(_) => return None,
+    };
+    names.sort_by_key(|name| name != FOUNDRY);
+    Some(names)
 }
 
 /// Sends the gateway's log to a new file in the temp directory.
@@ -626,6 +654,19 @@ mod tests {
         assert_eq!(kinds, ["anthropic passthrough"]);
         assert_eq!(set(&env), [("ANTHROPIC_BASE_URL", "http://127.0.0.1:4000")]);
         assert!(!env.remove.contains(&"ANTHROPIC_API_KEY"));
+    }
+
+    #[test]
+    fn foundry_mode_on_the_simulator() {
+        let vars = [
+            ("CLAUDE_CODE_USE_FOUNDRY", "1"),
+            ("CLAUDE_TOWER_SIMULATOR", "1"),
+        ];
+        let p = plan(&vars);
+        let lookup = env(&vars);
+        assert_eq!(p.gateway_lookup(&lookup)("CLAUDE_CODE_USE_FOUNDRY"), None);
+        let env = p.child_env("127.0.0.1:4000".parse().unwrap(), &[]);
+        assert!(set(&env).contains(&("CLAUDE_CODE_SKIP_FOUNDRY_AUTH", "1")));
     }
 
     #[test]

@@ -85,12 +85,18 @@ async fn sim(config: SimConfig) -> Sim {
 
 #[tokio::test]
 async fn foundry_mode_with_a_key_goes_through_the_gateway_which_signs() {
-    let sim = sim(SimConfig::default().foundry_key("sim-foundry-key")).await;
+    let sim = sim(SimConfig::default()
+        .foundry_key("sim-foundry-key")
+        .anthropic_key("sk-ant-held"))
+    .await;
     let foundry = sim.foundry_base_url();
     let (out, seen) = fake_claude_code(&[
         ("CLAUDE_CODE_USE_FOUNDRY", "1"),
         ("ANTHROPIC_FOUNDRY_BASE_URL", &foundry),
         ("ANTHROPIC_FOUNDRY_API_KEY", "sim-foundry-key"),
+        // Anthropic direct too: the failover, after Foundry.
+        ("ANTHROPIC_BASE_URL", &sim.anthropic_base_url()),
+        ("ANTHROPIC_API_KEY", "sk-ant-held"),
     ])
     .await;
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -110,6 +116,7 @@ async fn foundry_mode_with_a_key_goes_through_the_gateway_which_signs() {
         "a placeholder"
     );
     assert!(seen.get("ANTHROPIC_BASE_URL").is_none(), "{seen}");
+    assert!(seen.get("ANTHROPIC_API_KEY").is_none(), "{seen}");
     // The log went to a file, named once on stderr.
     let stderr = text(&out.stderr);
     assert_eq!(stderr.matches("its log: ").count(), 1, "{stderr}");
