@@ -7,11 +7,13 @@
 # Run it twice with different N and divide the difference of the totals by
 # the difference of N: start-up cost cancels out. Needs the release builds:
 #   cargo build --release -p claude-tower-bench -p claude-tower-sim --bin load \
-#     --bin claude-tower-sim -p claude-tower-gateway --example gateway
+#     --bin claude-tower-sim -p claude-tower-gateway
+# GATEWAY_BIN runs another gateway build (e.g. an older commit's) as (c).
 set -euo pipefail
 target=$1 workload=$2 n=$3 out=$4
 root=$(cd "$(dirname "$0")/../../.." && pwd)
 bin=${CARGO_TARGET_DIR:-$root/target}/release
+gateway=${GATEWAY_BIN:-$bin/claude-tower-gateway}
 sim_port=${SIM_PORT:-18101}
 port=${PROXY_PORT:-18102}
 
@@ -26,7 +28,7 @@ case $target in
   c) env -i RUST_LOG=warn CLAUDE_TOWER_LISTEN="127.0.0.1:$port" \
        ANTHROPIC_API_KEY=k ANTHROPIC_BASE_URL="http://127.0.0.1:$sim_port" \
        ANTHROPIC_FOUNDRY_BASE_URL="http://127.0.0.1:$sim_port/anthropic" ANTHROPIC_FOUNDRY_API_KEY=k \
-       valgrind --tool=callgrind --callgrind-out-file="$out" "$bin/examples/gateway" \
+       valgrind --tool=callgrind --callgrind-out-file="$out" "$gateway" \
        >/dev/null 2>"$out.log" & ;;
   *) echo "target must be b or c" >&2; exit 2 ;;
 esac
