@@ -74,7 +74,7 @@ fn check_prints_the_configuration_with_secrets_redacted() {
         "the flag wins: {stdout}"
     );
     assert!(
-        stdout.contains("client_keys = [\"<redacted>\", \"<redacted>\"]"),
+        stdout.contains("[identity.client_keys]\nkey-1 = \"<redacted>\"\nkey-2 = \"<redacted>\""),
         "{stdout}"
     );
     assert!(
