@@ -205,12 +205,12 @@ impl Access {
 
 fn admit(allowed: Allowed, admins: &[String]) -> Result<Allowed, Response> {
     match allowed {
-        Allowed::Caller(caller) if !admins.iter().any(|a| a == caller.id()) => Err(forbidden(
-            &format!(
+        Allowed::Caller(caller) if !admins.iter().any(|a| a == caller.id()) => {
+            Err(forbidden(&format!(
                 "caller `{}` is not an admin caller (CLAUDE_TOWER_ADMIN_CALLERS)",
                 caller.id()
-            ),
-        )),
+            )))
+        }
         Allowed::Open => Err(forbidden(
             "only loopback clients may read this without an identity configured",
         )),
@@ -250,8 +250,7 @@ mod tests {
 
     fn access() -> Access {
         let identity =
-            IdentityLayer::new(IdentityConfig::default().with_client_key("ada", "k-ada"))
-                .unwrap();
+            IdentityLayer::new(IdentityConfig::default().with_client_key("ada", "k-ada")).unwrap();
         Access::new(Some(identity), &["ada".to_owned()])
     }
 
@@ -299,14 +298,22 @@ mod tests {
         )
         .unwrap();
         let a = Access::new(Some(identity), &["ada".to_owned()]);
-        assert!(a.check_admin(&request("10.0.0.1:1", Some("k-ada"))).await.is_ok());
+        assert!(
+            a.check_admin(&request("10.0.0.1:1", Some("k-ada")))
+                .await
+                .is_ok()
+        );
         let refused = a
             .check_admin(&request("10.0.0.1:1", Some("k-bob")))
             .await
             .unwrap_err();
         assert_eq!(refused.status(), StatusCode::FORBIDDEN);
         let open = Access::new(None, &[]);
-        assert!(open.check_admin(&request("127.0.0.1:1", None)).await.is_ok());
+        assert!(
+            open.check_admin(&request("127.0.0.1:1", None))
+                .await
+                .is_ok()
+        );
         let refused = open
             .check_admin(&request("10.0.0.1:1", None))
             .await

@@ -239,7 +239,12 @@ fn quota_table(quota: &QuotaConfig) -> Table {
     let mut t = Table::new();
     t.insert(
         "store".into(),
-        if quota.redis_url.is_some() { "redis" } else { "memory" }.into(),
+        if quota.redis_url.is_some() {
+            "redis"
+        } else {
+            "memory"
+        }
+        .into(),
     );
     if quota.redis_url.is_some() {
         t.insert("redis_url".into(), REDACTED.into());

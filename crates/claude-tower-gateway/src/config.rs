@@ -52,9 +52,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use claude_tower::toolpair::ToolPairingMode;
+use claude_tower_core::DEFAULT_REQUEST_BODY_LIMIT;
 use claude_tower_identity::IdentityConfig;
 use claude_tower_quota::QuotaConfig;
-use claude_tower_core::DEFAULT_REQUEST_BODY_LIMIT;
 
 use crate::file::{FileConfig, RouteSection};
 use crate::settings::{Settings, switch};
@@ -751,7 +751,10 @@ mod tests {
         );
         assert!(!format!("{:?}", ok.identity).contains("k1"));
         for (var, value) in [
-            ("CLAUDE_TOWER_ENTRA_TENANT_ID", "72f988bf-86f1-41af-91ab-2d7cd011db47"),
+            (
+                "CLAUDE_TOWER_ENTRA_TENANT_ID",
+                "72f988bf-86f1-41af-91ab-2d7cd011db47",
+            ),
             ("CLAUDE_TOWER_CLIENT_KEYS", "ada=k-ada"),
         ] {
             let c = config(&[("CLAUDE_TOWER_LISTEN", "0.0.0.0:8787"), (var, value)]).unwrap();
@@ -787,13 +790,29 @@ mod tests {
     #[test]
     fn bad_identity_and_quota_settings_stop_start_up() {
         for (var, value, named) in [
-            ("CLAUDE_TOWER_ENTRA_TENANT_ID", "contoso.com", "CLAUDE_TOWER_ENTRA_TENANT_ID"),
-            ("CLAUDE_TOWER_OIDC_ISSUER", "https://idp.example.com", "CLAUDE_TOWER_OIDC_AUDIENCE"),
+            (
+                "CLAUDE_TOWER_ENTRA_TENANT_ID",
+                "contoso.com",
+                "CLAUDE_TOWER_ENTRA_TENANT_ID",
+            ),
+            (
+                "CLAUDE_TOWER_OIDC_ISSUER",
+                "https://idp.example.com",
+                "CLAUDE_TOWER_OIDC_AUDIENCE",
+            ),
             ("CLAUDE_TOWER_TPM", "lots", "CLAUDE_TOWER_TPM"),
             ("CLAUDE_TOWER_RPM", "0", "CLAUDE_TOWER_RPM"),
-            ("CLAUDE_TOWER_TOKEN_QUOTA", "5/fortnight", "CLAUDE_TOWER_TOKEN_QUOTA"),
+            (
+                "CLAUDE_TOWER_TOKEN_QUOTA",
+                "5/fortnight",
+                "CLAUDE_TOWER_TOKEN_QUOTA",
+            ),
             ("CLAUDE_TOWER_REDIS_URL", "mysql://x", "redis_url"),
-            ("CLAUDE_TOWER_METRICS_PUBLIC", "maybe", "CLAUDE_TOWER_METRICS_PUBLIC"),
+            (
+                "CLAUDE_TOWER_METRICS_PUBLIC",
+                "maybe",
+                "CLAUDE_TOWER_METRICS_PUBLIC",
+            ),
         ] {
             let err = config(&[(var, value)]).unwrap_err();
             assert!(err.to_string().contains(named), "{var}: {err}");

@@ -10,10 +10,10 @@ use axum::body::Body;
 use axum::routing::{any_service, get, post_service};
 use claude_tower::prelude::*;
 use claude_tower::stack::{ClaudeService, Route, StackError};
+use claude_tower::transport::{HttpsClient, https_client};
 use claude_tower_identity::IdentityLayer;
 use claude_tower_quota::QuotaLayer;
 use claude_tower_usage::UsageLayer;
-use claude_tower::transport::{HttpsClient, https_client};
 use http::{Request, Uri};
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
@@ -22,10 +22,10 @@ use tower_http::trace::TraceLayer;
 
 use crate::access::{Access, OptionalIdentityLayer, require_caller};
 use crate::config::{ConfigError, GatewayConfig};
-use crate::telemetry::{Endpoints, Telemetry};
 use crate::paths::{self, Health};
 use crate::routes::{self, RoutesError};
 use crate::server;
+use crate::telemetry::{Endpoints, Telemetry};
 use crate::tls::{self, TlsError};
 use crate::upstream::{self, SimulatorReason, Upstream};
 
@@ -327,11 +327,9 @@ impl Gateway {
                 }
                 None => {
                     let models = paths::ModelList::new(&self.config.models);
-                    let local = paths::local_anthropic_only(Router::new(), prefix, models)
-                        .layer(axum::middleware::from_fn_with_state(
-                            access.clone(),
-                            require_caller,
-                        ));
+                    let local = paths::local_anthropic_only(Router::new(), prefix, models).layer(
+                        axum::middleware::from_fn_with_state(access.clone(), require_caller),
+                    );
                     guarded.merge(local)
                 }
             };
@@ -358,10 +356,7 @@ impl Gateway {
                 "/metrics",
                 get(crate::telemetry::metrics).with_state(endpoints.clone()),
             )
-            .route(
-                "/usage",
-                get(crate::telemetry::usage).with_state(endpoints),
-            )
+            .route("/usage", get(crate::telemetry::usage).with_state(endpoints))
             .merge(readyz)
             .route("/", get(paths::root))
             .route("/anthropic", get(paths::root))

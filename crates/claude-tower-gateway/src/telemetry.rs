@@ -121,8 +121,9 @@ fn exporter(_lookup: &impl Fn(&str) -> Option<String>) -> Result<PrometheusExpor
     let setup = |err: claude_tower_usage::MetricsSetupError| {
         ConfigError::new("OTEL_EXPORTER_OTLP_ENDPOINT", err.to_string())
     };
-    let mut builder = SdkMeterProvider::builder()
-        .with_resource(claude_tower_usage::resource_from_env("claude-tower-gateway"));
+    let mut builder = SdkMeterProvider::builder().with_resource(
+        claude_tower_usage::resource_from_env("claude-tower-gateway"),
+    );
     if let Some(reader) = claude_tower_usage::otlp_reader_from_env().map_err(setup)? {
         tracing::info!("metrics: pushing OTLP as the OTEL_* variables say");
         builder = builder.with_reader(reader);
