@@ -199,22 +199,27 @@ impl Access {
     ) -> impl Future<Output = Result<Allowed, Response>> + Send + 'static {
         let checked = self.check(req);
         let admins = Arc::clone(&self.admins);
-        async move { admit(checked.await?, &admins) }
+        async move {
+            let allowed = checked.await?;
+            match admin_refusal(&allowed, &admins) {
+                Some(why) => Err(forbidden(&why)),
+                None => Ok(allowed),
+            }
+        }
     }
 }
 
-fn admit(allowed: Allowed, admins: &[String]) -> Result<Allowed, Response> {
+/// Why `allowed` may not read admin endpoints, if it may not.
+fn admin_refusal(allowed: &Allowed, admins: &[String]) -> Option<String> {
     match allowed {
-        Allowed::Caller(caller) if !admins.iter().any(|a| a == caller.id()) => {
-            Err(forbidden(&format!(
-                "caller `{}` is not an admin caller (CLAUDE_TOWER_ADMIN_CALLERS)",
-                caller.id()
-            )))
-        }
-        Allowed::Open => Err(forbidden(
-            "only loopback clients may read this without an identity configured",
+        Allowed::Caller(caller) if !admins.iter().any(|a| a == caller.id()) => Some(format!(
+            "caller `{}` is not an admin caller (CLAUDE_TOWER_ADMIN_CALLERS)",
+            caller.id()
         )),
-        allowed => Ok(allowed),
+        Allowed::Open => {
+            Some("only loopback clients may read this without an identity configured".to_owned())
+        }
+        _ => None,
     }
 }
 

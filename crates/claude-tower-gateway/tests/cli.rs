@@ -33,6 +33,13 @@ fn help_explains_every_setting_with_its_variable_and_default() {
         "CLAUDE_TOWER_TLS_CERT",
         "CLAUDE_TOWER_SIMULATOR",
         "ANTHROPIC_FOUNDRY_API_KEY",
+        "CLAUDE_TOWER_ENTRA_TENANT_ID",
+        "CLAUDE_TOWER_OIDC_ISSUER",
+        "CLAUDE_TOWER_ADMIN_CALLERS",
+        "CLAUDE_TOWER_METRICS_PUBLIC",
+        "CLAUDE_TOWER_REDIS_URL",
+        "CLAUDE_TOWER_TPM",
+        "CLAUDE_TOWER_TOKEN_QUOTA",
     ] {
         assert!(help.contains(variable), "{variable} missing from --help");
     }
@@ -48,9 +55,13 @@ fn help_explains_every_setting_with_its_variable_and_default() {
 fn help_never_shows_a_client_key() {
     let out = run(
         &["--help"],
-        &[("CLAUDE_TOWER_CLIENT_KEYS", "team-secret-key")],
+        &[
+            ("CLAUDE_TOWER_CLIENT_KEYS", "team-secret-key"),
+            ("CLAUDE_TOWER_REDIS_URL", "redis://:redis-secret@h:6379"),
+        ],
     );
     assert!(!text(&out.stdout).contains("team-secret-key"));
+    assert!(!text(&out.stdout).contains("redis-secret"));
 }
 
 #[test]
