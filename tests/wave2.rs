@@ -399,20 +399,22 @@ fn config_file(name: &str, text: &str) -> String {
     path.display().to_string()
 }
 
+/// One non-streaming Messages call on the Foundry prefix as `key`.
+async fn foundry_call(gw: &TestGateway, key: &str) -> (StatusCode, http::HeaderMap, Bytes) {
+    let req = request(
+        gw,
+        "/anthropic/v1/messages",
+        key,
+        body("claude-sonnet-4-5", false),
+    );
+    read(gw.send(req).await).await
+}
+
 /// Sends `key`'s requests until one is refused (usage settles when a body
 /// ends, a moment after the client has it).
 async fn until_refused(gw: &TestGateway, key: &str) -> (http::HeaderMap, Bytes) {
     for _ in 0..100 {
-        let (status, headers, bytes) = read(
-            gw.send(request(
-                gw,
-                "/anthropic/v1/messages",
-                key,
-                body("claude-sonnet-4-5", false),
-            ))
-            .await,
-        )
-        .await;
+        let (status, headers, bytes) = foundry_call(gw, key).await;
         if status == StatusCode::TOO_MANY_REQUESTS {
             return (headers, bytes);
         }
@@ -435,16 +437,7 @@ async fn a_low_tpm_limits_one_caller_with_retry_after_and_ratelimit_headers() {
     ])
     .await;
     // The Foundry route sends no ratelimit headers: the caller's own come back.
-    let (status, headers, _) = read(
-        gw.send(request(
-            &gw,
-            "/anthropic/v1/messages",
-            "k-ada",
-            body("claude-sonnet-4-5", false),
-        ))
-        .await,
-    )
-    .await;
+    let (status, headers, _) = foundry_call(&gw, "k-ada").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers["anthropic-ratelimit-tokens-limit"], "20");
     assert!(headers.contains_key("anthropic-ratelimit-tokens-remaining"));
@@ -459,16 +452,7 @@ async fn a_low_tpm_limits_one_caller_with_retry_after_and_ratelimit_headers() {
 
     // Bob has no limit of his own and is not held back.
     for _ in 0..3 {
-        let (status, _, _) = read(
-            gw.send(request(
-                &gw,
-                "/anthropic/v1/messages",
-                "k-bob",
-                body("claude-sonnet-4-5", false),
-            ))
-            .await,
-        )
-        .await;
+        let (status, _, _) = foundry_call(&gw, "k-bob").await;
         assert_eq!(status, StatusCode::OK);
     }
 
@@ -513,16 +497,7 @@ async fn two_gateways_on_one_redis_share_a_callers_limit() {
     // Ada spends her tokens on the first instance...
     let _ = until_refused(&one, "k-ada").await;
     // ...and the second one knows.
-    let (status, headers, bytes) = read(
-        two.send(request(
-            &two,
-            "/anthropic/v1/messages",
-            "k-ada",
-            body("claude-sonnet-4-5", false),
-        ))
-        .await,
-    )
-    .await;
+    let (status, headers, bytes) = foundry_call(&two, "k-ada").await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{bytes:?}");
     assert!(headers.contains_key("retry-after"));
     let (status, _, bytes) = read(two.bare(http::Method::GET, "/usage").await).await;
