@@ -82,8 +82,8 @@ pub struct Settings {
     pub client_keys: Option<String>,
 
     /// Entra ID tenant ids (comma list) whose tokens are accepted, v1 and v2
-    /// issuers, audiences https://cognitiveservices.azure.com and
-    /// https://ai.azure.com unless --oidc-audience is set [default: none].
+    /// issuers, audiences `https://cognitiveservices.azure.com` and
+    /// `https://ai.azure.com` unless --oidc-audience is set [default: none].
     #[arg(
         long,
         env = "CLAUDE_TOWER_ENTRA_TENANT_ID",
@@ -144,7 +144,7 @@ pub struct Settings {
     )]
     pub metrics_public: Option<String>,
 
-    /// Redis shared by gateway replicas for quotas, redis://[:pw@]host:port[/db]
+    /// Redis shared by gateway replicas for quotas, `redis://[:pw@]host:port[/db]`
     /// [default: none: limits per process, in memory].
     #[arg(
         long,

@@ -13,9 +13,10 @@
 //!   `claude_tower_upstream_attempts_total` by answering route (minus
 //!   `claude_tower_requests_total`, the retries and failovers);
 //! - quota health from [`QuotaLayer::health`]: `claude_tower_quota_shared`
-//!   (1 while limits are shared through Redis) and the counters of Redis
-//!   errors, local fallback checks, lost settlements, settled and unknown
-//!   usage.
+//!   (1 while limits are shared through Redis, or no Redis is configured)
+//!   and the counters of Redis errors, checks made in this process's memory
+//!   (the memory store, or the fallback while Redis is down), lost
+//!   settlements, settled and unknown usage.
 //!
 //! With the `otlp` feature and `OTEL_EXPORTER_OTLP_ENDPOINT` (or the metrics
 //! one) set, the same provider also pushes OTLP over HTTP/protobuf; the
@@ -199,7 +200,7 @@ fn observe_quota(meter: &Meter, quota: QuotaLayer) {
         ),
         (
             "claude_tower.quota.local_checks",
-            "Requests checked against the local fallback while Redis was down.",
+            "Requests checked in this process's memory: the memory store, or the fallback while Redis is down.",
             |h| h.store.local_checks,
         ),
         (
