@@ -96,6 +96,45 @@ fn check_prints_the_configuration_with_secrets_redacted() {
 }
 
 #[test]
+fn check_prints_identity_and_quota_and_refuses_bad_limits() {
+    let out = run(
+        &["check"],
+        &[
+            ("CLAUDE_TOWER_CLIENT_KEYS", "ada=k-ada-secret"),
+            ("CLAUDE_TOWER_TPM", "100000"),
+            ("CLAUDE_TOWER_TOKEN_QUOTA", "5000000/month"),
+            (
+                "CLAUDE_TOWER_REDIS_URL",
+                "redis://:redis-secret@127.0.0.1:6379",
+            ),
+        ],
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        !stdout.contains("k-ada-secret") && !stdout.contains("redis-secret"),
+        "{stdout}"
+    );
+    for needle in [
+        "[identity.client_keys]\nada = \"<redacted>\"",
+        "store = \"redis\"",
+        "redis_url = \"<redacted>\"",
+        "tokens_per_minute = 100000",
+        "token_quota = \"5000000/month\"",
+        "[metrics]",
+    ] {
+        assert!(stdout.contains(needle), "{needle} missing in\n{stdout}");
+    }
+    let out = run(&["check"], &[("CLAUDE_TOWER_RPM", "zero")]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("CLAUDE_TOWER_RPM"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
 fn check_reads_routes_from_a_config_file() {
     let dir = std::env::temp_dir().join(format!("ctg-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
