@@ -540,8 +540,11 @@ async fn healthz_is_open_and_says_little_readyz_is_guarded() {
         assert!(!text.contains(secretish), "{secretish} in {text}");
     }
 
+    // Loopback clients pass without a key (off loopback a credential is
+    // needed: `access` unit tests, as this harness only connects over
+    // loopback).
     let (status, _, _) = read(gw.bare(Method::GET, "/readyz").await).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(status, StatusCode::OK);
     let req = Request::get(gw.url("/readyz"))
         .header("x-api-key", "team-key")
         .body(Full::new(Bytes::new()))

@@ -92,4 +92,4 @@ pub use request_ids::RequestIds;
 pub use response_body::ResponseBody;
 pub use retry_after::RetryAfter;
 pub use route::RouteId;
-pub use usage::{TokenUsage, UsageHook, UsageRecord, UsageSink};
+pub use usage::{RequestedModel, TokenUsage, UsageHook, UsageRecord, UsageSink};

@@ -178,6 +178,25 @@ impl UsageHook {
     }
 }
 
+/// The model a request asked for (its body's top-level `model`, before any
+/// per-route model map), as a request or response extension.
+///
+/// A usage layer cannot read a streaming request body, so whoever already
+/// holds the buffered body says which model was asked for: a layer outside
+/// the usage layer on the request, or the stack on the way back — the
+/// facade's tool-pairing step reads it once from the buffered body and puts
+/// it into the response's extensions, so a usage layer outside the whole
+/// stack (as in the gateway) still sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestedModel(pub Arc<str>);
+
+impl RequestedModel {
+    /// The model id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Debug for UsageHook {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("UsageHook(..)")

@@ -5,6 +5,8 @@
 //! request. The TLS files are loaded, so a bad certificate fails here too.
 
 use claude_tower::stack::Route;
+use claude_tower_identity::IdentityConfig;
+use claude_tower_quota::{Limit, PolicyConfig, QuotaConfig};
 use toml::{Table, Value};
 
 use crate::config::{GatewayConfig, fmt_duration};
@@ -140,10 +142,9 @@ impl GatewayConfig {
         }
         let mut server = Table::new();
         server.insert("listen".into(), self.listen.to_string().into());
-        server.insert(
-            "client_keys".into(),
-            vec![REDACTED; self.client_keys.len()].into(),
-        );
+        if !self.admin_callers.is_empty() {
+            server.insert("admin_callers".into(), self.admin_callers.clone().into());
+        }
         server.insert("deadline".into(), fmt_duration(self.deadline).into());
         server.insert(
             "body_limit".into(),
@@ -191,6 +192,114 @@ impl GatewayConfig {
             format!("{},{}", fmt_duration(base), fmt_duration(cap)).into(),
         );
         out.insert("retry".into(), retry.into());
+        out.insert("identity".into(), identity_table(&self.identity).into());
+        out.insert("quota".into(), quota_table(&self.quota).into());
+        let mut metrics = Table::new();
+        metrics.insert("public".into(), self.metrics.public.into());
+        metrics.insert(
+            "caller_labels".into(),
+            i64::try_from(self.metrics.caller_labels)
+                .unwrap_or(i64::MAX)
+                .into(),
+        );
+        out.insert("metrics".into(), metrics.into());
         out
     }
+}
+
+/// `[identity]`: issuers and policy as configured; client keys by name only.
+fn identity_table(identity: &IdentityConfig) -> Table {
+    let mut t = Table::new();
+    let mut list = |key: &str, values: Vec<String>| {
+        if !values.is_empty() {
+            t.insert(key.into(), values.into());
+        }
+    };
+    list("entra_tenant_ids", identity.entra_tenant_ids().to_vec());
+    list("issuers", identity.issuers().to_vec());
+    list("audiences", identity.audiences());
+    list("allowed_tenants", identity.allowed_tenants().to_vec());
+    list("required_roles", identity.required_roles().to_vec());
+    list("required_groups", identity.required_groups().to_vec());
+    let keys: Table = identity
+        .client_key_names()
+        .map(|name| (name.to_owned(), Value::from(REDACTED)))
+        .collect();
+    if !keys.is_empty() {
+        t.insert("client_keys".into(), keys.into());
+    }
+    if !identity.is_configured() {
+        t.insert(
+            "note".into(),
+            "no identity configured: every caller is anonymous (loopback only)".into(),
+        );
+    }
+    t
+}
+
+/// `[quota]`: the Redis URL redacted (it may hold a password).
+fn quota_table(quota: &QuotaConfig) -> Table {
+    let mut t = Table::new();
+    t.insert(
+        "store".into(),
+        if quota.redis_url.is_some() {
+            "redis"
+        } else {
+            "memory"
+        }
+        .into(),
+    );
+    if quota.redis_url.is_some() {
+        t.insert("redis_url".into(), REDACTED.into());
+        t.insert(
+            "redis_timeout_ms".into(),
+            i64::try_from(quota.redis_timeout().as_millis())
+                .unwrap_or(i64::MAX)
+                .into(),
+        );
+        t.insert(
+            "on_redis_error".into(),
+            format!("{:?}", quota.on_redis_error)
+                .to_ascii_lowercase()
+                .into(),
+        );
+    }
+    t.insert(
+        "upstream_headers".into(),
+        format!("{:?}", quota.upstream_headers)
+            .to_ascii_lowercase()
+            .into(),
+    );
+    let policy = |p: &PolicyConfig| {
+        let mut t = Table::new();
+        let limit = |l: &Limit| match l {
+            Limit::Amount(n) => Value::from(i64::try_from(*n).unwrap_or(i64::MAX)),
+            Limit::Word(_) => Value::from("unlimited"),
+        };
+        if let Some(l) = &p.tokens_per_minute {
+            t.insert("tokens_per_minute".into(), limit(l));
+        }
+        if let Some(l) = &p.requests_per_minute {
+            t.insert("requests_per_minute".into(), limit(l));
+        }
+        if let Some(q) = &p.token_quota {
+            t.insert("token_quota".into(), q.0.clone().into());
+        }
+        t
+    };
+    let default = policy(&quota.default);
+    if default.is_empty() && !quota.is_enabled() {
+        t.insert("note".into(), "no limit configured: unlimited".into());
+    }
+    t.insert("default".into(), default.into());
+    for (key, map) in [("callers", &quota.callers), ("groups", &quota.groups)] {
+        let section: Table = map
+            .iter()
+            .map(|(name, p)| (name.clone(), Value::from(policy(p))))
+            .collect();
+        if !section.is_empty() {
+            t.insert(key.into(), section.into());
+        }
+    }
+    t
 }

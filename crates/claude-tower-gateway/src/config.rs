@@ -5,7 +5,16 @@
 //! |---|---|---|
 //! | `--config` `CLAUDE_TOWER_CONFIG` | TOML file ([`file`](crate::file)) | none |
 //! | `--listen` `CLAUDE_TOWER_LISTEN` | address to listen on | `127.0.0.1:8787` |
-//! | `--client-keys` `CLAUDE_TOWER_CLIENT_KEYS` | comma-separated keys clients must send (`x-api-key` or `Authorization: Bearer`) | none; required off loopback |
+//! | `--client-keys` `CLAUDE_TOWER_CLIENT_KEYS` | client keys `name=key,...` (`x-api-key` or `Authorization: Bearer`); the name is the caller id, a bare key is `key-N` | none |
+//! | `--entra-tenant-id` `CLAUDE_TOWER_ENTRA_TENANT_ID` | Entra tenant ids whose tokens are accepted | none |
+//! | `--oidc-issuer` `CLAUDE_TOWER_OIDC_ISSUER` | OpenID Connect issuer URLs whose tokens are accepted | none |
+//! | `--oidc-audience` `CLAUDE_TOWER_OIDC_AUDIENCE` | accepted token audiences | Entra's two with a tenant |
+//! | `--required-roles` `CLAUDE_TOWER_REQUIRED_ROLES` | a token must carry one of these roles | none |
+//! | `--admin-callers` `CLAUDE_TOWER_ADMIN_CALLERS` | caller ids that may read `GET /usage` (loopback always may) | none |
+//! | `--metrics-public` `CLAUDE_TOWER_METRICS_PUBLIC` | `GET /metrics` without a credential | false: loopback or an identified caller |
+//! | `--redis-url` `CLAUDE_TOWER_REDIS_URL` | Redis shared by replicas for quotas | none: in memory, per process |
+//! | `--tpm` / `--rpm` `CLAUDE_TOWER_TPM` / `_RPM` | tokens / requests per minute per caller | unlimited |
+//! | `--token-quota` `CLAUDE_TOWER_TOKEN_QUOTA` | tokens per caller and UTC period, `5000000/month` | unlimited |
 //! | `--routes` `CLAUDE_TOWER_ROUTES` | route order, e.g. `foundry,anthropic` | `anthropic,foundry` (those configured) |
 //! | `--passthrough` `CLAUDE_TOWER_PASSTHROUGH` | routes that forward each caller's own credential (`[[routes]]`: `auth = "passthrough"`) | none |
 //! | `--toolpair` `CLAUDE_TOWER_TOOLPAIR` | `reject`, `repair` or `observe` | `reject` |
@@ -24,6 +33,11 @@
 //! | `--sim-faults` `CLAUDE_TOWER_SIM_FAULTS` | the simulator's fault script (`none`: no faults) | `anthropic=random(p=0.2,seed=42)` |
 //! | `--sim-listen` `CLAUDE_TOWER_SIM_LISTEN` | the simulator's address | an ephemeral loopback port |
 //!
+//! Off loopback some identity is required (client keys, an Entra tenant or
+//! an OIDC issuer): a start-up error otherwise. The `[identity]`, `[quota]`
+//! and `[metrics]` sections of the file hold the rest (per-caller and
+//! per-group limits, required groups, clock skew...).
+//!
 //! Why these connection defaults: 30 s for headers is hyper's own default
 //! and nginx's order of magnitude, far above what a client on any network
 //! needs for a few hundred bytes, and it is what frees a connection whose
@@ -40,6 +54,8 @@ use std::time::Duration;
 
 use claude_tower::toolpair::ToolPairingMode;
 use claude_tower_core::DEFAULT_REQUEST_BODY_LIMIT;
+use claude_tower_identity::IdentityConfig;
+use claude_tower_quota::QuotaConfig;
 
 use crate::file::{FileConfig, RouteSection};
 use crate::settings::{Settings, switch};
@@ -116,8 +132,15 @@ pub struct GatewayConfig {
     pub config_file: Option<PathBuf>,
     /// Address to listen on.
     pub listen: SocketAddr,
-    /// Keys inbound clients must present; empty means none are required.
-    pub client_keys: Vec<ClientKey>,
+    /// Who may call: tokens and client keys (not configured: anyone, on
+    /// loopback only).
+    pub identity: IdentityConfig,
+    /// Caller ids that may read `GET /usage` (loopback clients always may).
+    pub admin_callers: Vec<String>,
+    /// Per-caller limits (nothing configured: unlimited).
+    pub quota: QuotaConfig,
+    /// `GET /metrics`.
+    pub metrics: MetricsConfig,
     /// Route order by name, when given.
     pub route_order: Option<Vec<String>>,
     /// Routes that forward the caller's own credential
@@ -151,26 +174,14 @@ pub struct GatewayConfig {
     pub file_routes: Vec<RouteSection>,
 }
 
-/// A key an inbound client presents. Its `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ClientKey(String);
-
-impl ClientKey {
-    /// Wraps a key.
-    pub fn new(key: impl Into<String>) -> Self {
-        Self(key.into())
-    }
-
-    /// The key's bytes, for a constant-time comparison.
-    pub fn expose(&self) -> &[u8] {
-        self.0.as_bytes()
-    }
-}
-
-impl fmt::Debug for ClientKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ClientKey(<redacted>)")
-    }
+/// `GET /metrics` settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MetricsConfig {
+    /// Served without a credential to anyone.
+    pub public: bool,
+    /// How many distinct callers become label values.
+    pub caller_labels: usize,
 }
 
 /// A setting that could not be read or a configuration that does not hold
@@ -245,6 +256,16 @@ fn parsed<T>(
     .transpose()
 }
 
+/// The identity crate's error, naming its setting once.
+pub(crate) fn identity_error(err: claude_tower_identity::InvalidIdentityConfig) -> ConfigError {
+    let text = err.to_string();
+    let problem = text
+        .strip_prefix(&format!("{}: ", err.setting()))
+        .unwrap_or(&text)
+        .to_owned();
+    ConfigError::new(err.setting(), problem)
+}
+
 fn list(value: &str) -> Vec<String> {
     value
         .split(',')
@@ -301,23 +322,82 @@ impl GatewayConfig {
             .as_ref()
             .map(|keys| keys.join(","))
             .or(client_keys_env);
-        let client_keys: Vec<ClientKey> = raw(
+        let client_keys = raw(
             &s.client_keys,
             "CLAUDE_TOWER_CLIENT_KEYS",
             file_keys,
             "server.client_keys",
         )
-        .map(|r| list(&r.value).into_iter().map(ClientKey::new).collect())
-        .unwrap_or_default();
-        if !listen.ip().is_loopback() && client_keys.is_empty() {
+        .map(|r| r.value);
+        // The identity crate reads its own variables; flags and variables
+        // (in `s`) and `[server] client_keys` stand in for them.
+        let identity_vars = |name: &str| match name {
+            "CLAUDE_TOWER_CLIENT_KEYS" => client_keys.clone(),
+            "CLAUDE_TOWER_ENTRA_TENANT_ID" => s.entra_tenant_id.clone(),
+            "CLAUDE_TOWER_OIDC_ISSUER" => s.oidc_issuer.clone(),
+            "CLAUDE_TOWER_OIDC_AUDIENCE" => s.oidc_audience.clone(),
+            "CLAUDE_TOWER_REQUIRED_ROLES" => s.required_roles.clone(),
+            _ => None,
+        };
+        let identity = file
+            .identity
+            .clone()
+            .merge_lookup(identity_vars)
+            .map_err(identity_error)?;
+        // Built once here so a bad issuer, audience or algorithm fails the
+        // configuration (and `check`), not the first request.
+        if identity.is_configured() {
+            claude_tower_identity::IdentityLayer::new(identity.clone()).map_err(identity_error)?;
+        }
+        if !listen.ip().is_loopback() && !identity.is_configured() {
             return Err(ConfigError::new(
                 "CLAUDE_TOWER_CLIENT_KEYS",
                 format!(
-                    "listening on the non-loopback address {listen} requires client keys; \
-                     set CLAUDE_TOWER_CLIENT_KEYS=key1,key2 (clients send one as x-api-key or Bearer)"
+                    "listening on the non-loopback address {listen} requires an identity: \
+                     set CLAUDE_TOWER_CLIENT_KEYS=name=key,... (clients send one as x-api-key or Bearer), \
+                     CLAUDE_TOWER_ENTRA_TENANT_ID or CLAUDE_TOWER_OIDC_ISSUER"
                 ),
             ));
         }
+        let admin_callers = raw(
+            &s.admin_callers,
+            "CLAUDE_TOWER_ADMIN_CALLERS",
+            server.admin_callers.as_ref().map(|c| c.join(",")),
+            "server.admin_callers",
+        )
+        .map(|r| list(&r.value))
+        .unwrap_or_default();
+
+        let quota_vars = |name: &str| match name {
+            "CLAUDE_TOWER_REDIS_URL" => s.redis_url.clone(),
+            "CLAUDE_TOWER_TPM" => s.tpm.clone(),
+            "CLAUDE_TOWER_RPM" => s.rpm.clone(),
+            "CLAUDE_TOWER_TOKEN_QUOTA" => s.token_quota.clone(),
+            _ => None,
+        };
+        let quota = file
+            .quota
+            .clone()
+            .apply_lookup(quota_vars)
+            .map_err(|err| ConfigError::new("quota", err.to_string()))?;
+
+        let metrics = MetricsConfig {
+            public: parsed(
+                raw(
+                    &s.metrics_public,
+                    "CLAUDE_TOWER_METRICS_PUBLIC",
+                    file.metrics.public.map(|b| b.to_string()),
+                    "metrics.public",
+                ),
+                switch,
+                "a yes or no (true/false, 1/0)",
+            )?
+            .unwrap_or(false),
+            caller_labels: file
+                .metrics
+                .caller_labels
+                .unwrap_or(claude_tower_usage::metrics::DEFAULT_CALLER_LABELS),
+        };
 
         let route_order = raw(
             &s.routes,
@@ -554,7 +634,10 @@ impl GatewayConfig {
         Ok(Self {
             config_file: s.config.clone(),
             listen,
-            client_keys,
+            identity,
+            admin_callers,
+            quota,
+            metrics,
             route_order,
             passthrough,
             toolpair,
@@ -655,7 +738,9 @@ mod tests {
     fn defaults() {
         let c = config(&[]).unwrap();
         assert_eq!(c.listen, DEFAULT_LISTEN.parse().unwrap());
-        assert!(c.client_keys.is_empty());
+        assert!(!c.identity.is_configured());
+        assert!(!c.quota.is_enabled());
+        assert!(!c.metrics.public);
         assert_eq!(c.toolpair, ToolPairingMode::Reject);
         assert_eq!(c.deadline, DEFAULT_DEADLINE);
         assert_eq!(c.body_limit, DEFAULT_REQUEST_BODY_LIMIT);
@@ -672,8 +757,78 @@ mod tests {
             ("CLAUDE_TOWER_CLIENT_KEYS", "k1, k2,,"),
         ])
         .unwrap();
-        assert_eq!(ok.client_keys.len(), 2);
-        assert_eq!(format!("{:?}", ok.client_keys[0]), "ClientKey(<redacted>)");
+        assert_eq!(
+            ok.identity.client_key_names().collect::<Vec<_>>(),
+            ["key-1", "key-2"]
+        );
+        assert!(!format!("{:?}", ok.identity).contains("k1"));
+        for (var, value) in [
+            (
+                "CLAUDE_TOWER_ENTRA_TENANT_ID",
+                "72f988bf-86f1-41af-91ab-2d7cd011db47",
+            ),
+            ("CLAUDE_TOWER_CLIENT_KEYS", "ada=k-ada"),
+        ] {
+            let c = config(&[("CLAUDE_TOWER_LISTEN", "0.0.0.0:8787"), (var, value)]).unwrap();
+            assert!(c.identity.is_configured(), "{var}");
+        }
+    }
+
+    #[test]
+    fn identity_quota_and_metrics_settings() {
+        let c = config(&[
+            ("CLAUDE_TOWER_CLIENT_KEYS", "ada=k-ada,bob=k-bob"),
+            ("CLAUDE_TOWER_ADMIN_CALLERS", "ada"),
+            ("CLAUDE_TOWER_TPM", "1000"),
+            ("CLAUDE_TOWER_TOKEN_QUOTA", "5000000/month"),
+            ("CLAUDE_TOWER_METRICS_PUBLIC", "yes"),
+        ])
+        .unwrap();
+        assert_eq!(c.admin_callers, ["ada"]);
+        assert!(c.quota.is_enabled());
+        assert!(c.metrics.public);
+        let file = FileConfig::parse(
+            "[identity]\nissuers = [\"http://127.0.0.1:9/realm\"]\naudiences = [\"gw\"]\n\
+             [quota.default]\nrequests_per_minute = 60\n[quota.callers.ada]\ntoken_quota = \"unlimited\"\n\
+             [metrics]\ncaller_labels = 10\n",
+        )
+        .unwrap();
+        let c = GatewayConfig::resolve(&Settings::default(), &file, &|_: &str| None).unwrap();
+        assert_eq!(c.identity.issuers(), ["http://127.0.0.1:9/realm"]);
+        assert!(c.quota.is_enabled());
+        assert_eq!(c.metrics.caller_labels, 10);
+    }
+
+    #[test]
+    fn bad_identity_and_quota_settings_stop_start_up() {
+        for (var, value, named) in [
+            (
+                "CLAUDE_TOWER_ENTRA_TENANT_ID",
+                "contoso.com",
+                "CLAUDE_TOWER_ENTRA_TENANT_ID",
+            ),
+            (
+                "CLAUDE_TOWER_OIDC_ISSUER",
+                "https://idp.example.com",
+                "CLAUDE_TOWER_OIDC_AUDIENCE",
+            ),
+            ("CLAUDE_TOWER_TPM", "lots", "CLAUDE_TOWER_TPM"),
+            ("CLAUDE_TOWER_RPM", "0", "CLAUDE_TOWER_RPM"),
+            (
+                "CLAUDE_TOWER_TOKEN_QUOTA",
+                "5/fortnight",
+                "CLAUDE_TOWER_TOKEN_QUOTA",
+            ),
+            ("CLAUDE_TOWER_REDIS_URL", "mysql://x", "redis_url"),
+            (
+                "CLAUDE_TOWER_METRICS_PUBLIC",
+                "maybe",
+                "CLAUDE_TOWER_METRICS_PUBLIC",
+            ),
+        ] {
+            let err = config(&[(var, value)]).unwrap_err();
+            assert!(err.to_string().contains(named), "{var}: {err}");
+        }
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //!
 //! [server]
 //! listen = "0.0.0.0:8787"
-//! client_keys = ["team-key-1"]                        # or client_keys_env = "GATEWAY_KEYS"
+//! client_keys = ["ada=k-team-key-1"]                  # or client_keys_env = "GATEWAY_KEYS"
+//! admin_callers = ["ada"]                             # may read GET /usage
 //! deadline = "600s"
 //! body_limit = 33554432
 //! header_read_timeout = "30s"
@@ -36,6 +37,20 @@
 //! name = "anthropic"
 //! face = "anthropic"
 //! api_key_env = "ANTHROPIC_API_KEY"
+//!
+//! [identity]                               # claude_tower_identity::IdentityConfig
+//! entra_tenant_ids = ["72f988bf-86f1-41af-91ab-2d7cd011db47"]
+//! required_roles = ["Claude.Use"]
+//!
+//! [quota]                                  # claude_tower_quota::QuotaConfig
+//! redis_url = "redis://127.0.0.1:6379"
+//! [quota.default]
+//! tokens_per_minute = 100000
+//! token_quota = "5000000/month"
+//!
+//! [metrics]
+//! public = false                           # true: /metrics without a credential
+//! caller_labels = 1000
 //! ```
 //!
 //! Flags and `CLAUDE_TOWER_*` variables win over the file. With `[[routes]]`
@@ -44,11 +59,12 @@
 //! ignored, which is how a deployment ends up somewhere it did not mean to).
 //!
 //! Unknown keys are errors, so a typo is caught by `claude-tower-gateway
-//! check` rather than ignored. A new section (`[identity]`, `[quota]`,
-//! `[metrics]`) is one more `#[serde(default)]` field on [`FileConfig`], a
-//! struct of its own that derives `Deserialize`, and an entry in
+//! check` rather than ignored. A new section is one more
+//! `#[serde(default)]` field on [`FileConfig`], a struct of its own that
+//! derives `Deserialize`, and an entry in
 //! [`GatewayConfig::redacted`](crate::config::GatewayConfig::redacted); no
-//! other section changes.
+//! other section changes. `[identity]` and `[quota]` are the layers' own
+//! config types, so their documentation is the crates'.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -80,6 +96,27 @@ pub struct FileConfig {
     /// Simulator mode only.
     #[serde(default)]
     pub simulator: SimulatorSection,
+    /// Who may call: Entra ID / OIDC tokens and named client keys (the
+    /// identity crate's own section; `CLAUDE_TOWER_*` variables win).
+    #[serde(default)]
+    pub identity: claude_tower_identity::IdentityConfig,
+    /// Per-caller limits (the quota crate's own section; variables win).
+    #[serde(default)]
+    pub quota: claude_tower_quota::QuotaConfig,
+    /// `GET /metrics`.
+    #[serde(default)]
+    pub metrics: MetricsSection,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct MetricsSection {
+    /// `CLAUDE_TOWER_METRICS_PUBLIC`.
+    pub public: Option<bool>,
+    /// How many distinct callers become label values (the rest: `_other`).
+    pub caller_labels: Option<usize>,
 }
 
 /// `[server]`.
@@ -93,6 +130,8 @@ pub struct ServerSection {
     pub client_keys: Option<Vec<String>>,
     /// A variable holding comma-separated client keys.
     pub client_keys_env: Option<String>,
+    /// `CLAUDE_TOWER_ADMIN_CALLERS`, as a list.
+    pub admin_callers: Option<Vec<String>>,
     /// `CLAUDE_TOWER_DEADLINE`.
     pub deadline: Option<String>,
     /// `CLAUDE_TOWER_BODY_LIMIT`.

@@ -11,16 +11,21 @@ use axum::routing::{any_service, get, post_service};
 use claude_tower::prelude::*;
 use claude_tower::stack::{ClaudeService, Route, StackError};
 use claude_tower::transport::{HttpsClient, https_client};
+use claude_tower_identity::IdentityLayer;
+use claude_tower_quota::QuotaLayer;
+use claude_tower_usage::UsageLayer;
 use http::{Request, Uri};
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
+use tower::layer::util::{Identity as NoLayer, Stack};
 use tower_http::trace::TraceLayer;
 
-use crate::client_auth::ClientKeys;
+use crate::access::{Access, OptionalIdentityLayer, require_caller};
 use crate::config::{ConfigError, GatewayConfig};
 use crate::paths::{self, Health};
 use crate::routes::{self, RoutesError};
 use crate::server;
+use crate::telemetry::{Endpoints, Telemetry};
 use crate::tls::{self, TlsError};
 use crate::upstream::{self, SimulatorReason, Upstream};
 
@@ -83,6 +88,14 @@ impl From<ConfigError> for GatewayError {
     }
 }
 
+/// The layers the gateway adds around the stack, outermost first:
+/// identity (when configured) -> usage -> quota.
+pub type GatewayLayers =
+    Stack<QuotaLayer, Stack<UsageLayer, Stack<OptionalIdentityLayer, NoLayer>>>;
+
+/// The gateway's stack: [`GatewayLayers`] around the routes.
+pub type GatewayService = ClaudeService<HttpsClient, GatewayLayers>;
+
 /// What answers: real routes, or the simulator (and why).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -96,10 +109,13 @@ pub enum Mode {
 pub struct Gateway {
     config: GatewayConfig,
     mode: Mode,
-    service: ClaudeService<HttpsClient>,
+    service: GatewayService,
     /// The Anthropic-face routes alone, for the APIs Foundry does not offer.
-    anthropic_only: Option<ClaudeService<HttpsClient>>,
+    anthropic_only: Option<GatewayService>,
     routes: Vec<Route>,
+    identity: Option<IdentityLayer>,
+    quota: QuotaLayer,
+    telemetry: Telemetry,
     tls: Option<tokio_rustls::TlsAcceptor>,
     #[cfg(feature = "simulator")]
     sim: Option<claude_tower_sim::Sim>,
@@ -178,19 +194,47 @@ impl Gateway {
             .collect();
         // The simulator offers only the Messages API: in simulator mode the
         // gateway answers the Anthropic-only APIs itself.
+        let identity = if config.identity.is_configured() {
+            let layer = IdentityLayer::new(config.identity.clone())
+                .map_err(crate::config::identity_error)?;
+            // Keys now, so the first developer does not wait for discovery
+            // and an unreachable issuer shows before traffic does; the layer
+            // keeps trying as tokens come (503 until it can verify them).
+            if let Err(issuers) = layer.fetch_keys().await {
+                tracing::warn!(
+                    issuers = ?issuers,
+                    "identity: cannot fetch signing keys yet; tokens of these issuers get 503 until they can be fetched"
+                );
+            }
+            Some(layer)
+        } else {
+            None
+        };
+        let quota = QuotaLayer::from_config(&config.quota)
+            .map_err(|err| ConfigError::new("quota", err.to_string()))?;
+        let telemetry = Telemetry::new(&quota, lookup)?;
+        let layers = Layers {
+            identity: OptionalIdentityLayer::new(identity.clone()),
+            usage: telemetry.usage_layer(&arranged, config.metrics.caller_labels),
+            quota: quota.clone(),
+        };
         let anthropic_only = if anthropic.is_empty() || mode != Mode::Upstream {
             None
         } else {
-            Some(build_stack(&config, anthropic, client.clone())?)
+            Some(build_stack(&config, anthropic, client.clone(), &layers)?)
         };
         let routes = arranged.clone();
-        let service = build_stack(&config, arranged, client)?;
+        let service = build_stack(&config, arranged, client, &layers)?;
+        telemetry.observe_breakers(service.breakers());
         Ok(Self {
             config,
             mode,
             service,
             anthropic_only,
             routes,
+            identity,
+            quota,
+            telemetry,
             tls,
             #[cfg(feature = "simulator")]
             sim,
@@ -226,8 +270,18 @@ impl Gateway {
     }
 
     /// The composed stack (for tests and embedding).
-    pub fn service(&self) -> &ClaudeService<HttpsClient> {
+    pub fn service(&self) -> &GatewayService {
         &self.service
+    }
+
+    /// The quota layer (its store's standings and health).
+    pub fn quota(&self) -> &QuotaLayer {
+        &self.quota
+    }
+
+    /// The meter provider behind `/metrics` (and OTLP).
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
     }
 
     /// The axum router.
@@ -236,13 +290,16 @@ impl Gateway {
     /// |---|---|
     /// | `HEAD /`, `GET /` (and `/anthropic[/]`) | 200, no authentication (Claude Code's start-up probe of its base URL) |
     /// | `GET /healthz` | 200 `{"status","mode"}`, no authentication, no upstream detail |
-    /// | `GET /readyz` | routes, breakers, mode; client key (when configured); 503 when every breaker is open |
+    /// | `GET /readyz` | routes, breakers, mode; 503 when every breaker is open. Loopback or an identified caller |
+    /// | `GET /metrics` | Prometheus text ([`telemetry`](crate::telemetry)). Loopback or an identified caller, anyone with `--metrics-public` |
+    /// | `GET /usage` | JSON: consumption per caller, quota standings. Loopback or an admin caller |
     /// | `POST /v1/messages[/]`, `/v1/messages/count_tokens[/]` | the stack, every route |
     /// | `/v1/models[/…]` | Anthropic-face routes only; without one (or on the simulator), a list of the configured model names |
     /// | `/v1/messages/batches[/…]`, `/v1/files[/…]` | Anthropic-face routes only; without one (or on the simulator), 404 |
     /// | anything else | 404 (405 for another method on a Messages path), Anthropic's envelope |
     pub fn router(&self) -> Router {
         let api = self.service.clone();
+        let access = Access::new(self.identity.clone(), &self.config.admin_callers);
         let mut guarded = Router::new();
         for prefix in PREFIXES {
             for path in MESSAGES_PATHS {
@@ -270,7 +327,10 @@ impl Gateway {
                 }
                 None => {
                     let models = paths::ModelList::new(&self.config.models);
-                    paths::local_anthropic_only(guarded, prefix, models)
+                    let local = paths::local_anthropic_only(Router::new(), prefix, models).layer(
+                        axum::middleware::from_fn_with_state(access.clone(), require_caller),
+                    );
+                    guarded.merge(local)
                 }
             };
         }
@@ -280,12 +340,24 @@ impl Gateway {
             self.mode,
             self.simulator_addr(),
         );
-        guarded = guarded.route("/readyz", get(paths::readyz).with_state(health.clone()));
-        if !self.config.client_keys.is_empty() {
-            guarded =
-                guarded.layer(ClientKeys::new(self.config.client_keys.iter().cloned()).layer());
-        }
+        let readyz = Router::new()
+            .route("/readyz", get(paths::readyz).with_state(health.clone()))
+            .layer(axum::middleware::from_fn_with_state(
+                access.clone(),
+                require_caller,
+            ));
+        let endpoints = Endpoints {
+            telemetry: self.telemetry.clone(),
+            access,
+            metrics_public: self.config.metrics.public,
+        };
         Router::new()
+            .route(
+                "/metrics",
+                get(crate::telemetry::metrics).with_state(endpoints.clone()),
+            )
+            .route("/usage", get(crate::telemetry::usage).with_state(endpoints))
+            .merge(readyz)
             .route("/", get(paths::root))
             .route("/anthropic", get(paths::root))
             .route("/anthropic/", get(paths::root))
@@ -328,7 +400,7 @@ impl Gateway {
                 r.credential().kind()
             );
         }
-        let key = if self.config.client_keys.is_empty() {
+        let key = if self.identity.is_none() {
             String::new()
         } else {
             " -H 'x-api-key: <a client key>'".to_owned()
@@ -336,7 +408,7 @@ impl Gateway {
         out += &format!(
             "  try it:\n    curl -si {base}/v1/messages{key} -H 'content-type: application/json' -H 'anthropic-version: 2023-06-01' \\\n      \
              -d '{{\"model\":\"claude-sonnet-4-6\",\"max_tokens\":64,\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'\n    \
-             curl -s {base}/healthz; curl -s {base}/readyz{key}\n  \
+             curl -s {base}/healthz; curl -s {base}/readyz{key}; curl -s {base}/metrics{key}\n  \
              Claude Code through the gateway:\n    \
              ANTHROPIC_BASE_URL={base} ANTHROPIC_API_KEY=gateway-key claude\n    \
              CLAUDE_CODE_USE_FOUNDRY=1 ANTHROPIC_FOUNDRY_BASE_URL={base}/anthropic ANTHROPIC_FOUNDRY_API_KEY=gateway-key claude\n"
@@ -354,13 +426,20 @@ impl Gateway {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> impl Future<Output = io::Result<()>> + Send + 'static {
-        server::serve(
+        let serving = server::serve(
             listener,
             self.router(),
             self.config.connections.clone(),
             self.tls.clone(),
             shutdown,
-        )
+        );
+        let telemetry = self.telemetry.clone();
+        async move {
+            let served = serving.await;
+            // The provider's last OTLP push may block on HTTP.
+            let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+            served
+        }
     }
 }
 
@@ -374,18 +453,30 @@ pub(crate) fn no_simulator() -> ConfigError {
     )
 }
 
-/// One stack over `routes` with the gateway's stack options.
+/// The gateway's layers, shared by its stacks (one quota store, one meter).
+struct Layers {
+    identity: OptionalIdentityLayer,
+    usage: UsageLayer,
+    quota: QuotaLayer,
+}
+
+/// One stack over `routes` with the gateway's stack options, inside
+/// identity -> usage -> quota.
 fn build_stack(
     config: &GatewayConfig,
     routes: Vec<Route>,
     client: HttpsClient,
-) -> Result<ClaudeService<HttpsClient>, GatewayError> {
+    layers: &Layers,
+) -> Result<GatewayService, GatewayError> {
     let stack = routes.into_iter().fold(
         ClaudeStack::new()
             .with_tool_pairing(config.toolpair)
             .with_body_limit(config.body_limit)
             .with_deadline(config.deadline)
-            .with_report_headers(true),
+            .with_report_headers(true)
+            .layer(layers.identity.clone())
+            .layer(layers.usage.clone())
+            .layer(layers.quota.clone()),
         ClaudeStack::route,
     );
     stack.build(client).map_err(GatewayError::Stack)

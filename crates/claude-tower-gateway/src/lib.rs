@@ -16,8 +16,12 @@
 //! - [`upstream`]: the routes from the variables Claude Code reads or the
 //!   file, or the simulator — failing closed on anything partial.
 //! - [`gateway`]: the stack and the router (paths, `/healthz`, `/readyz`,
-//!   the Anthropic-only APIs); [`server`]: the accept loop (HTTP/1 and
-//!   HTTP/2, timeouts, connection cap); [`tls`]: TLS termination.
+//!   `/metrics`, `/usage`, the Anthropic-only APIs); [`server`]: the accept
+//!   loop (HTTP/1 and HTTP/2, timeouts, connection cap); [`tls`]: TLS
+//!   termination.
+//! - The stack is identity -> usage -> quota -> routes: [`access`] (who may
+//!   call, the identity layer when one is configured), [`telemetry`]
+//!   (metrics, OTLP, `/usage`), limits from the quota crate.
 //!
 //! In-process, on the simulator (feature `simulator`, on by default):
 //!
@@ -51,8 +55,8 @@
     rust_2018_idioms
 )]
 
+pub mod access;
 pub mod check;
-pub mod client_auth;
 pub mod config;
 pub mod file;
 pub mod gateway;
@@ -60,6 +64,7 @@ mod paths;
 pub mod routes;
 pub mod server;
 pub mod settings;
+pub mod telemetry;
 pub mod tls;
 pub mod upstream;
 pub mod wrap;

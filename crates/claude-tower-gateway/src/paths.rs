@@ -11,7 +11,8 @@
 //! `/healthz` is for load balancers: unauthenticated, so it tells nothing an
 //! outsider could use (no endpoints, no credential kinds), only whether some
 //! route is usable and whether the answers are the simulator's. `/readyz`
-//! has the detail, behind the client keys like the API.
+//! has the detail, for loopback clients and identified callers
+//! ([`access`](crate::access)).
 
 use std::net::SocketAddr;
 use std::sync::Arc;

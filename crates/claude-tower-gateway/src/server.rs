@@ -111,6 +111,7 @@ pub async fn serve(
             tracing::debug!(%err, "cannot set TCP_NODELAY on an accepted socket");
         }
         let conn = Conn {
+            peer,
             builder: builder.clone(),
             app: app.clone(),
             limits: limits.clone(),
@@ -156,6 +157,8 @@ async fn accept_error(err: io::Error) {
 
 /// One connection's share of the server.
 struct Conn {
+    /// The client's address, for handlers (`ConnectInfo`).
+    peer: std::net::SocketAddr,
     builder: Arc<auto::Builder<TokioExecutor>>,
     app: Router,
     limits: ConnectionLimits,
@@ -180,8 +183,10 @@ impl Conn {
         let io = TokioIo::new(io);
         let app = self.app.clone();
         let counted = activity.clone();
-        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let peer = axum::extract::ConnectInfo(self.peer);
+        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
             let guard = InFlight::begin(counted.clone());
+            req.extensions_mut().insert(peer);
             let call = app.clone().oneshot(req.map(Body::new));
             async move {
                 let res = call.await?;

@@ -82,13 +82,16 @@ pub struct Settings {
     #[arg(long, env = "CLAUDE_TOWER_CONFIG", value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
 
-    /// Address to listen on [default: 127.0.0.1:8787]. Off loopback, client
-    /// keys are required and the simulator never starts by itself.
+    /// Address to listen on [default: 127.0.0.1:8787]. Off loopback, an
+    /// identity (client keys, Entra tenant or OIDC issuer) is required and
+    /// the simulator never starts by itself.
     #[arg(long, env = "CLAUDE_TOWER_LISTEN", value_name = "ADDR", global = true)]
     pub listen: Option<String>,
 
-    /// Comma-separated keys clients must send as x-api-key or Authorization:
-    /// Bearer [default: none; required off loopback].
+    /// Client keys `name=key,...` clients send as x-api-key or Authorization:
+    /// Bearer; the name is the caller id (a bare key is named key-N)
+    /// [default: none]. Off loopback some identity (keys, Entra tenant or
+    /// OIDC issuer) is required.
     #[arg(
         long,
         env = "CLAUDE_TOWER_CLIENT_KEYS",
@@ -97,6 +100,98 @@ pub struct Settings {
         global = true
     )]
     pub client_keys: Option<String>,
+
+    /// Entra ID tenant ids (comma list) whose tokens are accepted, v1 and v2
+    /// issuers, audiences `https://cognitiveservices.azure.com` and
+    /// `https://ai.azure.com` unless --oidc-audience is set [default: none].
+    #[arg(
+        long,
+        env = "CLAUDE_TOWER_ENTRA_TENANT_ID",
+        value_name = "TENANTS",
+        global = true
+    )]
+    pub entra_tenant_id: Option<String>,
+
+    /// OpenID Connect issuer URLs (comma list) whose tokens are accepted,
+    /// keys by discovery; needs --oidc-audience [default: none].
+    #[arg(
+        long,
+        env = "CLAUDE_TOWER_OIDC_ISSUER",
+        value_name = "URLS",
+        global = true
+    )]
+    pub oidc_issuer: Option<String>,
+
+    /// Accepted token audiences (comma list) [default: Entra's two, with a
+    /// tenant; none otherwise].
+    #[arg(
+        long,
+        env = "CLAUDE_TOWER_OIDC_AUDIENCE",
+        value_name = "AUDIENCES",
+        global = true
+    )]
+    pub oidc_audience: Option<String>,
+
+    /// A token must carry one of these roles (comma list) [default: none].
+    #[arg(
+        long,
+        env = "CLAUDE_TOWER_REQUIRED_ROLES",
+        value_name = "ROLES",
+        global = true
+    )]
+    pub required_roles: Option<String>,
+
+    /// Caller ids (client key names, token oid/sub) that may read GET /usage
+    /// besides loopback clients [default: none].
+    #[arg(
+        long,
+        env = "CLAUDE_TOWER_ADMIN_CALLERS",
+        value_name = "IDS",
+        global = true
+    )]
+    pub admin_callers: Option<String>,
+
+    /// Serve GET /metrics to anyone, without a credential; `--metrics-public`
+    /// alone means true [default: false: loopback or an identified caller].
+    #[arg(
+        long,
+        env = "CLAUDE_TOWER_METRICS_PUBLIC",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        global = true
+    )]
+    pub metrics_public: Option<String>,
+
+    /// Redis shared by gateway replicas for quotas, `redis://[:pw@]host:port[/db]`
+    /// [default: none: limits per process, in memory].
+    #[arg(
+        long,
+        env = "CLAUDE_TOWER_REDIS_URL",
+        value_name = "URL",
+        hide_env_values = true,
+        global = true
+    )]
+    pub redis_url: Option<String>,
+
+    /// Tokens per minute per caller (a number or `unlimited`) [default: unlimited].
+    #[arg(long, env = "CLAUDE_TOWER_TPM", value_name = "N", global = true)]
+    pub tpm: Option<String>,
+
+    /// Requests per minute per caller (a number or `unlimited`) [default: unlimited].
+    #[arg(long, env = "CLAUDE_TOWER_RPM", value_name = "N", global = true)]
+    pub rpm: Option<String>,
+
+    /// Token quota per caller and UTC period, e.g. 5000000/month (hour, day,
+    /// week, month) [default: unlimited].
+    #[arg(
+        long,
+        env = "CLAUDE_TOWER_TOKEN_QUOTA",
+        value_name = "TOKENS/PERIOD",
+        global = true
+    )]
+    pub token_quota: Option<String>,
 
     /// Route order by name, e.g. `foundry,anthropic`; routes not named are
     /// left out [default: anthropic, then foundry, then file routes in order].

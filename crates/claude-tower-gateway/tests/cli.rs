@@ -33,6 +33,13 @@ fn help_explains_every_setting_with_its_variable_and_default() {
         "CLAUDE_TOWER_TLS_CERT",
         "CLAUDE_TOWER_SIMULATOR",
         "ANTHROPIC_FOUNDRY_API_KEY",
+        "CLAUDE_TOWER_ENTRA_TENANT_ID",
+        "CLAUDE_TOWER_OIDC_ISSUER",
+        "CLAUDE_TOWER_ADMIN_CALLERS",
+        "CLAUDE_TOWER_METRICS_PUBLIC",
+        "CLAUDE_TOWER_REDIS_URL",
+        "CLAUDE_TOWER_TPM",
+        "CLAUDE_TOWER_TOKEN_QUOTA",
     ] {
         assert!(help.contains(variable), "{variable} missing from --help");
     }
@@ -48,9 +55,13 @@ fn help_explains_every_setting_with_its_variable_and_default() {
 fn help_never_shows_a_client_key() {
     let out = run(
         &["--help"],
-        &[("CLAUDE_TOWER_CLIENT_KEYS", "team-secret-key")],
+        &[
+            ("CLAUDE_TOWER_CLIENT_KEYS", "team-secret-key"),
+            ("CLAUDE_TOWER_REDIS_URL", "redis://:redis-secret@h:6379"),
+        ],
     );
     assert!(!text(&out.stdout).contains("team-secret-key"));
+    assert!(!text(&out.stdout).contains("redis-secret"));
 }
 
 #[test]
@@ -74,7 +85,7 @@ fn check_prints_the_configuration_with_secrets_redacted() {
         "the flag wins: {stdout}"
     );
     assert!(
-        stdout.contains("client_keys = [\"<redacted>\", \"<redacted>\"]"),
+        stdout.contains("[identity.client_keys]\nkey-1 = \"<redacted>\"\nkey-2 = \"<redacted>\""),
         "{stdout}"
     );
     assert!(
@@ -82,6 +93,45 @@ fn check_prints_the_configuration_with_secrets_redacted() {
         "{stdout}"
     );
     assert!(stdout.contains("foundry-api-key"), "{stdout}");
+}
+
+#[test]
+fn check_prints_identity_and_quota_and_refuses_bad_limits() {
+    let out = run(
+        &["check"],
+        &[
+            ("CLAUDE_TOWER_CLIENT_KEYS", "ada=k-ada-secret"),
+            ("CLAUDE_TOWER_TPM", "100000"),
+            ("CLAUDE_TOWER_TOKEN_QUOTA", "5000000/month"),
+            (
+                "CLAUDE_TOWER_REDIS_URL",
+                "redis://:redis-secret@127.0.0.1:6379",
+            ),
+        ],
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        !stdout.contains("k-ada-secret") && !stdout.contains("redis-secret"),
+        "{stdout}"
+    );
+    for needle in [
+        "[identity.client_keys]\nada = \"<redacted>\"",
+        "store = \"redis\"",
+        "redis_url = \"<redacted>\"",
+        "tokens_per_minute = 100000",
+        "token_quota = \"5000000/month\"",
+        "[metrics]",
+    ] {
+        assert!(stdout.contains(needle), "{needle} missing in\n{stdout}");
+    }
+    let out = run(&["check"], &[("CLAUDE_TOWER_RPM", "zero")]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("CLAUDE_TOWER_RPM"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]

@@ -383,6 +383,23 @@ impl IdentityConfig {
         self
     }
 
+    // === read by a gateway's `check` (nothing secret) ===
+
+    /// The Entra tenant ids accepted.
+    pub fn entra_tenant_ids(&self) -> &[String] {
+        &self.entra_tenant_ids
+    }
+
+    /// The OpenID Connect issuers accepted (besides Entra's).
+    pub fn issuers(&self) -> &[String] {
+        &self.issuers
+    }
+
+    /// The client keys' names (their caller ids); never the keys.
+    pub fn client_key_names(&self) -> impl Iterator<Item = &str> {
+        self.client_keys.iter().map(|(name, _)| name.as_str())
+    }
+
     // === read by the layer ===
 
     pub(crate) fn client_keys(&self) -> &[(String, Secret)] {
@@ -418,7 +435,9 @@ impl IdentityConfig {
             .collect()
     }
 
-    pub(crate) fn audiences(&self) -> Vec<String> {
+    /// The audiences accepted: those configured, else Entra's defaults when
+    /// a tenant is configured.
+    pub fn audiences(&self) -> Vec<String> {
         if self.audiences.is_empty() && !self.entra_tenant_ids.is_empty() {
             ENTRA_DEFAULT_AUDIENCES
                 .iter()
@@ -455,13 +474,16 @@ impl IdentityConfig {
         Ok(out)
     }
 
-    pub(crate) fn allowed_tenants(&self) -> &[String] {
+    /// Only tokens of these tenants (empty: any).
+    pub fn allowed_tenants(&self) -> &[String] {
         &self.allowed_tenants
     }
-    pub(crate) fn required_roles(&self) -> &[String] {
+    /// A token must carry one of these roles.
+    pub fn required_roles(&self) -> &[String] {
         &self.required_roles
     }
-    pub(crate) fn required_groups(&self) -> &[String] {
+    /// A token must carry one of these groups.
+    pub fn required_groups(&self) -> &[String] {
         &self.required_groups
     }
     pub(crate) fn allowed_client_apps(&self) -> &[String] {

@@ -159,6 +159,9 @@ mod policy;
 mod store;
 mod time;
 
+#[cfg(feature = "test-util")]
+pub mod test_util;
+
 pub use config::{
     ENV_REDIS_URL, ENV_RPM, ENV_TOKEN_QUOTA, ENV_TPM, FailMode, HeaderPrecedence, Limit, Limits,
     PolicyConfig, QuotaConfig, QuotaLimit, Unlimited,

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http::Response;
 use pin_project_lite::pin_project;
 
-use claude_tower_core::ResponseBody;
+use claude_tower_core::{RequestedModel, ResponseBody};
 
 use crate::Repairs;
 
@@ -29,6 +29,7 @@ pin_project! {
             #[pin]
             future: F,
             repairs: Option<Repairs>,
+            model: Option<RequestedModel>,
         },
         // Answered here; `None` once yielded.
         Local {
@@ -38,9 +39,17 @@ pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn called(future: F, repairs: Option<Repairs>) -> Self {
+    pub(crate) fn called(
+        future: F,
+        repairs: Option<Repairs>,
+        model: Option<RequestedModel>,
+    ) -> Self {
         Self {
-            state: State::Called { future, repairs },
+            state: State::Called {
+                future,
+                repairs,
+                model,
+            },
         }
     }
 
@@ -61,10 +70,17 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
-            StateProj::Called { future, repairs } => {
+            StateProj::Called {
+                future,
+                repairs,
+                model,
+            } => {
                 let mut response = ready!(future.poll(cx))?.map(ResponseBody::upstream);
                 if let Some(repairs) = repairs.take() {
                     response.extensions_mut().insert(repairs);
+                }
+                if let Some(model) = model.take() {
+                    response.extensions_mut().insert(model);
                 }
                 Poll::Ready(Ok(response))
             }

@@ -3,13 +3,16 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use claude_tower_core::{BufferedBody, ClaudeError, ErrorClass, ResponseBody, error_response};
+use claude_tower_core::{
+    BufferedBody, ClaudeError, ErrorClass, RequestedModel, ResponseBody, error_response,
+};
 use http::header::CONTENT_LENGTH;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::future::ResponseFuture;
+use crate::model_map::requested_model;
 use crate::{Change, PairingError, repair_bytes, validate};
 
 /// What [`ToolPairing`] does with a request whose pairing is broken.
@@ -85,6 +88,11 @@ impl<S> Layer<S> for ToolPairingLayer {
 /// Checks (and in [`ToolPairingMode::Repair`] fixes) `tool_use` / `tool_result`
 /// pairing of `POST .../v1/messages` and `.../v1/messages/count_tokens`
 /// requests before they cost a round trip. See the [crate docs](crate).
+///
+/// It also names the model the request asked for: a response to a buffered
+/// Messages request carries a [`RequestedModel`] extension (the body's
+/// top-level `model`, before any route's model map), so a usage layer
+/// outside the stack, which cannot read the request body, records it.
 #[derive(Clone)]
 pub struct ToolPairing<S> {
     inner: S,
@@ -157,20 +165,23 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         if !is_messages_request(&req) {
-            return ResponseFuture::called(self.inner.call(req), None);
+            return ResponseFuture::called(self.inner.call(req), None, None);
         }
         // A body that is not in memory cannot be checked; it goes on as is.
         let Some(body) = req.body().buffered() else {
-            return ResponseFuture::called(self.inner.call(req), None);
+            return ResponseFuture::called(self.inner.call(req), None, None);
         };
+        // Read once here, where the body is in memory, for a usage layer
+        // further out (it cannot read a streaming request body).
+        let model = requested_model(&body).map(|m| RequestedModel(Arc::from(m.as_ref())));
         let err = match validate(&body) {
-            Ok(_) => return ResponseFuture::called(self.inner.call(req), None),
+            Ok(_) => return ResponseFuture::called(self.inner.call(req), None, model),
             Err(err) => err,
         };
         match self.mode {
             ToolPairingMode::Observe => {
                 tracing::warn!(error = %err, "tool pairing broken; sending as is (observe mode)");
-                ResponseFuture::called(self.inner.call(req), None)
+                ResponseFuture::called(self.inner.call(req), None, model)
             }
             ToolPairingMode::Reject => {
                 tracing::warn!(error = %err, "tool pairing broken; rejected locally");
@@ -194,7 +205,7 @@ where
                 }
                 *req.body_mut() = B::from_buffered(repaired.body);
                 let repairs = Repairs(repaired.changes.into());
-                ResponseFuture::called(self.inner.call(req), Some(repairs))
+                ResponseFuture::called(self.inner.call(req), Some(repairs), model)
             }
         }
     }

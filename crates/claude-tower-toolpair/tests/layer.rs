@@ -84,6 +84,41 @@ async fn reject_answers_400_in_anthropics_envelope_and_sends_nothing() {
 }
 
 #[tokio::test]
+async fn responses_name_the_requested_model_for_a_usage_layer_further_out() {
+    use claude_tower_core::RequestedModel;
+    for mode in [
+        ToolPairingMode::Reject,
+        ToolPairingMode::Repair,
+        ToolPairingMode::Observe,
+    ] {
+        let (parts, _, _) = send(mode, post("http://gw/v1/messages", VALID)).await;
+        assert_eq!(
+            parts
+                .extensions
+                .get::<RequestedModel>()
+                .map(RequestedModel::as_str),
+            Some("m"),
+            "{mode:?}"
+        );
+    }
+    // Repaired and sent: still named; not a Messages request: nothing read.
+    let (parts, _, _) = send(
+        ToolPairingMode::Repair,
+        post("http://gw/v1/messages", BROKEN),
+    )
+    .await;
+    assert_eq!(
+        parts
+            .extensions
+            .get::<RequestedModel>()
+            .map(RequestedModel::as_str),
+        Some("m")
+    );
+    let (parts, _, _) = send(ToolPairingMode::Reject, post("http://gw/v1/files", VALID)).await;
+    assert!(parts.extensions.get::<RequestedModel>().is_none());
+}
+
+#[tokio::test]
 async fn reject_is_the_default() {
     assert_eq!(ToolPairingLayer::default().mode(), ToolPairingMode::Reject);
     assert_eq!(ToolPairingMode::default(), ToolPairingMode::Reject);

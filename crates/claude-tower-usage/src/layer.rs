@@ -20,14 +20,9 @@ use crate::json::DEFAULT_JSON_LIMIT;
 use crate::sse::DEFAULT_EVENT_LIMIT;
 use crate::stats::ReadStats;
 
-/// The model a request asked for, when a layer outside the usage layer
-/// already knows it (the usage layer cannot read a streaming request body).
-///
-/// Looked for in the request's extensions, then in the response's (an inner
-/// layer that parsed the body may put it there). Without it the usage layer
-/// reads the top-level `model` of a [`ReplayBody`] request body.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RequestedModel(pub Arc<str>);
+/// The model a request asked for; lives in core so the stack can set it
+/// without depending on this crate.
+pub use claude_tower_core::RequestedModel;
 
 /// What every [`Usage`] service of one layer shares.
 #[derive(Clone)]

@@ -106,7 +106,10 @@
 //! body is still a stream on its way in; reading it would mean buffering or
 //! teeing it, which is Replay's job further in. So the layer takes the cheap
 //! sound answers: a hint a layer already holding the model puts in an
-//! extension, or, where the body already is a buffered
+//! extension (claude-tower's stack does: its tool-pairing step reads the
+//! buffered body once and puts a [`RequestedModel`] into the response, so a
+//! usage layer outside the whole stack, as in the gateway, still sees it), or,
+//! where the body already is a buffered
 //! [`ReplayBody`](claude_tower_core::ReplayBody), the failover crate's
 //! top-level `model` scanner (no parse of the whole body). Otherwise it is
 //! `None`, and metrics leave `gen_ai.request.model` out.
