@@ -353,7 +353,10 @@ async fn wrap(
     let plan = Plan::new(&settings, &file, lookup)?;
     let gateway_env = plan.gateway_lookup(lookup);
     let mut config = GatewayConfig::resolve(&plan.settings, &file, &gateway_env)?;
-    config.client_keys.clear();
+    // One developer's gateway on loopback: a shared gateway's identity
+    // settings (client keys, token issuers) are not this one's, and a client
+    // key beside a passthrough credential would be forwarded with it.
+    config.identity = claude_tower_identity::IdentityConfig::default();
     if plan.foundry_mode && config.route_order.is_none() {
         config.route_order = foundry_first(&config, &gateway_env);
     }
