@@ -275,10 +275,17 @@ impl UsageSink for Consumption {
     fn record(&self, record: &UsageRecord) {
         let caller = record.caller.as_ref().map_or("_anonymous", |c| c.id());
         let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let tally = if map.contains_key(caller) || map.len() < MAX_CALLERS {
-            map.entry(caller.into()).or_default()
+        let key = if map.contains_key(caller) || map.len() < MAX_CALLERS {
+            caller
         } else {
-            map.entry("_other".into()).or_default()
+            "_other"
+        };
+        // A known caller costs a lookup, not an owned key per request.
+        if !map.contains_key(key) {
+            map.insert(key.into(), Tally::default());
+        }
+        let Some(tally) = map.get_mut(key) else {
+            return;
         };
         tally.requests += 1;
         if !record.local
