@@ -8,7 +8,11 @@
 # the difference of N: start-up cost cancels out. Needs the release builds:
 #   cargo build --release -p claude-tower-bench -p claude-tower-sim --bin load \
 #     --bin claude-tower-sim -p claude-tower-gateway
-# GATEWAY_BIN runs another gateway build (e.g. an older commit's) as (c).
+# GATEWAY_BIN runs another gateway build (e.g. an older commit's) as (c);
+# GATEWAY_ENV adds variables to its environment, e.g. the harness's
+# configurations: `CLAUDE_TOWER_USAGE=off` (plain) or
+# `CLAUDE_TOWER_CLIENT_KEYS=bench=k CLAUDE_TOWER_TPM=100000000000
+# CLAUDE_TOWER_RPM=10000000000` (wave2; the client sends `x-api-key: k`).
 set -euo pipefail
 target=$1 workload=$2 n=$3 out=$4
 root=$(cd "$(dirname "$0")/../../.." && pwd)
@@ -28,7 +32,7 @@ case $target in
   c) env -i RUST_LOG=warn CLAUDE_TOWER_LISTEN="127.0.0.1:$port" \
        ANTHROPIC_API_KEY=k ANTHROPIC_BASE_URL="http://127.0.0.1:$sim_port" \
        ANTHROPIC_FOUNDRY_BASE_URL="http://127.0.0.1:$sim_port/anthropic" ANTHROPIC_FOUNDRY_API_KEY=k \
-       valgrind --tool=callgrind --callgrind-out-file="$out" "$gateway" \
+       ${GATEWAY_ENV:-} valgrind --tool=callgrind --callgrind-out-file="$out" "$gateway" \
        >/dev/null 2>"$out.log" & ;;
   *) echo "target must be b or c" >&2; exit 2 ;;
 esac

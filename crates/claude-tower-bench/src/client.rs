@@ -31,6 +31,10 @@ use tokio::time::Instant;
 
 use crate::workload::Workload;
 
+/// The `x-api-key` every request sends (the `wave2` gateways know it as the
+/// caller `bench`).
+pub(crate) const CLIENT_KEY: &str = "bench-client-key";
+
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Sender = SendRequest<Full<Bytes>>;
 
@@ -75,7 +79,7 @@ impl RequestSpec {
     fn request(&self) -> Request<Full<Bytes>> {
         let mut req = Request::post(self.path)
             .header(http::header::HOST, self.host.clone())
-            .header("x-api-key", "bench-client-key")
+            .header("x-api-key", CLIENT_KEY)
             .header("anthropic-version", "2023-06-01")
             .header(http::header::CONTENT_TYPE, "application/json");
         if let Some(n) = &self.stream_bytes {

@@ -4,16 +4,20 @@
 //! cargo run --release -p claude-tower-bench --bin load -- [--quick]
 //!     [--workloads small,large,stream,memory,faults] [--rounds N]
 //!     [--connections N] [--rate-small R] [--rate-large R] [--rate-stream R]
-//!     [--no-build] [--gateway-nodelay]
+//!     [--no-build] [--gateway-nodelay] [--gateways default,plain,wave2,redis]
 //! ```
 //!
-//! It builds and starts three server processes — the simulator with no
+//! It builds and starts the server processes — the simulator with no
 //! faults, a bare hyper-util passthrough proxy in front of it (this binary,
-//! run as `load passthrough`), and the gateway binary (the full default
-//! stack) in front of it — and measures, interleaved in one run:
+//! run as `load passthrough`), and the gateway binary in front of it, once
+//! per configuration asked for (see [`variants`]: by default all four, the
+//! `redis` one on a `redis-server` the harness starts) — and measures,
+//! interleaved in one run:
 //!
 //! - (a) client -> simulator, (b) client -> passthrough -> simulator,
-//!   (c) client -> gateway -> simulator;
+//!   (c) client -> gateway (default configuration) -> simulator, and (d),
+//!   (e), (f): the gateway without the wave-2 layers, with identity, usage
+//!   and a memory quota, and with the quota in Redis;
 //! - for three workloads: small non-streaming requests, ~200 KB tool-use
 //!   conversations (tool-pairing validation runs on each), and 64 KiB
 //!   streaming answers;
@@ -26,7 +30,7 @@
 //! `--gateway-nodelay` swaps (c) for a diagnostic: the gateway's own router
 //! served by this binary with `TCP_NODELAY` on accepted sockets ([`nodelay`]).
 //!
-//! Each workload runs `--rounds` rounds; each round visits (a), (b), (c) in a
+//! Each workload runs `--rounds` rounds; each round visits every target in a
 //! rotated order, closed loop then open loop, and the rounds' figures are
 //! added up, so slow drifts in the machine's load fall on every target alike.
 //!
@@ -55,6 +59,7 @@ mod nodelay;
 mod passthrough;
 mod procs;
 mod report;
+mod variants;
 mod workload;
 
 use std::net::SocketAddr;
@@ -63,11 +68,12 @@ use std::time::{Duration, Instant};
 
 use client::{Paced, RequestSpec, Saturation};
 use report::{Table, delta, micros, quantile, spread, verdict};
+use variants::Variant;
 use workload::Workload;
 
 const USAGE: &str = "usage: load [--quick] [--workloads small,large,stream,memory,faults] \
 [--rounds N] [--connections N] [--rate-small R] [--rate-large R] [--rate-stream R] [--no-build]
-       [--gateway-nodelay]
+       [--gateway-nodelay] [--gateways default,plain,wave2,redis]
        load passthrough --listen ADDR --upstream ADDR
        load gateway-nodelay   (configured by the gateway's environment variables)
        load print-body small|large|stream";
@@ -87,6 +93,7 @@ struct Args {
     rate_stream: f64,
     build: bool,
     gateway_nodelay: bool,
+    gateways: Vec<Variant>,
     closed_warm_up: Duration,
     closed_measure: Duration,
     open_warm_up: Duration,
@@ -112,6 +119,7 @@ impl Args {
             rate_stream: 250.0,
             build: true,
             gateway_nodelay: false,
+            gateways: Variant::ALL.to_vec(),
             closed_warm_up: Duration::from_millis(300),
             closed_measure: Duration::from_millis(1500),
             open_warm_up: Duration::from_millis(300),
@@ -164,6 +172,21 @@ impl Args {
                                     .ok_or_else(|| format!("unknown workload `{name}`"))?,
                             ),
                         }
+                    }
+                }
+                "--gateways" => {
+                    let list = value()?;
+                    out.gateways.clear();
+                    for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                        let variant = Variant::parse(name)
+                            .ok_or_else(|| format!("unknown gateway configuration `{name}`"))?;
+                        if !out.gateways.contains(&variant) {
+                            out.gateways.push(variant);
+                        }
+                    }
+                    if !out.gateways.contains(&Variant::Default) {
+                        // The targets are judged on the default gateway.
+                        out.gateways.insert(0, Variant::Default);
                     }
                 }
                 "--rounds" => out.rounds = number(&flag, &value()?)?.max(1.0) as usize,
@@ -288,16 +311,49 @@ fn serve_on_runtime(
     }
 }
 
-/// The three targets, in the order (a), (b), (c).
-const TARGETS: [&str; 3] = ["(a) direct", "(b) passthrough", "(c) gateway"];
+/// The two targets before the gateways: (a) and (b).
+const DIRECT: &str = "(a) direct";
+const PASSTHROUGH: &str = "(b) passthrough";
 
-/// Everything measured for one workload, per target.
+/// Everything measured for one workload, per target: (a), (b), then one per
+/// gateway configuration in [`Args::gateways`] order (the default first).
 #[derive(Debug)]
 struct WorkloadResult {
     workload: Workload,
     rate: f64,
-    saturation: [Saturation; 3],
-    paced: [Paced; 3],
+    names: Vec<&'static str>,
+    variants: Vec<Variant>,
+    saturation: Vec<Saturation>,
+    /// Per target, each round's throughput (req/s).
+    per_round: Vec<Vec<f64>>,
+    paced: Vec<Paced>,
+}
+
+impl WorkloadResult {
+    /// The index of a gateway configuration's target.
+    fn of(&self, variant: Variant) -> Option<usize> {
+        self.variants
+            .iter()
+            .position(|v| *v == variant)
+            .map(|i| i + 2)
+    }
+
+    /// Throughput of `i` over throughput of `j`: the median of the rounds'
+    /// ratios (each round measures every target back to back, so a slow
+    /// drift of the machine cancels out within a round).
+    fn ratio(&self, i: usize, j: usize) -> f64 {
+        let mut ratios: Vec<f64> = self.per_round[i]
+            .iter()
+            .zip(&self.per_round[j])
+            .map(|(x, y)| x / y.max(1e-9))
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        match ratios.len() {
+            0 => 0.0,
+            n if n % 2 == 1 => ratios[n / 2],
+            n => (ratios[n / 2 - 1] + ratios[n / 2]) / 2.0,
+        }
+    }
 }
 
 async fn harness(args: Args) -> Result<(), client::BoxError> {
@@ -328,28 +384,66 @@ async fn harness(args: Args) -> Result<(), client::BoxError> {
 
     let sim = procs::simulator(&bins)?;
     let proxy = procs::passthrough(&bins, sim.addr())?;
-    let gateway = if args.gateway_nodelay {
+    let mut variants = args.gateways.clone();
+    let redis = if variants.contains(&Variant::Redis) {
+        if !variants::redis_server_found() {
+            return Err("the `redis` configuration needs redis-server on PATH \
+                (apt-get install -y redis-server), or leave it out with --gateways"
+                .into());
+        }
+        Some(claude_tower_quota::test_util::RedisServer::start())
+    } else {
+        None
+    };
+    let redis_url = redis.as_ref().map(|r| r.url());
+    let mut gateways = Vec::new();
+    if args.gateway_nodelay {
         println!("- (c) is the diagnostic `load gateway-nodelay`, not the gateway binary");
         println!();
-        procs::gateway_nodelay(&bins, sim.addr())?
+        variants = vec![Variant::Default];
+        gateways.push(procs::gateway_nodelay(&bins, sim.addr())?);
     } else {
-        procs::gateway(&bins, sim.addr(), true)?
-    };
-    let addrs = [sim.addr(), proxy.addr(), gateway.addr()];
+        for &variant in &variants {
+            gateways.push(procs::gateway_variant(
+                &bins,
+                sim.addr(),
+                variant,
+                redis_url.as_deref(),
+            )?);
+        }
+        println!(
+            "- gateways: {}",
+            variants
+                .iter()
+                .map(|v| format!("{} = {v}", v.label()))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        println!();
+    }
+    let mut names = vec![DIRECT, PASSTHROUGH];
+    names.extend(variants.iter().map(|v| v.label()));
+    let mut addrs = vec![sim.addr(), proxy.addr()];
+    addrs.extend(gateways.iter().map(procs::Server::addr));
+    let n = addrs.len();
 
     let mut results = Vec::new();
     for &workload in &args.workloads {
-        check_targets(&addrs, workload).await?;
+        check_targets(&addrs, &names, workload).await?;
         let rate = match workload {
             Workload::Small => args.rate_small,
             Workload::Large => args.rate_large,
             Workload::Stream => args.rate_stream,
         };
-        let specs = addrs.map(|addr| RequestSpec::new(addr, workload));
-        let mut saturation = [0; 3].map(|_| Saturation::empty());
-        let mut paced = [0; 3].map(|_| Paced::empty());
+        let specs: Vec<_> = addrs
+            .iter()
+            .map(|&addr| RequestSpec::new(addr, workload))
+            .collect();
+        let mut saturation: Vec<_> = (0..n).map(|_| Saturation::empty()).collect();
+        let mut per_round: Vec<Vec<f64>> = vec![Vec::new(); n];
+        let mut paced: Vec<_> = (0..n).map(|_| Paced::empty()).collect();
         for round in 0..args.rounds {
-            let order: Vec<usize> = (0..3).map(|k| (k + round) % 3).collect();
+            let order: Vec<usize> = (0..n).map(|k| (k + round) % n).collect();
             for &t in &order {
                 let s = client::closed_loop(
                     specs[t].clone(),
@@ -358,6 +452,7 @@ async fn harness(args: Args) -> Result<(), client::BoxError> {
                     args.closed_measure,
                 )
                 .await;
+                per_round[t].push(s.per_second());
                 saturation[t].merge(s);
             }
             for &t in &order {
@@ -375,13 +470,17 @@ async fn harness(args: Args) -> Result<(), client::BoxError> {
         let result = WorkloadResult {
             workload,
             rate,
+            names: names.clone(),
+            variants: variants.clone(),
             saturation,
+            per_round,
             paced,
         };
         print_workload(&result, &args);
         results.push(result);
     }
-    drop(gateway);
+    drop(gateways);
+    drop(redis);
     drop(proxy);
 
     let memory = if args.memory {
@@ -427,8 +526,12 @@ async fn harness(args: Args) -> Result<(), client::BoxError> {
 /// One request per target before measuring: every target must answer 200,
 /// and streams must carry their bytes (the gateway forwards
 /// `x-sim-stream-bytes` like any other header).
-async fn check_targets(addrs: &[SocketAddr; 3], workload: Workload) -> Result<(), String> {
-    for (addr, name) in addrs.iter().zip(TARGETS) {
+async fn check_targets(
+    addrs: &[SocketAddr],
+    names: &[&str],
+    workload: Workload,
+) -> Result<(), String> {
+    for (addr, name) in addrs.iter().zip(names) {
         let spec = RequestSpec::new(*addr, workload);
         let mut conn = client::Connection::new(*addr);
         let x = conn
@@ -458,18 +561,23 @@ fn print_workload(r: &WorkloadResult, args: &Args) {
         args.connections, args.rounds, args.closed_measure
     );
     println!();
-    let mut t = Table::new(&["target", "req/s", "MiB/s answered", "errors", "vs (b)"]);
-    let b = r.saturation[1].per_second();
+    let mut t = Table::new(&[
+        "target",
+        "req/s",
+        "MiB/s answered",
+        "errors",
+        "vs (b), median of rounds",
+    ]);
     for (i, s) in r.saturation.iter().enumerate() {
         t.row(vec![
-            TARGETS[i].to_owned(),
+            r.names[i].to_owned(),
             format!("{:.0}", s.per_second()),
             format!(
                 "{:.1}",
                 s.bytes as f64 / (1 << 20) as f64 / s.window.as_secs_f64().max(1e-9)
             ),
             s.errors.to_string(),
-            format!("{:.2}", s.per_second() / b.max(1e-9)),
+            format!("{:.2}", r.ratio(i, 1)),
         ]);
     }
     t.print();
@@ -499,7 +607,7 @@ fn print_workload(r: &WorkloadResult, args: &Args) {
         let [p50, p99, p999, max] = spread(&p.latency);
         let [t50, t99, t999, _] = spread(&p.ttfb);
         t.row(vec![
-            TARGETS[i].to_owned(),
+            r.names[i].to_owned(),
             p50,
             p99,
             p999,
@@ -515,19 +623,22 @@ fn print_workload(r: &WorkloadResult, args: &Args) {
         ]);
     }
     t.print();
-    let (b, c) = (&r.paced[1], &r.paced[2]);
-    let d = |q: f64, h: fn(&Paced) -> &hdrhistogram::Histogram<u64>| {
-        delta(quantile(h(c), q) as i64 - quantile(h(b), q) as i64)
-    };
-    println!(
-        "(c) - (b): p50 {}, p99 {}, p99.9 {}; TTFB p50 {}, p99 {}; throughput (c)/(b) {:.2}",
-        d(0.5, |p| &p.latency),
-        d(0.99, |p| &p.latency),
-        d(0.999, |p| &p.latency),
-        d(0.5, |p| &p.ttfb),
-        d(0.99, |p| &p.ttfb),
-        r.saturation[2].per_second() / r.saturation[1].per_second().max(1e-9),
-    );
+    let b = &r.paced[1];
+    for (i, c) in r.paced.iter().enumerate().skip(2) {
+        let d = |q: f64, h: fn(&Paced) -> &hdrhistogram::Histogram<u64>| {
+            delta(quantile(h(c), q) as i64 - quantile(h(b), q) as i64)
+        };
+        println!(
+            "{} - (b): p50 {}, p99 {}, p99.9 {}; TTFB p50 {}, p99 {}; throughput / (b) {:.2}",
+            &r.names[i][..3],
+            d(0.5, |p| &p.latency),
+            d(0.99, |p| &p.latency),
+            d(0.999, |p| &p.latency),
+            d(0.5, |p| &p.ttfb),
+            d(0.99, |p| &p.ttfb),
+            r.ratio(i, 1),
+        );
+    }
     println!();
 }
 
@@ -619,7 +730,7 @@ fn print_targets(
     println!();
     let mut t = Table::new(&["target", "measured", "verdict"]);
     for r in results {
-        let ratio = r.saturation[2].per_second() / r.saturation[1].per_second().max(1e-9);
+        let ratio = r.ratio(2, 1);
         let (b, c) = (&r.paced[1], &r.paced[2]);
         match r.workload {
             Workload::Small => {
@@ -634,11 +745,59 @@ fn print_targets(
                     delta(d),
                     verdict(d <= 200).to_owned(),
                 ]);
+                // The wave-2 budgets, from the configurations that ran.
+                let budgets = [
+                    (
+                        Variant::Wave2,
+                        None,
+                        0.85,
+                        "small: (e) identity + usage + memory quota >= 85 % of (b)",
+                    ),
+                    (
+                        Variant::Default,
+                        Some(Variant::Plain),
+                        0.98,
+                        "small: usage costs <= 2 %: (c) >= 98 % of (d)",
+                    ),
+                    (
+                        Variant::Wave2,
+                        Some(Variant::Plain),
+                        0.95,
+                        "small: identity + usage + quota cost <= 5 %: (e) >= 95 % of (d)",
+                    ),
+                    (
+                        Variant::Wave2,
+                        Some(Variant::Default),
+                        0.97,
+                        "small: identity + memory quota: (e) >= 97 % of (c)",
+                    ),
+                    (
+                        Variant::Redis,
+                        Some(Variant::Default),
+                        0.80,
+                        "small: Redis quota: (f) >= 80 % of (c)",
+                    ),
+                ];
+                for (of, to, floor, what) in budgets {
+                    let i = r.of(of);
+                    let j = match to {
+                        Some(v) => r.of(v),
+                        None => Some(1),
+                    };
+                    if let (Some(i), Some(j)) = (i, j) {
+                        let x = r.ratio(i, j);
+                        t.row(vec![
+                            what.to_owned(),
+                            format!("{:.0} %", 100.0 * x),
+                            verdict(x >= floor).to_owned(),
+                        ]);
+                    }
+                }
             }
             Workload::Large => t.row(vec![
-                "200 KB with tool-pairing validation: throughput (c) >= 85 % of (b)".to_owned(),
+                "200 KB with tool-pairing validation: throughput (c) >= 90 % of (b)".to_owned(),
                 format!("{:.0} %", 100.0 * ratio),
-                verdict(ratio >= 0.85).to_owned(),
+                verdict(ratio >= 0.90).to_owned(),
             ]),
             Workload::Stream => {
                 let d50 = quantile(&c.ttfb, 0.5) as i64 - quantile(&b.ttfb, 0.5) as i64;
@@ -708,5 +867,14 @@ mod tests {
         assert!(parse(&["--rate-small", "0"]).is_err());
         assert!(parse(&["--connections"]).is_err());
         assert!(parse(&["--bogus"]).is_err());
+
+        assert_eq!(all.gateways, Variant::ALL);
+        let two = parse(&["--gateways", "plain, redis,plain"]).expect("parses");
+        assert_eq!(
+            two.gateways,
+            [Variant::Default, Variant::Plain, Variant::Redis],
+            "the default gateway always runs, first; repeats are dropped"
+        );
+        assert!(parse(&["--gateways", "fast"]).is_err());
     }
 }

@@ -15,6 +15,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 
 use crate::client::BoxError;
+use crate::variants::Variant;
 
 /// Where the three server binaries are.
 #[derive(Debug, Clone)]
@@ -152,20 +153,35 @@ pub(crate) fn simulator(bins: &Binaries) -> io::Result<Server> {
 /// then (when `foundry`) Azure AI Foundry, both on the simulator; every other
 /// setting is the default.
 pub(crate) fn gateway(bins: &Binaries, sim: SocketAddr, foundry: bool) -> io::Result<Server> {
-    gateway_command(Command::new(&bins.gateway), sim, foundry)
+    let mut cmd = Command::new(&bins.gateway);
+    cmd.env_clear();
+    gateway_command(cmd, sim, foundry)
+}
+
+/// [`gateway`] in one of the [`Variant`] configurations (`redis`: the URL
+/// the `redis` one keeps its limits in).
+pub(crate) fn gateway_variant(
+    bins: &Binaries,
+    sim: SocketAddr,
+    variant: Variant,
+    redis: Option<&str>,
+) -> io::Result<Server> {
+    let mut cmd = Command::new(&bins.gateway);
+    cmd.env_clear();
+    variant.configure(&mut cmd, redis);
+    gateway_command(cmd, sim, true)
 }
 
 /// [`gateway`], but the diagnostic `load gateway-nodelay` (see `nodelay.rs`).
 pub(crate) fn gateway_nodelay(bins: &Binaries, sim: SocketAddr) -> io::Result<Server> {
     let mut cmd = Command::new(&bins.this);
-    cmd.arg("gateway-nodelay");
+    cmd.env_clear().arg("gateway-nodelay");
     gateway_command(cmd, sim, true)
 }
 
 fn gateway_command(mut cmd: Command, sim: SocketAddr, foundry: bool) -> io::Result<Server> {
     let addr = free_addr()?;
-    cmd.env_clear()
-        .env("RUST_LOG", "warn")
+    cmd.env("RUST_LOG", "warn")
         .env("CLAUDE_TOWER_LISTEN", addr.to_string())
         .env("ANTHROPIC_API_KEY", "sim-anthropic-key")
         .env("ANTHROPIC_BASE_URL", format!("http://{sim}"));

@@ -196,6 +196,7 @@ impl GatewayConfig {
         out.insert("quota".into(), quota_table(&self.quota).into());
         let mut metrics = Table::new();
         metrics.insert("public".into(), self.metrics.public.into());
+        metrics.insert("usage".into(), self.metrics.usage.into());
         metrics.insert(
             "caller_labels".into(),
             i64::try_from(self.metrics.caller_labels)

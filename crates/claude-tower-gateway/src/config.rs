@@ -12,6 +12,7 @@
 //! | `--required-roles` `CLAUDE_TOWER_REQUIRED_ROLES` | a token must carry one of these roles | none |
 //! | `--admin-callers` `CLAUDE_TOWER_ADMIN_CALLERS` | caller ids that may read `GET /usage` (loopback always may) | none |
 //! | `--metrics-public` `CLAUDE_TOWER_METRICS_PUBLIC` | `GET /metrics` without a credential | false: loopback or an identified caller |
+//! | `--usage` `CLAUDE_TOWER_USAGE` | read token usage from every response: GenAI metrics, an INFO record per request, `/usage` consumption; `off` leaves the layer out | on |
 //! | `--redis-url` `CLAUDE_TOWER_REDIS_URL` | Redis shared by replicas for quotas | none: in memory, per process |
 //! | `--tpm` / `--rpm` `CLAUDE_TOWER_TPM` / `_RPM` | tokens / requests per minute per caller | unlimited |
 //! | `--token-quota` `CLAUDE_TOWER_TOKEN_QUOTA` | tokens per caller and UTC period, `5000000/month` | unlimited |
@@ -182,6 +183,9 @@ pub struct MetricsConfig {
     pub public: bool,
     /// How many distinct callers become label values.
     pub caller_labels: usize,
+    /// Read token usage from every response (the usage layer is left out
+    /// when false).
+    pub usage: bool,
 }
 
 /// A setting that could not be read or a configuration that does not hold
@@ -397,6 +401,17 @@ impl GatewayConfig {
                 .metrics
                 .caller_labels
                 .unwrap_or(claude_tower_usage::metrics::DEFAULT_CALLER_LABELS),
+            usage: parsed(
+                raw(
+                    &s.usage,
+                    "CLAUDE_TOWER_USAGE",
+                    file.metrics.usage.map(|b| b.to_string()),
+                    "metrics.usage",
+                ),
+                switch,
+                "on or off (true/false, 1/0)",
+            )?
+            .unwrap_or(true),
         };
 
         let route_order = raw(
@@ -741,6 +756,7 @@ mod tests {
         assert!(!c.identity.is_configured());
         assert!(!c.quota.is_enabled());
         assert!(!c.metrics.public);
+        assert!(c.metrics.usage, "usage is read by default");
         assert_eq!(c.toolpair, ToolPairingMode::Reject);
         assert_eq!(c.deadline, DEFAULT_DEADLINE);
         assert_eq!(c.body_limit, DEFAULT_REQUEST_BODY_LIMIT);
@@ -790,13 +806,29 @@ mod tests {
         let file = FileConfig::parse(
             "[identity]\nissuers = [\"http://127.0.0.1:9/realm\"]\naudiences = [\"gw\"]\n\
              [quota.default]\nrequests_per_minute = 60\n[quota.callers.ada]\ntoken_quota = \"unlimited\"\n\
-             [metrics]\ncaller_labels = 10\n",
+             [metrics]\ncaller_labels = 10\nusage = false\n",
         )
         .unwrap();
         let c = GatewayConfig::resolve(&Settings::default(), &file, &|_: &str| None).unwrap();
         assert_eq!(c.identity.issuers(), ["http://127.0.0.1:9/realm"]);
         assert!(c.quota.is_enabled());
         assert_eq!(c.metrics.caller_labels, 10);
+        assert!(!c.metrics.usage);
+        let on = |v: &str| {
+            let flags = Settings {
+                usage: Some(v.to_owned()),
+                ..Settings::default()
+            };
+            GatewayConfig::resolve(&flags, &file, &|_: &str| None).map(|c| c.metrics.usage)
+        };
+        assert_eq!(
+            on("on"),
+            Ok(true),
+            "the flag or variable wins over the file"
+        );
+        assert_eq!(on("off"), Ok(false));
+        let err = on("sometimes").unwrap_err().to_string();
+        assert!(err.contains("CLAUDE_TOWER_USAGE"), "{err}");
     }
 
     #[test]

@@ -51,6 +51,7 @@
 //! [metrics]
 //! public = false                           # true: /metrics without a credential
 //! caller_labels = 1000
+//! usage = true                             # false: no usage records, GenAI metrics or /usage consumption
 //! ```
 //!
 //! Flags and `CLAUDE_TOWER_*` variables win over the file. With `[[routes]]`
@@ -117,6 +118,8 @@ pub struct MetricsSection {
     pub public: Option<bool>,
     /// How many distinct callers become label values (the rest: `_other`).
     pub caller_labels: Option<usize>,
+    /// `CLAUDE_TOWER_USAGE`: read token usage from every response.
+    pub usage: Option<bool>,
 }
 
 /// `[server]`.

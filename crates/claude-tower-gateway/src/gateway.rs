@@ -215,7 +215,12 @@ impl Gateway {
         let telemetry = Telemetry::new(&quota, lookup)?;
         let layers = Layers {
             identity: OptionalIdentityLayer::new(identity.clone()),
-            usage: telemetry.usage_layer(&arranged, config.metrics.caller_labels),
+            usage: if config.metrics.usage {
+                telemetry.usage_layer(&arranged, config.metrics.caller_labels)
+            } else {
+                // No sinks: the layer only hands quota settlements their usage.
+                UsageLayer::new()
+            },
             quota: quota.clone(),
         };
         let anthropic_only = if anthropic.is_empty() || mode != Mode::Upstream {

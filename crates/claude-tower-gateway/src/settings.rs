@@ -164,6 +164,13 @@ pub struct Settings {
     )]
     pub metrics_public: Option<String>,
 
+    /// Read token usage from every response: the GenAI metrics on
+    /// /metrics, one INFO record per request and the consumption on /usage;
+    /// `off` leaves the usage layer out (route health and quotas stay)
+    /// [default: on].
+    #[arg(long, env = "CLAUDE_TOWER_USAGE", value_name = "on|off", global = true)]
+    pub usage: Option<String>,
+
     /// Redis shared by gateway replicas for quotas, `redis://[:pw@]host:port[/db]`
     /// [default: none: limits per process, in memory].
     #[arg(

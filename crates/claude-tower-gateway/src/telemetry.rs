@@ -28,18 +28,19 @@
 //! replica when Redis is configured).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use claude_tower::failover::{Breakers, CircuitState};
 use claude_tower::stack::Route;
+use claude_tower_core::RouteId;
 use claude_tower_core::usage::{UsageRecord, UsageSink};
 use claude_tower_quota::QuotaLayer;
 use claude_tower_usage::{MetricsSink, PrometheusExporter, TracingSink, UsageLayer};
 use http::header::CONTENT_TYPE;
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Counter, Meter};
+use opentelemetry::metrics::{BoundCounter, Counter, Meter};
 use serde::Serialize;
 
 use crate::access::Access;
@@ -230,29 +231,61 @@ fn observe_quota(meter: &Meter, quota: QuotaLayer) {
 }
 
 /// `claude_tower.upstream.attempts`: every upstream attempt, by the route
-/// that answered.
-struct Attempts(Counter<u64>);
+/// that answered. The counter is bound once per route (a handful), so a
+/// request adds to it without hashing its attributes.
+struct Attempts {
+    counter: Counter<u64>,
+    bound: RwLock<Vec<(Option<RouteId>, BoundCounter<u64>)>>,
+}
 
 impl Attempts {
     fn new(meter: &Meter) -> Self {
-        Self(
-            meter
+        Self {
+            counter: meter
                 .u64_counter("claude_tower.upstream.attempts")
                 .with_unit("{attempt}")
                 .with_description(
                     "Upstream attempts, retries and failovers included, by the answering route.",
                 )
                 .build(),
-        )
+            bound: RwLock::default(),
+        }
+    }
+
+    fn add(&self, route: Option<&RouteId>, n: u64) {
+        let find = |bound: &[(Option<RouteId>, BoundCounter<u64>)]| {
+            bound
+                .iter()
+                .find(|(r, _)| r.as_ref() == route)
+                .map(|(_, c)| c.clone())
+        };
+        let known = find(&self.bound.read().unwrap_or_else(PoisonError::into_inner));
+        let counter = match known {
+            Some(counter) => counter,
+            None => {
+                let mut bound = self.bound.write().unwrap_or_else(PoisonError::into_inner);
+                match find(&bound) {
+                    Some(counter) => counter,
+                    None => {
+                        let name = route.map_or("_none", RouteId::as_str);
+                        let counter = self.counter.bind(&[route_label(name)]);
+                        // Routes are configured, so few; the bound stays small.
+                        if bound.len() < 64 {
+                            bound.push((route.cloned(), counter.clone()));
+                        }
+                        counter
+                    }
+                }
+            }
+        };
+        counter.add(n);
     }
 }
 
 impl UsageSink for Attempts {
     fn record(&self, record: &UsageRecord) {
         if record.attempts > 0 {
-            let route = record.route.as_ref().map_or("_none", |r| r.as_str());
-            self.0
-                .add(u64::from(record.attempts), &[route_label(route)]);
+            self.add(record.route.as_ref(), u64::from(record.attempts));
         }
     }
 }
@@ -275,26 +308,30 @@ impl UsageSink for Consumption {
     fn record(&self, record: &UsageRecord) {
         let caller = record.caller.as_ref().map_or("_anonymous", |c| c.id());
         let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let key = if map.contains_key(caller) || map.len() < MAX_CALLERS {
+        // A known caller costs one lookup, not an owned key per request.
+        if let Some(tally) = map.get_mut(caller) {
+            tally.add(record);
+            return;
+        }
+        let key = if map.len() < MAX_CALLERS {
             caller
         } else {
             "_other"
         };
-        // A known caller costs a lookup, not an owned key per request.
-        if !map.contains_key(key) {
-            map.insert(key.into(), Tally::default());
-        }
-        let Some(tally) = map.get_mut(key) else {
-            return;
-        };
-        tally.requests += 1;
+        map.entry(key.into()).or_default().add(record);
+    }
+}
+
+impl Tally {
+    fn add(&mut self, record: &UsageRecord) {
+        self.requests += 1;
         if !record.local
             && let Some(usage) = record.usage
         {
-            tally.input_tokens += usage.input;
-            tally.cache_creation_input_tokens += usage.cache_creation_input;
-            tally.cache_read_input_tokens += usage.cache_read_input;
-            tally.output_tokens += usage.output;
+            self.input_tokens += usage.input;
+            self.cache_creation_input_tokens += usage.cache_creation_input;
+            self.cache_read_input_tokens += usage.cache_read_input;
+            self.output_tokens += usage.output;
         }
     }
 }

@@ -99,14 +99,11 @@ impl KeySource {
         self
     }
 
-    /// The key and the id policies are looked up by.
-    pub(crate) fn key<'a>(
-        &self,
-        caller: Option<&'a Caller>,
-        headers: &'a HeaderMap,
-    ) -> (QuotaKey, Option<&'a str>) {
+    /// Who the request counts against, borrowed: the key itself is only
+    /// built (an allocation) when a policy limits it.
+    pub(crate) fn id<'a>(&self, caller: Option<&'a Caller>, headers: &'a HeaderMap) -> Id<'a> {
         if let Some(c) = caller {
-            return (QuotaKey::caller(c.id()), Some(c.id()));
+            return Id::Caller(c.id());
         }
         if let Some(v) = self
             .header
@@ -116,9 +113,36 @@ impl KeySource {
             .map(str::trim)
             .filter(|v| !v.is_empty())
         {
-            return (QuotaKey::header(v), Some(v));
+            return Id::Header(v);
         }
-        (QuotaKey::global(), None)
+        Id::Global
+    }
+}
+
+/// A request's quota identity, borrowed from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Id<'a> {
+    Caller(&'a str),
+    Header(&'a str),
+    Global,
+}
+
+impl<'a> Id<'a> {
+    /// The id policies are looked up by.
+    pub(crate) fn as_str(self) -> Option<&'a str> {
+        match self {
+            Id::Caller(id) | Id::Header(id) => Some(id),
+            Id::Global => None,
+        }
+    }
+
+    /// The store key.
+    pub(crate) fn key(self) -> QuotaKey {
+        match self {
+            Id::Caller(id) => QuotaKey::caller(id),
+            Id::Header(v) => QuotaKey::header(v),
+            Id::Global => QuotaKey::global(),
+        }
     }
 }
 
@@ -148,10 +172,10 @@ mod tests {
         let src = KeySource::new().with_header(HeaderName::from_static("x-team"));
         let mut h = HeaderMap::new();
         let caller = Caller::new("u1", AuthMethod::Token);
-        assert_eq!(src.key(Some(&caller), &h).0.as_str(), "caller:u1");
-        assert_eq!(src.key(None, &h).0, QuotaKey::global());
+        assert_eq!(src.id(Some(&caller), &h).key().as_str(), "caller:u1");
+        assert_eq!(src.id(None, &h).key(), QuotaKey::global());
         h.insert("x-team", "blue".parse().unwrap());
-        assert_eq!(src.key(None, &h), (QuotaKey::header("blue"), Some("blue")));
-        assert_eq!(KeySource::new().key(None, &h).0, QuotaKey::global());
+        assert_eq!(src.id(None, &h), Id::Header("blue"));
+        assert_eq!(KeySource::new().id(None, &h), Id::Global);
     }
 }

@@ -270,11 +270,12 @@ where
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
         let shared = &self.shared;
         let caller = req.extensions().get::<Caller>();
-        let (key, id) = shared.keys.key(caller, req.headers());
-        let policy = shared.limits.resolve(id.unwrap_or(""), caller);
+        let id = shared.keys.id(caller, req.headers());
+        let policy = shared.limits.resolve(id.as_str().unwrap_or(""), caller);
         if policy.is_unlimited() {
             return ResponseFuture::calling(self.inner.call(req), None, Arc::clone(shared));
         }
+        let key = id.key();
         let cost = shared.estimate.tokens(body_bytes(&req));
         match shared.store.check(&key, &policy, cost).into_ready() {
             Ok(admission) => admit(admission, &mut self.inner, req, Arc::clone(shared)),

@@ -175,7 +175,7 @@ pub use layer::{
 pub use policy::{Estimate, InvalidQuotaConfig, MAX_LIMIT, Policy, Rate, TokenQuota, Weights};
 pub use store::memory::MemoryStore;
 #[cfg(feature = "redis")]
-pub use store::redis::{RedisStore, RedisStoreBuilder};
+pub use store::redis::{RedisStore, RedisStoreBuilder, SETTLE_WINDOW};
 pub use store::{
     Admission, QuotaStanding, QuotaStore, RateStanding, Reservation, Standing, StoreFuture,
     StoreHealth, Verdict,

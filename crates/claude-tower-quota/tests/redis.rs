@@ -314,3 +314,58 @@ async fn failing_closed_answers_503_api_error_that_may_be_retried() {
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["error"]["type"], "api_error");
 }
+
+#[tokio::test]
+async fn a_windows_settlements_of_one_key_are_one_script_call() {
+    let server = RedisServer::start();
+    let a = store(&server);
+    let policy = Policy::unlimited()
+        .with_tokens(Rate::per_minute(6_000_000).unwrap())
+        .with_quota("1000000000/day".parse().unwrap());
+    let (ada, bob) = (QuotaKey::caller("ada"), QuotaKey::caller("bob"));
+    // Warm-up: both scripts loaded.
+    let adm = a.check(&QuotaKey::caller("warm"), &policy, 0).await;
+    a.settle(adm.reservation.as_ref().unwrap(), 1);
+    while a.standing(&QuotaKey::caller("warm")).await.unwrap().quota.unwrap().used != 1 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut conn = server.client().await;
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    // Twenty requests of two callers, each estimated at 100, settled at
+    // 1..=10 tokens apiece, all within one window.
+    let mut reservations = Vec::new();
+    for key in [&ada, &bob] {
+        for _ in 0..10 {
+            let adm = a.check(key, &policy, 100).await;
+            assert!(admitted(&adm.verdict));
+            reservations.push(adm.reservation.unwrap());
+        }
+    }
+    for (i, r) in reservations.iter().enumerate() {
+        a.settle(r, (i % 10 + 1) as u64);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for key in [&ada, &bob] {
+        loop {
+            let used = a.standing(key).await.unwrap().quota.unwrap().used;
+            if used == 55 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "settlements never landed: {used}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    // 20 checks, and one settlement call per key.
+    let evalsha = command_calls(&mut conn)
+        .await
+        .iter()
+        .find(|(n, _)| n == "evalsha")
+        .map_or(0, |c| c.1);
+    assert_eq!(evalsha, 22);
+    assert_eq!(a.health().lost_settlements, 0);
+}

@@ -151,6 +151,7 @@ mod layer;
 pub mod model_map;
 mod repair;
 mod scan;
+pub mod skim;
 mod validate;
 
 pub use layer::{Repairs, ToolPairing, ToolPairingLayer, ToolPairingMode};

@@ -336,10 +336,19 @@ impl<'a> Parser<'a> {
         }
     }
 
+    #[inline]
     fn is(&self, s: RawStr, lit: &str) -> bool {
         let raw = &self.b[s.inner.start..s.inner.end];
-        raw == lit.as_bytes()
-            || (memchr(b'\\', raw).is_some() && decode(raw).is_some_and(|d| d == lit))
+        // An escape is longer than the character it stands for: a key
+        // written as long as `lit` matches byte for byte or not at all, and
+        // only a longer one needs decoding (rare: keys are seldom escaped).
+        match raw.len().cmp(&lit.len()) {
+            std::cmp::Ordering::Less => false,
+            std::cmp::Ordering::Equal => raw == lit.as_bytes(),
+            std::cmp::Ordering::Greater => {
+                memchr(b'\\', raw).is_some() && decode(raw).is_some_and(|d| d == lit)
+            }
+        }
     }
 
     fn decoded(&self, s: RawStr) -> R<Cow<'a, str>> {
@@ -678,6 +687,33 @@ pub(crate) fn top_level_string(body: &[u8], key: &str) -> Option<Span> {
         }
         p.pos += 1;
     }
+}
+
+/// The raw values of the top-level members of the JSON object `body` named
+/// in `keys` (the last one when a key repeats, as in serde_json), or `None`
+/// when `body` is not one well-formed object (structurally: see the module
+/// note) with nothing after it. Every other value is skipped unparsed.
+pub(crate) fn top_level_members<'a, const N: usize>(
+    body: &'a [u8],
+    keys: [&str; N],
+) -> Option<[Option<&'a [u8]>; N]> {
+    let mut found = [None; N];
+    let mut p = Parser::new(body);
+    p.ws();
+    if p.peek() != Some(b'{') {
+        return None;
+    }
+    p.object(|p, name| {
+        let start = p.pos;
+        p.skip()?;
+        if let Some(i) = keys.iter().position(|k| p.is(name, k)) {
+            found[i] = Some(&body[start..p.pos]);
+        }
+        Ok(())
+    })
+    .ok()?;
+    p.ws();
+    (p.pos == body.len()).then_some(found)
 }
 
 /// Appends `s` as a JSON string, quotes included.

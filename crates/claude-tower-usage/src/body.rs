@@ -54,6 +54,14 @@ impl<B: Body> UsageBody<B> {
             recorder: Some(recorder),
         }
     }
+
+    /// Forwards `inner` without watching it (no sink, no hook).
+    pub(crate) fn unwatched(inner: B) -> Self {
+        Self {
+            inner,
+            recorder: None,
+        }
+    }
 }
 
 impl<B: Body> std::fmt::Debug for UsageBody<B> {

@@ -112,6 +112,10 @@ impl Start {
     /// The response head arrived: the record is filled from it and moves
     /// into the body, which delivers it.
     fn respond<B: Body<Data = Bytes>>(mut self, response: Response<B>) -> Response<UsageBody<B>> {
+        if self.config.sinks.is_empty() && response.extensions().get::<UsageHook>().is_none() {
+            // Nobody reads a record: the body passes unwatched.
+            return response.map(UsageBody::unwatched);
+        }
         let (mut parts, body) = response.into_parts();
         let mut record = self.record(parts.status);
         record.time_to_first_byte = Some(self.at.elapsed());

@@ -1,9 +1,11 @@
 //! Reads `model`, `stop_reason` and `usage` from a non-streaming JSON body.
 
-use bytes::Bytes;
-use claude_tower_core::usage::TokenUsage;
+use std::borrow::Cow;
 
-use crate::payload::Message;
+use bytes::Bytes;
+use claude_tower_toolpair::skim::top_level_members;
+
+use crate::payload::UsageFields;
 use crate::stats::ReadStats;
 use crate::watch::Reading;
 
@@ -96,28 +98,42 @@ impl JsonWatcher {
     }
 }
 
-/// Parses a whole `message` body; `None` when it is not valid JSON or its
-/// usage counts are not counts. A JSON object without `usage` (a
+/// Reads a whole `message` body; `None` when it is not one JSON object or
+/// its `usage` counts are not counts. A JSON object without `usage` (a
 /// `count_tokens` answer, a model list) reads as zero tokens.
+///
+/// The body is skimmed (the tool-pairing scanner: structure checked,
+/// content strings skipped unparsed); only the three members read are
+/// parsed, strictly, with serde.
 pub(crate) fn read_message(bytes: &[u8]) -> Option<Reading> {
-    let message: Message<'_> = serde_json::from_slice(bytes).ok()?;
+    let [model, stop_reason, usage] = top_level_members(bytes, ["model", "stop_reason", "usage"])?;
+    let string = |raw: Option<&[u8]>| -> Option<Option<Box<str>>> {
+        match raw {
+            None => Some(None),
+            Some(raw) => serde_json::from_slice::<Option<Cow<'_, str>>>(raw)
+                .ok()
+                .map(|s| s.map(Into::into)),
+        }
+    };
     let mut reading = Reading {
         usage_seen: true,
+        model: string(model)?,
+        stop_reason: string(stop_reason)?,
         ..Reading::default()
     };
-    if let Some(usage) = &message.usage {
-        let mut tokens = TokenUsage::default();
-        usage.merge_into(&mut tokens);
-        reading.usage = tokens;
+    if let Some(raw) = usage {
+        let fields: Option<UsageFields> = serde_json::from_slice(raw).ok()?;
+        if let Some(fields) = fields {
+            fields.merge_into(&mut reading.usage);
+        }
     }
-    reading.model = message.model.map(Into::into);
-    reading.stop_reason = message.stop_reason.map(Into::into);
     Some(reading)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use claude_tower_core::usage::TokenUsage;
 
     fn watch(chunks: &[&[u8]], limit: usize, complete: bool) -> (Reading, ReadStats) {
         let stats = ReadStats::default();
@@ -188,6 +204,28 @@ mod tests {
         );
         assert_eq!(r.usage(), None);
         assert_eq!(stats.oversized_json(), 1);
+    }
+
+    #[test]
+    fn model_and_stop_reason_must_be_strings_or_null() {
+        let (r, stats) = watch(
+            &[br#"{"model":null,"stop_reason":null,"usage":{"output_tokens":3}}"#],
+            DEFAULT_JSON_LIMIT,
+            true,
+        );
+        assert_eq!(r.usage().map(|u| u.output), Some(3));
+        assert_eq!((r.model, r.stop_reason), (None, None));
+        assert_eq!(stats.malformed(), 0);
+        for bad in [
+            &br#"{"model":7,"usage":{"output_tokens":3}}"#[..],
+            br#"{"model":"m","usage":[1]}"#,
+            br#"{"model":"m","usage":{"output_tokens":3}} trailing"#,
+            br#"{"model":"\x","usage":{"output_tokens":3}}"#,
+        ] {
+            let (r, stats) = watch(&[bad], DEFAULT_JSON_LIMIT, true);
+            assert_eq!(r.usage(), None, "{}", String::from_utf8_lossy(bad));
+            assert_eq!(stats.malformed(), 1);
+        }
     }
 
     #[test]

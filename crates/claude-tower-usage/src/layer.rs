@@ -173,8 +173,16 @@ where
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
         let at = Instant::now();
-        let caller = req.extensions().get::<Caller>().cloned();
-        let requested_model = requested_model(&req);
+        // Without sinks only a usage hook (a quota settlement) reads the
+        // record, and it needs the tokens alone.
+        let (caller, requested_model) = if self.config.sinks.is_empty() {
+            (None, None)
+        } else {
+            (
+                req.extensions().get::<Caller>().cloned(),
+                requested_model(&req),
+            )
+        };
         let start = Start {
             config: Arc::clone(&self.config),
             caller,

@@ -43,13 +43,11 @@ pub(crate) struct MessageStart<'a> {
     pub(crate) message: Message<'a>,
 }
 
-/// A `message` object: the whole non-streaming body, or `message_start`'s.
+/// `message_start`'s `message` (its `stop_reason` is always null there).
 #[derive(Debug, Deserialize)]
 pub(crate) struct Message<'a> {
     #[serde(borrow, default)]
     pub(crate) model: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    pub(crate) stop_reason: Option<Cow<'a, str>>,
     #[serde(default)]
     pub(crate) usage: Option<UsageFields>,
 }

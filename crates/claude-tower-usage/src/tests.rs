@@ -211,6 +211,34 @@ async fn the_hook_is_called_once_after_the_sinks() {
 }
 
 #[tokio::test]
+async fn without_sinks_only_a_hook_makes_the_body_watched() {
+    let layer = UsageLayer::new();
+    let stream = sim_stream(2, false);
+
+    // No sink, no hook: the body passes unwatched, byte for byte.
+    let res = call(
+        &layer,
+        request(),
+        upstream("text/event-stream", chunked(stream.as_bytes(), 7)),
+    )
+    .await;
+    assert!(format!("{:?}", res.body()).contains("recorder: None"));
+    assert_eq!(collect(res).await, stream.as_bytes());
+
+    // A hook (a quota settlement) still gets the tokens.
+    let seen = Arc::new(Mutex::new(None));
+    let slot = Arc::clone(&seen);
+    let mut res = upstream("text/event-stream", chunked(stream.as_bytes(), 7));
+    res.extensions_mut()
+        .insert(UsageHook::new(move |r: &UsageRecord| {
+            *slot.lock().unwrap() = Some(r.tokens().output);
+        }));
+    let res = call(&layer, request(), res).await;
+    assert_eq!(collect(res).await, stream.as_bytes());
+    assert_eq!(*seen.lock().unwrap(), Some(12));
+}
+
+#[tokio::test]
 async fn a_client_gone_mid_stream_still_gives_one_record() {
     let (layer, records) = collecting();
     let stream = sim_stream(20, false);

@@ -1,8 +1,9 @@
 //! The Redis store: buckets shared by every replica, one script per check.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -69,6 +70,26 @@ struct Inner {
     errors: AtomicU64,
     local_checks: AtomicU64,
     lost: AtomicU64,
+    /// Settlements not yet sent, added up per key (see [`SETTLE_WINDOW`]).
+    pending: Mutex<HashMap<Pending, i64>>,
+    /// A flush of `pending` is on its way.
+    flushing: AtomicBool,
+}
+
+/// How long settlements are gathered before they go to Redis together: the
+/// deltas of one key add up into one script call, and every key's call of a
+/// flush goes out at once over the one multiplexed connection (pipelined).
+/// Under load a request's settlement so costs a fraction of a round trip;
+/// another replica sees it at most this much later.
+pub const SETTLE_WINDOW: Duration = Duration::from_millis(5);
+
+/// What one settlement script call is about: the key, the token interval
+/// it is charged at, and the quota period it belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Pending {
+    key: QuotaKey,
+    token_interval: String,
+    period_start: i64,
 }
 
 /// Builds a [`RedisStore`].
@@ -153,6 +174,8 @@ impl RedisStoreBuilder {
                 errors: AtomicU64::new(0),
                 local_checks: AtomicU64::new(0),
                 lost: AtomicU64::new(0),
+                pending: Mutex::new(HashMap::new()),
+                flushing: AtomicBool::new(false),
             }),
         })
     }
@@ -310,10 +333,59 @@ impl Inner {
         })
     }
 
-    async fn remote_settle(&self, r: &Reservation, delta: i64) -> Result<(), Failure> {
-        let p = PolicyArgs::of(&r.policy);
-        let mut inv = self.settle.key(self.redis_key(&r.key));
-        inv.arg(p.token_interval).arg(delta).arg(r.period_start);
+    /// Adds a settlement to the next flush, and schedules one if none is.
+    fn queue_settle(self: &Arc<Self>, r: &Reservation, delta: i64) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            self.lost.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let pending = Pending {
+            key: r.key.clone(),
+            token_interval: PolicyArgs::of(&r.policy).token_interval,
+            period_start: r.period_start,
+        };
+        {
+            let mut map = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+            let sum = map.entry(pending).or_insert(0);
+            *sum = sum.saturating_add(delta);
+        }
+        if !self.flushing.swap(true, Ordering::AcqRel) {
+            let inner = Arc::clone(self);
+            handle.spawn(async move {
+                tokio::time::sleep(SETTLE_WINDOW).await;
+                inner.flush_settlements().await;
+            });
+        }
+    }
+
+    /// Sends every pending settlement: one script call per key, all at once.
+    async fn flush_settlements(self: Arc<Self>) {
+        // The flag is cleared before the batch is taken: a settlement queued
+        // from here on schedules the next flush (which may find it already
+        // sent by this one, and nothing to do), so none is left behind.
+        self.flushing.store(false, Ordering::Release);
+        let batch =
+            std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
+        let calls = batch
+            .into_iter()
+            .filter(|(_, delta)| *delta != 0)
+            .map(|(p, delta)| {
+                let inner = Arc::clone(&self);
+                tokio::spawn(async move {
+                    if let Err(e) = inner.remote_settle(&p, delta).await {
+                        inner.lost.fetch_add(1, Ordering::Relaxed);
+                        inner.mark_down(&e);
+                    }
+                })
+            });
+        for call in calls.collect::<Vec<_>>() {
+            let _ = call.await;
+        }
+    }
+
+    async fn remote_settle(&self, p: &Pending, delta: i64) -> Result<(), Failure> {
+        let mut inv = self.settle.key(self.redis_key(&p.key));
+        inv.arg(&p.token_interval).arg(delta).arg(p.period_start);
         let mut conn = self.conn.clone();
         let _: i64 = tokio::time::timeout(self.timeout, inv.invoke_async(&mut conn))
             .await
@@ -447,18 +519,7 @@ impl QuotaStore for RedisStore {
         if delta == 0 {
             return;
         }
-        let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            self.inner.lost.fetch_add(1, Ordering::Relaxed);
-            return;
-        };
-        let inner = Arc::clone(&self.inner);
-        let reservation = reservation.clone();
-        handle.spawn(async move {
-            if let Err(e) = inner.remote_settle(&reservation, delta).await {
-                inner.lost.fetch_add(1, Ordering::Relaxed);
-                inner.mark_down(&e);
-            }
-        });
+        self.inner.queue_settle(reservation, delta);
     }
 
     fn standing(&self, key: &QuotaKey) -> StoreFuture<Option<Standing>> {

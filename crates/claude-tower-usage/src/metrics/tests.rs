@@ -194,6 +194,40 @@ fn callers_past_the_cap_fold_into_other() {
 }
 
 #[test]
+fn records_past_the_kept_series_still_count() {
+    // More distinct callers than kept label combinations: the first
+    // MAX_SERIES are kept, the rest go the slow way, and every one counts
+    // (here under `_other`, and the kept ones again on their second record).
+    let m = TestMeter::new();
+    let sink = MetricsSink::new(&m.meter()).with_caller_labels(10);
+    let n = crate::metrics::MAX_SERIES + 100;
+    for i in 0..n {
+        sink.record(&streamed(&format!("caller-{i}"), Face::Anthropic));
+    }
+    for i in [0, 5, n - 1] {
+        sink.record(&streamed(&format!("caller-{i}"), Face::Anthropic));
+    }
+    let p = m.points();
+    let requests = |with: &[&str]| total(&p, "claude_tower.requests", with);
+    assert_eq!(requests(&[]), (n + 3) as f64);
+    assert_eq!(requests(&["claude_tower.caller=caller-0"]), 2.0);
+    assert_eq!(requests(&["claude_tower.caller=caller-9"]), 1.0);
+    assert_eq!(
+        requests(&["claude_tower.caller=_other"]),
+        (n - 10 + 1) as f64
+    );
+    assert_eq!(
+        total(
+            &p,
+            "claude_tower.tokens",
+            &["claude_tower.token.type=output"]
+        ),
+        20.0 * (n + 3) as f64
+    );
+    assert!(format!("{sink:?}").contains(&format!("series: {}", crate::metrics::MAX_SERIES)));
+}
+
+#[test]
 fn local_errors_and_unknown_usage_count_no_tokens() {
     let m = TestMeter::new();
     let sink = MetricsSink::new(&m.meter());
