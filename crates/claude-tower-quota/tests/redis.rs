@@ -326,7 +326,15 @@ async fn a_windows_settlements_of_one_key_are_one_script_call() {
     // Warm-up: both scripts loaded.
     let adm = a.check(&QuotaKey::caller("warm"), &policy, 0).await;
     a.settle(adm.reservation.as_ref().unwrap(), 1);
-    while a.standing(&QuotaKey::caller("warm")).await.unwrap().quota.unwrap().used != 1 {
+    while a
+        .standing(&QuotaKey::caller("warm"))
+        .await
+        .unwrap()
+        .quota
+        .unwrap()
+        .used
+        != 1
+    {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let mut conn = server.client().await;
@@ -356,7 +364,10 @@ async fn a_windows_settlements_of_one_key_are_one_script_call() {
             if used == 55 {
                 break;
             }
-            assert!(Instant::now() < deadline, "settlements never landed: {used}");
+            assert!(
+                Instant::now() < deadline,
+                "settlements never landed: {used}"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }

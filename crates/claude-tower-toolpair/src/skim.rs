@@ -30,6 +30,51 @@ pub fn top_level_members<'a, const N: usize>(
     crate::scan::top_level_members(body, keys)
 }
 
+/// The decoded string value of the first top-level member named `key` of
+/// the object `body`, reading only up to that member: `None` when there is
+/// no such member before the JSON breaks, or its value is not a string.
+///
+/// ```
+/// use claude_tower_toolpair::skim::first_string;
+///
+/// let body = br#"{"id":"msg_1","model":"claude-sonnet-4-5","content":[]}"#;
+/// assert_eq!(first_string(body, "model").as_deref(), Some("claude-sonnet-4-5"));
+/// assert_eq!(first_string(body, "role"), None);
+/// ```
+pub fn first_string<'a>(body: &'a [u8], key: &str) -> Option<std::borrow::Cow<'a, str>> {
+    let span = crate::scan::top_level_string(body, key)?;
+    crate::scan::decode(&body[span.start + 1..span.end - 1])
+}
+
+/// Decodes a JSON string as written (quotes included) strictly; `None` for
+/// anything else.
+///
+/// ```
+/// use claude_tower_toolpair::skim::decode_string;
+///
+/// assert_eq!(decode_string(br#""a\u0062c""#).as_deref(), Some("abc"));
+/// assert_eq!(decode_string(b"null"), None);
+/// ```
+pub fn decode_string(raw: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
+    let inner = raw.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+    // A quote inside must be escaped: `"a"b"` is not one string.
+    let mut backslashes = 0;
+    for &c in inner {
+        match c {
+            b'\\' => backslashes += 1,
+            b'"' if backslashes % 2 == 0 => return None,
+            _ => backslashes = 0,
+        }
+        if c != b'\\' {
+            backslashes = 0;
+        }
+    }
+    if backslashes % 2 == 1 {
+        return None;
+    }
+    crate::scan::decode(inner)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,5 +107,15 @@ mod tests {
             );
         }
         assert_eq!(top_level_members(b"{}", ["a"]), Some([None]));
+    }
+
+    #[test]
+    fn strings_decode_strictly() {
+        assert_eq!(decode_string(br#""end_turn""#).as_deref(), Some("end_turn"));
+        assert_eq!(decode_string(br#""a\"b""#).as_deref(), Some("a\"b"));
+        assert_eq!(decode_string(br#""a\\""#).as_deref(), Some("a\\"));
+        for bad in [&br#""a"b""#[..], br#""a\""#, br#""\x""#, b"\"", b"7", b""] {
+            assert_eq!(decode_string(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
     }
 }

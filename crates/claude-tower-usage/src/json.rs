@@ -1,9 +1,11 @@
 //! Reads `model`, `stop_reason` and `usage` from a non-streaming JSON body.
 
-use std::borrow::Cow;
+use std::sync::LazyLock;
 
 use bytes::Bytes;
-use claude_tower_toolpair::skim::top_level_members;
+use claude_tower_core::usage::TokenUsage;
+use claude_tower_toolpair::skim::{decode_string, first_string, top_level_members};
+use memchr::memmem::FinderRev;
 
 use crate::payload::UsageFields;
 use crate::stats::ReadStats;
@@ -102,17 +104,27 @@ impl JsonWatcher {
 /// its `usage` counts are not counts. A JSON object without `usage` (a
 /// `count_tokens` answer, a model list) reads as zero tokens.
 ///
-/// The body is skimmed (the tool-pairing scanner: structure checked,
-/// content strings skipped unparsed); only the three members read are
-/// parsed, strictly, with serde.
+/// A message as the Messages API writes it (`usage` its last member, right
+/// after `stop_reason` and `stop_sequence`) is read from its two ends: the
+/// `model` near the start, `stop_reason` and `usage` at the end, the content
+/// between them not looked at. Anything else, and any doubt, goes the whole
+/// way: the body is skimmed (the tool-pairing scanner: structure checked,
+/// strings skipped unparsed) and the three members parsed strictly.
 pub(crate) fn read_message(bytes: &[u8]) -> Option<Reading> {
+    match read_ends(bytes) {
+        Some(reading) => Some(reading),
+        None => read_whole(bytes),
+    }
+}
+
+/// The whole-body read.
+fn read_whole(bytes: &[u8]) -> Option<Reading> {
     let [model, stop_reason, usage] = top_level_members(bytes, ["model", "stop_reason", "usage"])?;
     let string = |raw: Option<&[u8]>| -> Option<Option<Box<str>>> {
         match raw {
             None => Some(None),
-            Some(raw) => serde_json::from_slice::<Option<Cow<'_, str>>>(raw)
-                .ok()
-                .map(|s| s.map(Into::into)),
+            Some(b"null") => Some(None),
+            Some(raw) => decode_string(raw).map(|s| Some(s.into())),
         }
     };
     let mut reading = Reading {
@@ -130,10 +142,114 @@ pub(crate) fn read_message(bytes: &[u8]) -> Option<Reading> {
     Some(reading)
 }
 
+/// The read from both ends; `None` (go the whole way) unless the body ends
+/// `"stop_reason":S,"stop_sequence":Q,"usage":{..}}` with plain values.
+///
+/// Why the `usage` found from the end is the top-level one: in valid JSON an
+/// unescaped `"usage":{` is a key; its object must be one well-formed object
+/// followed by exactly one `}` and the end of the body, so the object that
+/// `}` closes is the body itself. `stop_reason` and `stop_sequence` are then
+/// its siblings by adjacency.
+fn read_ends(b: &[u8]) -> Option<Reading> {
+    const USAGE: &[u8] = br#","usage":{"#;
+    static FINDER: LazyLock<FinderRev<'static>> = LazyLock::new(|| FinderRev::new(USAGE));
+    let end = last_non_ws(b, b.len())?;
+    let close = last_non_ws(b, end)?;
+    if b[end] != b'}' || b[close] != b'}' || b.first() != Some(&b'{') {
+        return None;
+    }
+    let at = FINDER.rfind(&b[..close])?;
+    let object = &b[at + USAGE.len() - 1..=close];
+    let [input, output, creation, read] = top_level_members(
+        object,
+        [
+            "input_tokens",
+            "output_tokens",
+            "cache_creation_input_tokens",
+            "cache_read_input_tokens",
+        ],
+    )?;
+    let mut usage = TokenUsage::default();
+    for (raw, field) in [
+        (input, &mut usage.input),
+        (output, &mut usage.output),
+        (creation, &mut usage.cache_creation_input),
+        (read, &mut usage.cache_read_input),
+    ] {
+        if let Some(n) = count(raw)? {
+            *field = n;
+        }
+    }
+    let stop_reason = stop_members(&b[..at])?;
+    let model = first_string(b, "model").map(Into::into);
+    Some(Reading {
+        usage_seen: true,
+        usage,
+        model,
+        stop_reason,
+        ..Reading::default()
+    })
+}
+
+/// A usage count as written: absent or `null` is `Some(None)`; digits that
+/// fit a `u64` are the count; anything else (a string, a sign, a fraction)
+/// is `None`, and the whole-body read decides.
+fn count(raw: Option<&[u8]>) -> Option<Option<u64>> {
+    match raw {
+        None | Some(b"null") => Some(None),
+        Some(digits) => {
+            if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            if digits.len() > 1 && digits[0] == b'0' {
+                return None;
+            }
+            std::str::from_utf8(digits).ok()?.parse().ok().map(Some)
+        }
+    }
+}
+
+/// `"stop_reason":S,"stop_sequence":Q` right before `,"usage"` (the end of
+/// `head`), values plain strings (no escapes) or `null`: the stop reason.
+fn stop_members(head: &[u8]) -> Option<Option<Box<str>>> {
+    let (head, _sequence) = plain_member(head, b"stop_sequence")?;
+    let (head, reason) = plain_member(head.strip_suffix(b",")?, b"stop_reason")?;
+    // The member before is anything but must end at a `,`.
+    if last_non_ws(head, head.len()).map(|i| head[i]) != Some(b',') {
+        return None;
+    }
+    Some(reason.map(Into::into))
+}
+
+/// Splits `,"name":value` off the end of `head`: what is before it, and the
+/// value (a string without escapes or quotes, or `null`).
+fn plain_member<'a>(head: &'a [u8], name: &[u8]) -> Option<(&'a [u8], Option<&'a str>)> {
+    let (rest, value) = if let Some(rest) = head.strip_suffix(b"null") {
+        (rest, None)
+    } else {
+        let inner = head.strip_suffix(b"\"")?;
+        let open = memchr::memrchr(b'"', inner)?;
+        let text = &inner[open + 1..];
+        if text.iter().any(|&c| c == b'\\' || c < 0x20) {
+            return None;
+        }
+        (&inner[..open], Some(std::str::from_utf8(text).ok()?))
+    };
+    let rest = rest.strip_suffix(b":")?.strip_suffix(b"\"")?;
+    let rest = rest.strip_suffix(name)?.strip_suffix(b"\"")?;
+    Some((rest, value))
+}
+
+/// The index of the last byte before `end` that is not JSON whitespace.
+fn last_non_ws(b: &[u8], end: usize) -> Option<usize> {
+    b[..end]
+        .iter()
+        .rposition(|c| !matches!(c, b' ' | b'\n' | b'\r' | b'\t'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use claude_tower_core::usage::TokenUsage;
 
     fn watch(chunks: &[&[u8]], limit: usize, complete: bool) -> (Reading, ReadStats) {
         let stats = ReadStats::default();
@@ -168,6 +284,55 @@ mod tests {
             assert_eq!(r.model.as_deref(), Some("claude-sonnet-4-5"));
             assert_eq!(r.stop_reason.as_deref(), Some("end_turn"));
             assert_eq!(stats.malformed(), 0);
+        }
+    }
+
+    /// The read from both ends agrees with the whole-body read, and takes
+    /// the bodies the Messages API writes.
+    #[test]
+    fn the_ends_read_agrees_with_the_whole_read() {
+        let same = |body: &str| {
+            let ends = read_ends(body.as_bytes());
+            let whole = read_whole(body.as_bytes());
+            if let Some(ends) = &ends {
+                let whole = whole
+                    .as_ref()
+                    .expect("the whole read agrees it is a message");
+                assert_eq!(ends.usage(), whole.usage(), "{body}");
+                assert_eq!(ends.model, whole.model, "{body}");
+                assert_eq!(ends.stop_reason, whole.stop_reason, "{body}");
+            }
+            ends.is_some()
+        };
+        // Taken from both ends.
+        assert!(same(MESSAGE));
+        assert!(same(
+            r#"{"id":"m","model":"claude-opus-4-1","content":[{"type":"tool_use","id":"t","name":"n","input":{"usage":{"input_tokens":1}}}],"stop_reason":"tool_use","stop_sequence":null,"usage":{"input_tokens":5,"cache_creation_input_tokens":null,"output_tokens":6,"server_tool_use":{"web_search_requests":0},"service_tier":"standard"}}"#
+        ));
+        assert!(same(
+            r#"{"model":"m","content":[],"stop_reason":null,"stop_sequence":"STOP","usage":{"output_tokens":0}}"#
+        ));
+        let r = read_ends(MESSAGE.as_bytes()).unwrap();
+        assert_eq!(r.stop_reason.as_deref(), Some("end_turn"));
+        assert_eq!(r.model.as_deref(), Some("claude-sonnet-4-5"));
+        assert_eq!(r.usage().map(|u| u.total_input()), Some(16));
+        // Left to the whole read: other orders, spacing, escapes, nesting,
+        // counts that are not plain, bodies that do not end as a message.
+        for body in [
+            r#"{"usage":{"output_tokens":1},"stop_reason":"end_turn","model":"m"}"#,
+            r#"{ "model": "m", "stop_reason": "end_turn", "stop_sequence": null, "usage": {"output_tokens": 1} }"#,
+            r#"{"model":"m","stop_reason":"end_turn","stop_sequence":"a"b","usage":{"output_tokens":1}}"#,
+            r#"{"model":"m","stop_reason":"end_turn","stop_sequence":null,"usage":{"output_tokens":-1}}"#,
+            r#"{"model":"m","stop_reason":"end_turn","stop_sequence":null,"usage":{"output_tokens":"1"}}"#,
+            r#"{"model":"m","stop_reason":"end_turn","stop_sequence":null,"usage":{"output_tokens":1.0}}"#,
+            r#"{"model":"m","stop_reason":"end_turn","stop_sequence":null,"usage":{"output_tokens":01}}"#,
+            r#"{"x":{"model":"m","stop_reason":"end_turn","stop_sequence":null,"usage":{"output_tokens":1}}}"#,
+            r#"{"model":"m","stop_reason":"end_turn","stop_sequence":null,"usage":{"output_tokens":1}"#,
+            r#"{"model":"m","stop_reason":"end_turn","stop_sequence":null,"usage":{"output_tokens":1}}}"#,
+            r#"["model","stop_reason":"end_turn","stop_sequence":null,"usage":{"output_tokens":1}}"#,
+            r#"{"model":"m","stop_reason":"end_turn","stop_sequence":null,"usage":{"a":1,"usage":{"output_tokens":1}}}"#,
+        ] {
+            assert!(!same(body), "{body}");
         }
     }
 

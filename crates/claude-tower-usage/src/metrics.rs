@@ -2,12 +2,12 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use claude_tower_core::usage::{UsageRecord, UsageSink};
 use claude_tower_core::{Face, RouteId};
-use hashbrown::HashTable;
+use hashbrown::{DefaultHashBuilder, HashTable};
 use opentelemetry::metrics::{Counter, Histogram, Meter};
 use opentelemetry::{KeyValue, Value};
 
@@ -87,7 +87,7 @@ pub struct MetricsSink {
     routes: LabelCap,
     servers: HashMap<RouteId, (Value, Option<i64>)>,
     series: RwLock<HashTable<Arc<Series>>>,
-    hasher: RandomState,
+    hasher: DefaultHashBuilder,
 }
 
 /// How many distinct label combinations a [`MetricsSink`] keeps ready; a
@@ -162,7 +162,7 @@ impl MetricsSink {
             routes: LabelCap::new(DEFAULT_MODEL_LABELS),
             servers: HashMap::new(),
             series: RwLock::new(HashTable::new()),
-            hasher: RandomState::new(),
+            hasher: DefaultHashBuilder::default(),
         }
     }
 
