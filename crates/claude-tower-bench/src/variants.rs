@@ -7,6 +7,7 @@
 //! | `plain` | `CLAUDE_TOWER_USAGE=off`, no limits | the stack without the wave-2 layers |
 //! | `wave2` | client keys (identity: the caller looked up per request), usage, tokens- and requests-per-minute limits in the memory store, set far above the load | identity + usage + memory quota |
 //! | `redis` | `wave2` with the limits in Redis (a `redis-server` the harness starts) | the Redis store's round trips |
+//! | `quota` | `default` plus the same limits in the memory store, no identity (one global key) | the memory quota alone |
 //!
 //! The limits are 10^11 tokens and 10^10 requests a minute: every request
 //! is checked, charged and settled, none is refused.
@@ -21,14 +22,16 @@ pub(crate) enum Variant {
     Plain,
     Wave2,
     Redis,
+    Quota,
 }
 
 impl Variant {
-    pub(crate) const ALL: [Variant; 4] = [
+    pub(crate) const ALL: [Variant; 5] = [
         Variant::Default,
         Variant::Plain,
         Variant::Wave2,
         Variant::Redis,
+        Variant::Quota,
     ];
 
     pub(crate) fn parse(name: &str) -> Option<Self> {
@@ -41,6 +44,7 @@ impl Variant {
             Variant::Plain => "plain",
             Variant::Wave2 => "wave2",
             Variant::Redis => "redis",
+            Variant::Quota => "quota",
         }
     }
 
@@ -51,6 +55,7 @@ impl Variant {
             Variant::Plain => "(d) gateway, no wave-2 layers",
             Variant::Wave2 => "(e) gateway + identity, usage, memory quota",
             Variant::Redis => "(f) gateway + identity, usage, Redis quota",
+            Variant::Quota => "(g) gateway + memory quota (no identity)",
         }
     }
 
@@ -61,6 +66,10 @@ impl Variant {
             Variant::Default => {}
             Variant::Plain => {
                 cmd.env("CLAUDE_TOWER_USAGE", "off");
+            }
+            Variant::Quota => {
+                cmd.env("CLAUDE_TOWER_TPM", "100000000000")
+                    .env("CLAUDE_TOWER_RPM", "10000000000");
             }
             Variant::Wave2 | Variant::Redis => {
                 cmd.env(

@@ -7,6 +7,8 @@ use claude_tower_core::usage::TokenUsage;
 use claude_tower_toolpair::skim::{decode_string, first_string, top_level_members};
 use memchr::memmem::FinderRev;
 
+use crate::plain::Plain;
+
 use crate::payload::UsageFields;
 use crate::stats::ReadStats;
 use crate::watch::Reading;
@@ -159,29 +161,29 @@ fn read_ends(b: &[u8]) -> Option<Reading> {
         return None;
     }
     let at = FINDER.rfind(&b[..close])?;
-    let object = &b[at + USAGE.len() - 1..=close];
-    let [input, output, creation, read] = top_level_members(
-        object,
-        [
-            "input_tokens",
-            "output_tokens",
-            "cache_creation_input_tokens",
-            "cache_read_input_tokens",
-        ],
-    )?;
     let mut usage = TokenUsage::default();
-    for (raw, field) in [
-        (input, &mut usage.input),
-        (output, &mut usage.output),
-        (creation, &mut usage.cache_creation_input),
-        (read, &mut usage.cache_read_input),
-    ] {
-        if let Some(n) = count(raw)? {
+    let mut object = Plain::new(b, at + USAGE.len() - 1);
+    object.object(0, |key, value| {
+        let field = match key {
+            b"input_tokens" => &mut usage.input,
+            b"output_tokens" => &mut usage.output,
+            b"cache_creation_input_tokens" => &mut usage.cache_creation_input,
+            b"cache_read_input_tokens" => &mut usage.cache_read_input,
+            _ => return Some(()),
+        };
+        if let Some(n) = count(Some(value))? {
             *field = n;
         }
+        Some(())
+    })?;
+    if object.pos != close + 1 {
+        return None;
     }
     let stop_reason = stop_members(&b[..at])?;
-    let model = first_string(b, "model").map(Into::into);
+    let model = match Plain::new(b, 0).leading_string(b"model") {
+        Some(model) => Some(model.into()),
+        None => first_string(b, "model").map(Into::into),
+    };
     Some(Reading {
         usage_seen: true,
         usage,
@@ -198,7 +200,7 @@ fn count(raw: Option<&[u8]>) -> Option<Option<u64>> {
     match raw {
         None | Some(b"null") => Some(None),
         Some(digits) => {
-            if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+            if digits.is_empty() || digits.len() > 20 || !digits.iter().all(u8::is_ascii_digit) {
                 return None;
             }
             if digits.len() > 1 && digits[0] == b'0' {
@@ -333,6 +335,47 @@ mod tests {
             r#"{"model":"m","stop_reason":"end_turn","stop_sequence":null,"usage":{"a":1,"usage":{"output_tokens":1}}}"#,
         ] {
             assert!(!same(body), "{body}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Messages written the way the API writes them, with any text,
+        /// ids, model names, tool inputs and counts: the ends read takes
+        /// every one whose strings at the ends are plain, and agrees with
+        /// the whole read on all it takes.
+        #[test]
+        fn the_ends_read_takes_api_shaped_messages(
+            id in "[a-zA-Z0-9_]{0,30}",
+            model in proptest::prelude::any::<String>(),
+            text in proptest::prelude::any::<String>(),
+            input_key in "(usage|model|stop_reason|x)",
+            stop in proptest::option::of("(end_turn|tool_use|max_tokens|stop_sequence)"),
+            sequence in proptest::option::of(proptest::prelude::any::<String>()),
+            counts in proptest::collection::vec(proptest::option::of(0u64..=u64::MAX), 4),
+            nested in proptest::prelude::any::<bool>(),
+        ) {
+            let j = |s: &str| serde_json::to_string(s).unwrap();
+            let n = |c: Option<u64>| c.map_or("null".to_owned(), |c| c.to_string());
+            let body = format!(
+                r#"{{"id":{},"type":"message","role":"assistant","model":{},"content":[{{"type":"text","text":{}}},{{"type":"tool_use","id":"t","name":"n","input":{{{}:{{"output_tokens":1}}}}}}],"stop_reason":{},"stop_sequence":{},"usage":{{"input_tokens":{},"cache_creation_input_tokens":{},"cache_read_input_tokens":{},{}"output_tokens":{},"service_tier":"standard"}}}}"#,
+                j(&id), j(&model), j(&text), j(&input_key),
+                stop.as_deref().map_or("null".to_owned(), j),
+                sequence.as_deref().map_or("null".to_owned(), j),
+                n(counts[0]), n(counts[1]), n(counts[2]),
+                if nested { r#""server_tool_use":{"web_search_requests":0},"cache_creation":{"ephemeral_5m_input_tokens":0},"# } else { "" },
+                n(counts[3]),
+            );
+            let whole = read_whole(body.as_bytes()).expect("a valid message reads whole");
+            let plain = |s: &str| !s.contains(['"', '\\']) && !s.chars().any(|c| c < ' ');
+            let ends = read_ends(body.as_bytes());
+            if sequence.as_deref().is_none_or(plain) {
+                proptest::prop_assert!(ends.is_some(), "{}", body);
+            }
+            if let Some(ends) = ends {
+                proptest::prop_assert_eq!(ends.usage(), whole.usage());
+                proptest::prop_assert_eq!(&ends.model, &whole.model);
+                proptest::prop_assert_eq!(&ends.stop_reason, &whole.stop_reason);
+            }
         }
     }
 

@@ -208,6 +208,7 @@ mod layer;
 mod log;
 pub mod metrics;
 mod payload;
+mod plain;
 mod sse;
 mod stats;
 mod watch;
