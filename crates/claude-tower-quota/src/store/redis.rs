@@ -74,7 +74,12 @@ struct Inner {
     pending: Mutex<HashMap<Pending, i64>>,
     /// A flush of `pending` is on its way.
     flushing: AtomicBool,
+    /// Each policy's script arguments, formatted once.
+    policies: Mutex<Vec<(Policy, Arc<PolicyArgs>)>>,
 }
+
+/// How many policies' script arguments a [`RedisStore`] keeps formatted.
+const MAX_KEPT_POLICIES: usize = 64;
 
 /// How long settlements are gathered before they go to Redis together: the
 /// deltas of one key add up into one script call, and every key's call of a
@@ -176,6 +181,7 @@ impl RedisStoreBuilder {
                 lost: AtomicU64::new(0),
                 pending: Mutex::new(HashMap::new()),
                 flushing: AtomicBool::new(false),
+                policies: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -279,22 +285,38 @@ impl Inner {
         }
     }
 
+    /// The script arguments of `policy`, formatted once per policy (float
+    /// formatting is most of a check's cost in this process otherwise).
+    /// Policies come from the configuration, so they are few; past
+    /// [`MAX_KEPT_POLICIES`] they are formatted each time.
+    fn args_of(&self, policy: &Policy) -> Arc<PolicyArgs> {
+        let mut kept = self.policies.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, args)) = kept.iter().find(|(p, _)| p == policy) {
+            return Arc::clone(args);
+        }
+        let args = Arc::new(PolicyArgs::of(policy));
+        if kept.len() < MAX_KEPT_POLICIES {
+            kept.push((*policy, Arc::clone(&args)));
+        }
+        args
+    }
+
     async fn remote_check(
         &self,
         key: &QuotaKey,
         policy: &Policy,
         cost: u64,
     ) -> Result<Admission, Failure> {
-        let p = PolicyArgs::of(policy);
+        let p = self.args_of(policy);
         let mut inv = self.check.key(self.redis_key(key));
-        inv.arg(p.token_interval)
-            .arg(p.token_tolerance)
-            .arg(p.request_interval)
-            .arg(p.request_tolerance)
+        inv.arg(&p.token_interval)
+            .arg(&p.token_tolerance)
+            .arg(&p.request_interval)
+            .arg(&p.request_tolerance)
             .arg(p.quota)
             .arg(p.period)
             .arg(cost)
-            .arg(encode_policy(policy));
+            .arg(&p.encoded);
         let mut conn = self.conn.clone();
         let v: Vec<i64> = tokio::time::timeout(self.timeout, inv.invoke_async(&mut conn))
             .await
@@ -341,7 +363,7 @@ impl Inner {
         };
         let pending = Pending {
             key: r.key.clone(),
-            token_interval: PolicyArgs::of(&r.policy).token_interval,
+            token_interval: self.args_of(&r.policy).token_interval.clone(),
             period_start: r.period_start,
         };
         {
@@ -603,6 +625,8 @@ struct PolicyArgs {
     request_tolerance: String,
     quota: u64,
     period: u8,
+    /// The policy itself, stored with the key for `GET /usage`.
+    encoded: String,
 }
 
 impl PolicyArgs {
@@ -615,6 +639,7 @@ impl PolicyArgs {
             request_tolerance: p.requests.map_or("0".into(), |r| f(r.tolerance_micros())),
             quota: p.quota.map_or(0, |q| q.tokens()),
             period: p.quota.map_or(0, |q| q.period().code()),
+            encoded: encode_policy(p),
         }
     }
 }
