@@ -108,8 +108,15 @@ type R<T> = Result<T, crate::JsonError>;
 
 /// Scans `body` into a [`Conversation`], or says why it cannot.
 pub(crate) fn scan(body: &[u8]) -> Result<Conversation<'_>, Unchecked> {
+    scan_with_model(body).0
+}
+
+/// [`scan`], and the span (quotes included) of the string value of the
+/// first top-level `model` member, as [`top_level_string`] finds it, read in
+/// the same pass (kept even when the body breaks after it).
+pub(crate) fn scan_with_model(body: &[u8]) -> (Result<Conversation<'_>, Unchecked>, Option<Span>) {
     let mut p = Parser::new(body);
-    match p.top() {
+    let result = match p.top() {
         Err(e) => Err(Unchecked::NotJson(e)),
         Ok(()) => {
             if let Some(why) = p.shape {
@@ -117,10 +124,11 @@ pub(crate) fn scan(body: &[u8]) -> Result<Conversation<'_>, Unchecked> {
             } else if !p.found {
                 Err(Unchecked::NotMessages("the body has no `messages` field"))
             } else {
-                Ok(p.conv)
+                Ok(std::mem::take(&mut p.conv))
             }
         }
-    }
+    };
+    (result, p.model)
 }
 
 struct Parser<'a> {
@@ -131,6 +139,8 @@ struct Parser<'a> {
     shape: Option<&'static str>,
     found: bool,
     conv: Conversation<'a>,
+    /// The first top-level `model` member's string value (quotes included).
+    model: Option<Span>,
 }
 
 /// A JSON string as written: the span between the quotes.
@@ -148,6 +158,7 @@ impl<'a> Parser<'a> {
             shape: None,
             found: false,
             conv: Conversation::default(),
+            model: None,
         }
     }
 
@@ -419,6 +430,14 @@ impl<'a> Parser<'a> {
             self.object(|p, key| {
                 if p.is(key, "messages") {
                     p.messages()
+                } else if p.model.is_none() && p.peek() == Some(b'"') && p.is(key, "model") {
+                    let open = p.pos;
+                    let value = p.string()?;
+                    p.model = Some(Span {
+                        start: open,
+                        end: value.inner.end + 1,
+                    });
+                    Ok(())
                 } else {
                     p.skip()
                 }
@@ -924,6 +943,27 @@ mod tests {
             }
         }
         assert!(valid > 1000 && valid < 140 * 18, "{valid}");
+    }
+
+    #[test]
+    fn the_model_comes_from_the_same_pass_as_top_level_string_finds_it() {
+        for body in [
+            &br#"{"model":"m-1","messages":[]}"#[..],
+            br#"{"metadata":{"model":"x"},"model":"m\u002d2","messages":[],"model":"late"}"#,
+            br#"{"messages":[],"model":7}"#,
+            br#"{"model":"m-3","messages":[broken"#,
+            br#"{"messages":{},"model":"m-4"}"#,
+            br#"[{"model":"m"}]"#,
+            b"not json",
+        ] {
+            let (_, span) = scan_with_model(body);
+            assert_eq!(
+                span,
+                top_level_string(body, "model"),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
     }
 
     #[test]

@@ -292,6 +292,24 @@ pub fn validate(body: &[u8]) -> Result<Report, PairingError> {
     }
 }
 
+/// [`validate`], and the body's top-level `model` (the first, decoded), read
+/// in the same pass.
+pub(crate) fn validate_with_model(
+    body: &[u8],
+) -> (
+    Result<Report, PairingError>,
+    Option<std::borrow::Cow<'_, str>>,
+) {
+    let (scanned, model) = scan::scan_with_model(body);
+    let model = model.and_then(|span| scan::decode(&body[span.start + 1..span.end - 1]));
+    let report = match scanned {
+        Ok(conv) => check(&conv),
+        Err(Unchecked::NotJson(e)) => Ok(Report::unchecked(BodyKind::NotJson(e))),
+        Err(Unchecked::NotMessages(why)) => Ok(Report::unchecked(BodyKind::NotMessages(why))),
+    };
+    (report, model)
+}
+
 pub(crate) fn check(conv: &Conversation<'_>) -> Result<Report, PairingError> {
     let mut report = Report::unchecked(BodyKind::Messages);
     report.messages = conv.messages.len();
