@@ -8,6 +8,7 @@
 # the difference of N: start-up cost cancels out. Needs the release builds:
 #   cargo build --release -p claude-tower-bench -p claude-tower-sim --bin load \
 #     --bin claude-tower-sim -p claude-tower-gateway
+# STREAM_BYTES sets the stream workload's size (default 64 KiB).
 # GATEWAY_BIN runs another gateway build (e.g. an older commit's) as (c);
 # GATEWAY_ENV adds variables to its environment, e.g. the harness's
 # configurations: `CLAUDE_TOWER_USAGE=off` (plain) or
@@ -42,7 +43,7 @@ for _ in $(seq 150); do (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break;
 body=$(mktemp)
 "$bin/load" print-body "$workload" >"$body"
 headers=(-H 'content-type: application/json' -H 'anthropic-version: 2023-06-01' -H 'x-api-key: k')
-if [ "$workload" = stream ]; then headers+=(-H 'x-sim-stream-bytes: 65536'); fi
+if [ "$workload" = stream ]; then headers+=(-H "x-sim-stream-bytes: ${STREAM_BYTES:-65536}"); fi
 urls=()
 for _ in $(seq "$n"); do urls+=(-o /dev/null "http://127.0.0.1:$port/v1/messages"); done
 curl -s -w '%{http_code}\n' "${headers[@]}" --data-binary @"$body" "${urls[@]}" | sort | uniq -c
