@@ -479,6 +479,45 @@ async fn a_low_tpm_limits_one_caller_with_retry_after_and_ratelimit_headers() {
 }
 
 #[tokio::test]
+async fn usage_off_leaves_out_the_records_but_limits_still_settle() {
+    let file = config_file(
+        "usage-off",
+        "[quota.callers.ada]\ntokens_per_minute = 100000\n",
+    );
+    let gw = start(&[
+        KEYS,
+        ("CLAUDE_TOWER_CONFIG", file.as_str()),
+        ("CLAUDE_TOWER_ROUTES", "foundry"),
+        ("CLAUDE_TOWER_USAGE", "off"),
+    ])
+    .await;
+    for _ in 0..2 {
+        let (status, headers, _) = foundry_call(&gw, "k-ada").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers["anthropic-ratelimit-tokens-limit"], "100000");
+    }
+    // The quota still settles both from the usage read off the answers...
+    let mut usage = serde_json::Value::Null;
+    for _ in 0..200 {
+        let (status, _, bytes) = read(gw.bare(http::Method::GET, "/usage").await).await;
+        assert_eq!(status, StatusCode::OK);
+        usage = json(&bytes);
+        if usage["quota"]["settled"] == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(usage["quota"]["settled"], 2, "{usage}");
+    assert_eq!(usage["quota"]["unknown_usage"], 0, "{usage}");
+    // ...but no record was made: no GenAI metrics, no consumption.
+    assert_eq!(usage["consumption"], serde_json::json!([]), "{usage}");
+    let text = metrics(&gw).await;
+    assert!(!text.contains("gen_ai_client_token_usage"), "{text}");
+    assert!(!text.contains("claude_tower_requests_total"), "{text}");
+    assert!(text.contains("claude_tower_quota_settled"), "{text}");
+}
+
+#[tokio::test]
 async fn two_gateways_on_one_redis_share_a_callers_limit() {
     let redis = claude_tower_quota::test_util::RedisServer::start();
     let url = redis.url();
