@@ -439,8 +439,11 @@ impl Gateway {
             shutdown,
         );
         let telemetry = self.telemetry.clone();
+        let quota = self.quota.clone();
         async move {
             let served = serving.await;
+            // The last requests' settlements, still gathered for a batch.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), quota.flush()).await;
             // The provider's last OTLP push may block on HTTP.
             let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
             served

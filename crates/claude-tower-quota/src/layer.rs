@@ -188,6 +188,13 @@ impl QuotaLayer {
         self.shared.store.standing(key)
     }
 
+    /// Sends the settlements the store still holds (the Redis store gathers
+    /// them for 5 ms before sending); call it when the service stops, after
+    /// its last response.
+    pub fn flush(&self) -> StoreFuture<()> {
+        self.shared.store.flush()
+    }
+
     /// Counters for `/metrics`.
     pub fn health(&self) -> QuotaHealth {
         QuotaHealth {

@@ -357,26 +357,20 @@ async fn a_windows_settlements_of_one_key_are_one_script_call() {
     for (i, r) in reservations.iter().enumerate() {
         a.settle(r, (i % 10 + 1) as u64);
     }
-    let deadline = Instant::now() + Duration::from_secs(5);
+    // A stopping service flushes what the window still holds: it is in
+    // Redis when `flush` returns.
+    a.flush().await;
     for key in [&ada, &bob] {
-        loop {
-            let used = a.standing(key).await.unwrap().quota.unwrap().used;
-            if used == 55 {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "settlements never landed: {used}"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        assert_eq!(a.standing(key).await.unwrap().quota.unwrap().used, 55);
     }
-    // 20 checks, and one settlement call per key.
+    // 20 checks, and one settlement call per key (two if a window closed
+    // while the loop above ran on a loaded machine), not one per request.
     let evalsha = command_calls(&mut conn)
         .await
         .iter()
         .find(|(n, _)| n == "evalsha")
         .map_or(0, |c| c.1);
-    assert_eq!(evalsha, 22);
+    let settles = evalsha - 20;
+    assert!((2..=4).contains(&settles), "{settles} settlement calls");
     assert_eq!(a.health().lost_settlements, 0);
 }

@@ -41,6 +41,12 @@ pub trait QuotaStore: fmt::Debug + Send + Sync + 'static {
     fn health(&self) -> StoreHealth {
         StoreHealth::default()
     }
+
+    /// Sends settlements the store holds back (a store that batches them),
+    /// for a service that is stopping. The default has none.
+    fn flush(&self) -> StoreFuture<()> {
+        StoreFuture::ready(())
+    }
 }
 
 /// A store's counters.

@@ -568,6 +568,10 @@ impl QuotaStore for RedisStore {
         })
     }
 
+    fn flush(&self) -> StoreFuture<()> {
+        StoreFuture::boxed(Arc::clone(&self.inner).flush_settlements())
+    }
+
     fn health(&self) -> StoreHealth {
         StoreHealth {
             shared: self.inner.down_until.load(Ordering::Acquire) == 0,
