@@ -111,9 +111,9 @@ pub(crate) fn scan(body: &[u8]) -> Result<Conversation<'_>, Unchecked> {
     scan_with_model(body).0
 }
 
-/// [`scan`], and the span (quotes included) of the string value of the
-/// first top-level `model` member, as [`top_level_string`] finds it, read in
-/// the same pass (kept even when the body breaks after it).
+/// [`scan`], and the span (quotes included) of the value of the first
+/// top-level `model` member whose value is a string, as [`top_level_string`]
+/// finds it, read in the same pass (kept even when the body breaks after it).
 pub(crate) fn scan_with_model(body: &[u8]) -> (Result<Conversation<'_>, Unchecked>, Option<Span>) {
     let mut p = Parser::new(body);
     let result = match p.top() {
@@ -951,6 +951,7 @@ mod tests {
             &br#"{"model":"m-1","messages":[]}"#[..],
             br#"{"metadata":{"model":"x"},"model":"m\u002d2","messages":[],"model":"late"}"#,
             br#"{"messages":[],"model":7}"#,
+            br#"{"model":7,"messages":[],"model":"second"}"#,
             br#"{"model":"m-3","messages":[broken"#,
             br#"{"messages":{},"model":"m-4"}"#,
             br#"[{"model":"m"}]"#,
