@@ -171,7 +171,7 @@ fn read_ends(b: &[u8]) -> Option<Reading> {
             b"cache_read_input_tokens" => &mut usage.cache_read_input,
             _ => return Some(()),
         };
-        if let Some(n) = count(Some(value))? {
+        if let Some(n) = count(value)? {
             *field = n;
         }
         Some(())
@@ -193,22 +193,20 @@ fn read_ends(b: &[u8]) -> Option<Reading> {
     })
 }
 
-/// A usage count as written: absent or `null` is `Some(None)`; digits that
-/// fit a `u64` are the count; anything else (a string, a sign, a fraction)
-/// is `None`, and the whole-body read decides.
-fn count(raw: Option<&[u8]>) -> Option<Option<u64>> {
-    match raw {
-        None | Some(b"null") => Some(None),
-        Some(digits) => {
-            if digits.is_empty() || digits.len() > 20 || !digits.iter().all(u8::is_ascii_digit) {
-                return None;
-            }
-            if digits.len() > 1 && digits[0] == b'0' {
-                return None;
-            }
-            std::str::from_utf8(digits).ok()?.parse().ok().map(Some)
-        }
+/// A usage count as written: `null` is `Some(None)`; digits that fit a
+/// `u64` are the count; anything else (a string, a sign, a fraction) is
+/// `None`, and the whole-body read decides.
+fn count(raw: &[u8]) -> Option<Option<u64>> {
+    if raw == b"null" {
+        return Some(None);
     }
+    if raw.is_empty() || raw.len() > 20 || !raw.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    if raw.len() > 1 && raw[0] == b'0' {
+        return None;
+    }
+    std::str::from_utf8(raw).ok()?.parse().ok().map(Some)
 }
 
 /// `"stop_reason":S,"stop_sequence":Q` right before `,"usage"` (the end of
