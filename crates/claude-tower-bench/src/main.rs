@@ -746,7 +746,6 @@ fn print_targets(
                     delta(d),
                     verdict(d <= 200).to_owned(),
                 ]);
-                // The wave-2 budgets, from the configurations that ran.
                 // The wave-2 budgets, from the configurations that ran
                 // (`None` as the base: (b); `None` as the floor: no target).
                 let budgets: [(Variant, Option<Variant>, Option<f64>, &str); 6] = [

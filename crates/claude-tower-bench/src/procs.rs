@@ -153,9 +153,13 @@ pub(crate) fn simulator(bins: &Binaries) -> io::Result<Server> {
 /// then (when `foundry`) Azure AI Foundry, both on the simulator; every other
 /// setting is the default.
 pub(crate) fn gateway(bins: &Binaries, sim: SocketAddr, foundry: bool) -> io::Result<Server> {
-    let mut cmd = Command::new(&bins.gateway);
-    cmd.env_clear();
-    gateway_command(cmd, sim, foundry)
+    gateway_command(
+        Command::new(&bins.gateway),
+        sim,
+        foundry,
+        Variant::Default,
+        None,
+    )
 }
 
 /// [`gateway`] in one of the [`Variant`] configurations (`redis`: the URL
@@ -166,22 +170,28 @@ pub(crate) fn gateway_variant(
     variant: Variant,
     redis: Option<&str>,
 ) -> io::Result<Server> {
-    let mut cmd = Command::new(&bins.gateway);
-    cmd.env_clear();
-    variant.configure(&mut cmd, redis);
-    gateway_command(cmd, sim, true)
+    gateway_command(Command::new(&bins.gateway), sim, true, variant, redis)
 }
 
 /// [`gateway`], but the diagnostic `load gateway-nodelay` (see `nodelay.rs`).
 pub(crate) fn gateway_nodelay(bins: &Binaries, sim: SocketAddr) -> io::Result<Server> {
     let mut cmd = Command::new(&bins.this);
-    cmd.env_clear().arg("gateway-nodelay");
-    gateway_command(cmd, sim, true)
+    cmd.arg("gateway-nodelay");
+    gateway_command(cmd, sim, true, Variant::Default, None)
 }
 
-fn gateway_command(mut cmd: Command, sim: SocketAddr, foundry: bool) -> io::Result<Server> {
+/// Runs `cmd` as a gateway on a free port in front of the simulator: a
+/// cleared environment, the routes' variables, then `variant`'s.
+fn gateway_command(
+    mut cmd: Command,
+    sim: SocketAddr,
+    foundry: bool,
+    variant: Variant,
+    redis: Option<&str>,
+) -> io::Result<Server> {
     let addr = free_addr()?;
-    cmd.env("RUST_LOG", "warn")
+    cmd.env_clear()
+        .env("RUST_LOG", "warn")
         .env("CLAUDE_TOWER_LISTEN", addr.to_string())
         .env("ANTHROPIC_API_KEY", "sim-anthropic-key")
         .env("ANTHROPIC_BASE_URL", format!("http://{sim}"));
@@ -192,6 +202,7 @@ fn gateway_command(mut cmd: Command, sim: SocketAddr, foundry: bool) -> io::Resu
         )
         .env("ANTHROPIC_FOUNDRY_API_KEY", "sim-foundry-key");
     }
+    variant.configure(&mut cmd, redis);
     Server::spawn("gateway", cmd, addr)
 }
 

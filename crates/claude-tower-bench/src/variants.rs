@@ -59,8 +59,8 @@ impl Variant {
         }
     }
 
-    /// Sets this configuration's variables on a gateway command (whose
-    /// environment has been cleared); `redis` is the Redis URL for `Redis`.
+    /// Sets this configuration's variables on a gateway command; `redis` is
+    /// the Redis URL for `Redis`.
     pub(crate) fn configure(self, cmd: &mut Command, redis: Option<&str>) {
         match self {
             Variant::Default => {}
