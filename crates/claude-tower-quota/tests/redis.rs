@@ -22,6 +22,28 @@ fn admitted(v: &Verdict) -> bool {
     *v == Verdict::Admit
 }
 
+/// Loads both scripts through `store` (the first call of each is NOSCRIPT ->
+/// SCRIPT LOAD -> EVALSHA; from then on each is one EVALSHA), then resets
+/// the server's command counts: a connection to read them with.
+async fn warmed_up(
+    store: &RedisStore,
+    server: &RedisServer,
+    policy: &Policy,
+) -> redis::aio::MultiplexedConnection {
+    let warm = QuotaKey::caller("warm");
+    let adm = store.check(&warm, policy, 0).await;
+    store.settle(adm.reservation.as_ref().unwrap(), 5);
+    store.flush().await;
+    assert_eq!(store.standing(&warm).await.unwrap().quota.unwrap().used, 5);
+    let mut conn = server.client().await;
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    conn
+}
+
 #[tokio::test]
 async fn replicas_share_buckets_at_one_round_trip_before_and_one_after() {
     let server = RedisServer::start();
@@ -31,20 +53,7 @@ async fn replicas_share_buckets_at_one_round_trip_before_and_one_after() {
         .with_requests(Rate::per_minute(600).unwrap())
         .with_quota("1000000/day".parse().unwrap());
     let key = QuotaKey::caller("ada");
-    // Warm-up: the first call of each script loads it (NOSCRIPT -> SCRIPT
-    // LOAD -> EVALSHA); from then on each is one EVALSHA.
-    let warm = QuotaKey::caller("warm");
-    let adm = a.check(&warm, &policy, 0).await;
-    a.settle(adm.reservation.as_ref().unwrap(), 5);
-    while a.standing(&warm).await.unwrap().quota.unwrap().used != 5 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let mut conn = server.client().await;
-    let _: () = redis::cmd("CONFIG")
-        .arg("RESETSTAT")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let mut conn = warmed_up(&a, &server, &policy).await;
 
     // Replica a charges 600 estimated tokens; replica b sees them.
     let first = a.check(&key, &policy, 600).await;
@@ -323,26 +332,7 @@ async fn a_windows_settlements_of_one_key_are_one_script_call() {
         .with_tokens(Rate::per_minute(6_000_000).unwrap())
         .with_quota("1000000000/day".parse().unwrap());
     let (ada, bob) = (QuotaKey::caller("ada"), QuotaKey::caller("bob"));
-    // Warm-up: both scripts loaded.
-    let adm = a.check(&QuotaKey::caller("warm"), &policy, 0).await;
-    a.settle(adm.reservation.as_ref().unwrap(), 1);
-    while a
-        .standing(&QuotaKey::caller("warm"))
-        .await
-        .unwrap()
-        .quota
-        .unwrap()
-        .used
-        != 1
-    {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let mut conn = server.client().await;
-    let _: () = redis::cmd("CONFIG")
-        .arg("RESETSTAT")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let mut conn = warmed_up(&a, &server, &policy).await;
 
     // Twenty requests of two callers, each estimated at 100, settled at
     // 1..=10 tokens apiece, all within one window.
