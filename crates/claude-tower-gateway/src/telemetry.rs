@@ -27,7 +27,7 @@
 //! standing in its current windows, from the quota store (shared by every
 //! replica when Redis is configured).
 
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 // foldhash, seeded per process: a request's lookup costs a fraction of SipHash.
 use hashbrown::HashMap;
@@ -102,7 +102,7 @@ impl Telemetry {
         UsageLayer::new()
             .sink(metrics)
             .sink(TracingSink::new())
-            .sink(Attempts::new(&meter))
+            .sink(Attempts::new(&meter, routes.iter().map(Route::id)))
             .sink(Arc::clone(&self.consumption))
     }
 
@@ -233,15 +233,15 @@ fn observe_quota(meter: &Meter, quota: QuotaLayer) {
 }
 
 /// `claude_tower.upstream.attempts`: every upstream attempt, by the route
-/// that answered. The counter is bound once per route (a handful), so a
-/// request adds to it without hashing its attributes.
+/// that answered. The counter is bound once per configured route, on its
+/// first attempt, so a request adds to it without hashing its attributes.
 struct Attempts {
     counter: Counter<u64>,
-    bound: RwLock<Vec<(Option<RouteId>, BoundCounter<u64>)>>,
+    bound: Vec<(RouteId, OnceLock<BoundCounter<u64>>)>,
 }
 
 impl Attempts {
-    fn new(meter: &Meter) -> Self {
+    fn new<'a>(meter: &Meter, routes: impl Iterator<Item = &'a RouteId>) -> Self {
         Self {
             counter: meter
                 .u64_counter("claude_tower.upstream.attempts")
@@ -250,37 +250,22 @@ impl Attempts {
                     "Upstream attempts, retries and failovers included, by the answering route.",
                 )
                 .build(),
-            bound: RwLock::default(),
+            bound: routes
+                .map(|route| (route.clone(), OnceLock::new()))
+                .collect(),
         }
     }
 
     fn add(&self, route: Option<&RouteId>, n: u64) {
-        let find = |bound: &[(Option<RouteId>, BoundCounter<u64>)]| {
-            bound
-                .iter()
-                .find(|(r, _)| r.as_ref() == route)
-                .map(|(_, c)| c.clone())
-        };
-        let known = find(&self.bound.read().unwrap_or_else(PoisonError::into_inner));
-        let counter = match known {
-            Some(counter) => counter,
+        match self.bound.iter().find(|(r, _)| Some(r) == route) {
+            Some((route, bound)) => bound
+                .get_or_init(|| self.counter.bind(&[route_label(route.as_str())]))
+                .add(n),
             None => {
-                let mut bound = self.bound.write().unwrap_or_else(PoisonError::into_inner);
-                match find(&bound) {
-                    Some(counter) => counter,
-                    None => {
-                        let name = route.map_or("_none", RouteId::as_str);
-                        let counter = self.counter.bind(&[route_label(name)]);
-                        // Routes are configured, so few; the bound stays small.
-                        if bound.len() < 64 {
-                            bound.push((route.cloned(), counter.clone()));
-                        }
-                        counter
-                    }
-                }
+                let name = route.map_or("_none", RouteId::as_str);
+                self.counter.add(n, &[route_label(name)]);
             }
-        };
-        counter.add(n);
+        }
     }
 }
 
