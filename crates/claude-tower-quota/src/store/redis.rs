@@ -70,8 +70,9 @@ struct Inner {
     errors: AtomicU64,
     local_checks: AtomicU64,
     lost: AtomicU64,
-    /// Settlements not yet sent, added up per key (see [`SETTLE_WINDOW`]).
-    pending: Mutex<HashMap<Pending, i64>>,
+    /// Settlements not yet sent, added up per key (see [`SETTLE_WINDOW`]):
+    /// the summed delta and how many settlements it stands for.
+    pending: Mutex<HashMap<Pending, (i64, u64)>>,
     /// A flush of `pending` is on its way.
     flushing: AtomicBool,
     /// Each policy's script arguments, formatted once.
@@ -368,8 +369,9 @@ impl Inner {
         };
         {
             let mut map = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-            let sum = map.entry(pending).or_insert(0);
+            let (sum, n) = map.entry(pending).or_insert((0, 0));
             *sum = sum.saturating_add(delta);
+            *n += 1;
         }
         if !self.flushing.swap(true, Ordering::AcqRel) {
             let inner = Arc::clone(self);
@@ -388,18 +390,20 @@ impl Inner {
         self.flushing.store(false, Ordering::Release);
         let batch =
             std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
-        let calls = batch
-            .into_iter()
-            .filter(|(_, delta)| *delta != 0)
-            .map(|(p, delta)| {
-                let inner = Arc::clone(&self);
-                tokio::spawn(async move {
-                    if let Err(e) = inner.remote_settle(&p, delta).await {
-                        inner.lost.fetch_add(1, Ordering::Relaxed);
-                        inner.mark_down(&e);
-                    }
-                })
-            });
+        let calls =
+            batch
+                .into_iter()
+                .filter(|(_, (delta, _))| *delta != 0)
+                .map(|(p, (delta, n))| {
+                    let inner = Arc::clone(&self);
+                    tokio::spawn(async move {
+                        if let Err(e) = inner.remote_settle(&p, delta).await {
+                            // Every settlement the call stood for is lost.
+                            inner.lost.fetch_add(n, Ordering::Relaxed);
+                            inner.mark_down(&e);
+                        }
+                    })
+                });
         for call in calls.collect::<Vec<_>>() {
             let _ = call.await;
         }
