@@ -758,10 +758,10 @@ pub(crate) fn encode_string(s: &str, out: &mut Vec<u8>) {
 }
 
 /// Decodes a JSON string's inner bytes strictly: valid escapes, no raw
-/// control characters, valid UTF-8, no lone surrogates.
+/// control characters or quotes, valid UTF-8, no lone surrogates.
 pub(crate) fn decode(raw: &[u8]) -> Option<Cow<'_, str>> {
     if memchr(b'\\', raw).is_none() {
-        if raw.iter().any(|&c| c < 0x20) {
+        if raw.iter().any(|&c| c < 0x20 || c == b'"') {
             return None;
         }
         return std::str::from_utf8(raw).ok().map(Cow::Borrowed);
@@ -770,7 +770,7 @@ pub(crate) fn decode(raw: &[u8]) -> Option<Cow<'_, str>> {
     let mut i = 0;
     while i < raw.len() {
         let c = raw[i];
-        if c < 0x20 {
+        if c < 0x20 || c == b'"' {
             return None;
         }
         if c != b'\\' {
