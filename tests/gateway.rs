@@ -38,6 +38,51 @@ async fn foundry_prefix_reaches_the_same_stack() {
     assert!(json(&body)["input_tokens"].as_u64().unwrap() > 0);
 }
 
+/// `POST /v1/messages` goes to the stack without the router; with a trailing
+/// slash it goes through the router. Both ways must answer alike: status,
+/// the stack's headers, the body, what reached upstream, and the router's
+/// 405 for another method on the fast path.
+#[tokio::test]
+async fn the_fast_way_and_the_router_answer_messages_alike() {
+    let gw = start(&[]).await;
+    let mut answers = Vec::new();
+    for path in [
+        "/v1/messages",
+        "/v1/messages/",
+        "/anthropic/v1/messages/count_tokens",
+        "/anthropic/v1/messages/count_tokens/",
+    ] {
+        let (status, headers, body) = read(gw.call(path, HELLO).await).await;
+        let mut body = json(&body);
+        body.as_object_mut().map(|o| o.remove("id"));
+        answers.push((
+            status,
+            headers["x-claude-tower-route"].clone(),
+            headers["content-type"].clone(),
+            body,
+        ));
+    }
+    assert_eq!(answers[0].0, StatusCode::OK);
+    assert_eq!(answers[0], answers[1], "/v1/messages");
+    assert_eq!(answers[2].0, StatusCode::OK);
+    assert_eq!(answers[2], answers[3], "count_tokens");
+    let seen: Vec<String> = gw.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(
+        seen,
+        [
+            "/v1/messages",
+            "/v1/messages",
+            "/v1/messages/count_tokens",
+            "/v1/messages/count_tokens"
+        ]
+    );
+    for method in [http::Method::GET, http::Method::PUT, http::Method::HEAD] {
+        let (status, _, _) = read(gw.bare(method.clone(), "/v1/messages").await).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method}");
+    }
+    assert_eq!(gw.requests().len(), 4);
+}
+
 /// Message ids are counters; everything else in a stream must be byte-equal.
 fn without_message_ids(sse: &[u8]) -> String {
     let text = String::from_utf8_lossy(sse).into_owned();

@@ -16,12 +16,13 @@ use claude_tower_quota::QuotaLayer;
 use claude_tower_usage::UsageLayer;
 use http::{Request, Uri};
 use tokio::net::TcpListener;
-use tower::ServiceBuilder;
 use tower::layer::util::{Identity as NoLayer, Stack};
+use tower::{Layer, ServiceBuilder};
 use tower_http::trace::TraceLayer;
 
 use crate::access::{Access, OptionalIdentityLayer, require_caller};
 use crate::config::{ConfigError, GatewayConfig};
+use crate::dispatch::Dispatch;
 use crate::paths::{self, Health};
 use crate::routes::{self, RoutesError};
 use crate::server;
@@ -302,7 +303,17 @@ impl Gateway {
     /// | `/v1/models[/…]` | Anthropic-face routes only; without one (or on the simulator), a list of the configured model names |
     /// | `/v1/messages/batches[/…]`, `/v1/files[/…]` | Anthropic-face routes only; without one (or on the simulator), 404 |
     /// | anything else | 404 (405 for another method on a Messages path), Anthropic's envelope |
+    ///
+    /// [`Gateway::serve`] sends `POST` on the Messages paths to the stack
+    /// without the router ([`dispatch`](crate::dispatch)); this router
+    /// answers them alike, for embedding.
     pub fn router(&self) -> Router {
+        self.untraced_router().layer(TraceLayer::new_for_http())
+    }
+
+    /// [`router`](Self::router) without its trace layer: the one the server
+    /// wraps around the dispatch serves both ways.
+    fn untraced_router(&self) -> Router {
         let api = self.service.clone();
         let access = Access::new(self.identity.clone(), &self.config.admin_callers);
         let mut guarded = Router::new();
@@ -369,7 +380,6 @@ impl Gateway {
             .route("/healthz", get(paths::healthz).with_state(health))
             .merge(guarded)
             .fallback(paths::not_found)
-            .layer(TraceLayer::new_for_http())
     }
 
     /// What to print at start-up: where it listens, the mode, the routes, and
@@ -431,9 +441,10 @@ impl Gateway {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> impl Future<Output = io::Result<()>> + Send + 'static {
+        let dispatch = Dispatch::new(self.service.clone(), self.untraced_router());
         let serving = server::serve(
             listener,
-            self.router(),
+            move |peer| TraceLayer::new_for_http().layer(dispatch.for_peer(peer)),
             self.config.connections.clone(),
             self.tls.clone(),
             shutdown,

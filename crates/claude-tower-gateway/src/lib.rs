@@ -16,7 +16,8 @@
 //! - [`upstream`]: the routes from the variables Claude Code reads or the
 //!   file, or the simulator — failing closed on anything partial.
 //! - [`gateway`]: the stack and the router (paths, `/healthz`, `/readyz`,
-//!   `/metrics`, `/usage`, the Anthropic-only APIs); [`server`]: the accept
+//!   `/metrics`, `/usage`, the Anthropic-only APIs); [`dispatch`]: Messages
+//!   requests to the stack without the router; [`server`]: the accept
 //!   loop (HTTP/1 and HTTP/2, timeouts, connection cap); [`tls`]: TLS
 //!   termination.
 //! - The stack is identity -> usage -> quota -> routes: [`access`] (who may
@@ -58,6 +59,7 @@
 pub mod access;
 pub mod check;
 pub mod config;
+pub mod dispatch;
 pub mod file;
 pub mod gateway;
 mod paths;

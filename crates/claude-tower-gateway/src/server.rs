@@ -28,16 +28,15 @@
 
 use std::convert::Infallible;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::Body;
 use bytes::Bytes;
-use http::Request;
+use http::{Request, Response};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -47,9 +46,12 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
+use tower::Service;
 use tower::ServiceExt;
 
 use crate::config::ConnectionLimits;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Largest header block an HTTP/2 client may send. Claude Code's are well
 /// under 8 KiB; hyper's default is 16 MiB.
@@ -60,14 +62,47 @@ const H2_KEEP_ALIVE: Duration = Duration::from_secs(20);
 /// take before it is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
-/// Serves `app` on `listener` until `shutdown` resolves; see the module docs.
-pub async fn serve(
+/// Serves on `listener` until `shutdown` resolves; see the module docs.
+///
+/// `make` is called once per accepted connection with the client's address,
+/// and the service it returns answers that connection's requests (a clone
+/// per request). An axum [`Router`](axum::Router) that reads
+/// `ConnectInfo<SocketAddr>` gets it from
+/// [`Dispatch::for_peer`](crate::dispatch::Dispatch::for_peer), or:
+///
+/// ```no_run
+/// # async fn run(listener: tokio::net::TcpListener) -> std::io::Result<()> {
+/// use axum::extract::ConnectInfo;
+/// use claude_tower_gateway::config::ConnectionLimits;
+///
+/// let app = axum::Router::new().route("/", axum::routing::get(|| async { "hi" }));
+/// claude_tower_gateway::server::serve(
+///     listener,
+///     move |peer| app.clone().layer(axum::Extension(ConnectInfo(peer))),
+///     ConnectionLimits::default(),
+///     None,
+///     std::future::pending(),
+/// )
+/// .await
+/// # }
+/// ```
+pub async fn serve<M, S, B>(
     listener: TcpListener,
-    app: Router,
+    make: M,
     limits: ConnectionLimits,
     tls: Option<TlsAcceptor>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> io::Result<()> {
+) -> io::Result<()>
+where
+    M: Fn(SocketAddr) -> S,
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -111,9 +146,8 @@ pub async fn serve(
             tracing::debug!(%err, "cannot set TCP_NODELAY on an accepted socket");
         }
         let conn = Conn {
-            peer,
             builder: builder.clone(),
-            app: app.clone(),
+            service: make(peer),
             limits: limits.clone(),
             stop: stop_rx.clone(),
         };
@@ -156,16 +190,24 @@ async fn accept_error(err: io::Error) {
 }
 
 /// One connection's share of the server.
-struct Conn {
-    /// The client's address, for handlers (`ConnectInfo`).
-    peer: std::net::SocketAddr,
+struct Conn<S> {
     builder: Arc<auto::Builder<TokioExecutor>>,
-    app: Router,
+    /// This connection's service, from `serve`'s `make`.
+    service: S,
     limits: ConnectionLimits,
     stop: watch::Receiver<bool>,
 }
 
-impl Conn {
+impl<S, B> Conn<S>
+where
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     async fn run_tls(self, tcp: TcpStream, tls: &TlsAcceptor) {
         // The handshake is part of "sending the request head" for timing.
         match tokio::time::timeout(self.limits.header_read_timeout, tls.accept(tcp)).await {
@@ -181,13 +223,11 @@ impl Conn {
     {
         let activity = Arc::new(Activity::default());
         let io = TokioIo::new(io);
-        let app = self.app.clone();
+        let app = self.service.clone();
         let counted = activity.clone();
-        let peer = axum::extract::ConnectInfo(self.peer);
-        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
             let guard = InFlight::begin(counted.clone());
-            req.extensions_mut().insert(peer);
-            let call = app.clone().oneshot(req.map(Body::new));
+            let call = app.clone().oneshot(req);
             async move {
                 let res = call.await?;
                 Ok::<_, Infallible>(res.map(|body| CountedBody {
@@ -292,21 +332,21 @@ impl Drop for InFlight {
 
 pin_project! {
     /// The response body, holding its request's [`InFlight`] until done.
-    struct CountedBody {
+    struct CountedBody<B> {
         #[pin]
-        body: Body,
+        body: B,
         _guard: InFlight,
     }
 }
 
-impl http_body::Body for CountedBody {
+impl<B: http_body::Body<Data = Bytes>> http_body::Body for CountedBody<B> {
     type Data = Bytes;
-    type Error = axum::Error;
+    type Error = B::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         self.project().body.poll_frame(cx)
     }
 

@@ -1,0 +1,288 @@
+//! The service the server runs for each connection: a `POST` to a Messages
+//! path goes straight to the stack; every other request to the axum router.
+//!
+//! Nearly all of a gateway's traffic is `POST /v1/messages` (or
+//! `/anthropic/v1/messages` in Foundry mode). Through the router each such
+//! request paid for what only the rare paths need: path matching, the
+//! request and response bodies boxed into axum's `Body`, the route's service
+//! cloned into a box and its future boxed, a map of URL parameters, and the
+//! client's address stored in the request's extensions (which every copy of
+//! the request for a retry or a failover then cloned again). [`Dispatch`]
+//! compares the path with the four Messages paths and calls the stack with
+//! hyper's own body; its future and body are enums over the two ways, so
+//! nothing is boxed on that path.
+//!
+//! The router still serves every path, the Messages paths included (a
+//! trailing slash, another method: the 405, and [`Gateway::router`] for
+//! embedding), so both ways answer alike; only the fast one is checked by
+//! the path and method alone.
+//!
+//! [`Gateway::router`]: crate::Gateway::router
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use bytes::Bytes;
+use http::{Method, Request, Response};
+use http_body::{Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tower::Service;
+use tower::ServiceExt;
+use tower::util::Oneshot;
+
+use crate::gateway::{MESSAGES_PATHS, PREFIXES};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Whether `path` is one of the Messages paths under one of the prefixes,
+/// exactly (no trailing slash: the router rewrites that).
+fn is_messages_path(path: &str) -> bool {
+    PREFIXES.iter().any(|prefix| {
+        path.strip_prefix(prefix)
+            .is_some_and(|rest| MESSAGES_PATHS.contains(&rest))
+    })
+}
+
+/// One connection's service: `POST` on a Messages path to `messages`, the
+/// rest to `router` with the client's address as axum's [`ConnectInfo`].
+pub struct Dispatch<S> {
+    messages: S,
+    router: Router,
+    peer: Option<SocketAddr>,
+}
+
+impl<S> Dispatch<S> {
+    /// Messages requests to `messages`, the rest to `router`.
+    pub fn new(messages: S, router: Router) -> Self {
+        Self {
+            messages,
+            router,
+            peer: None,
+        }
+    }
+
+    /// This dispatch for one connection from `peer`: the router's handlers
+    /// see it as `ConnectInfo<SocketAddr>`.
+    pub fn for_peer(&self, peer: SocketAddr) -> Self
+    where
+        S: Clone,
+    {
+        Self {
+            messages: self.messages.clone(),
+            router: self.router.clone(),
+            peer: Some(peer),
+        }
+    }
+}
+
+impl<S: Clone> Clone for Dispatch<S> {
+    fn clone(&self) -> Self {
+        Self {
+            messages: self.messages.clone(),
+            router: self.router.clone(),
+            peer: self.peer,
+        }
+    }
+}
+
+impl<S> fmt::Debug for Dispatch<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Dispatch")
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, SB, B> Service<Request<B>> for Dispatch<S>
+where
+    S: Service<Request<B>, Response = Response<SB>, Error = Infallible> + Clone,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<DispatchBody<SB>>;
+    type Error = Infallible;
+    type Future = ResponseFuture<S, B>;
+
+    /// Always ready: each request drives its own clone of the service it
+    /// goes to to readiness, as axum's routes do.
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let kind = if req.method() == Method::POST && is_messages_path(req.uri().path()) {
+            Kind::Messages {
+                call: self.messages.clone().oneshot(req),
+            }
+        } else {
+            if let Some(peer) = self.peer {
+                req.extensions_mut().insert(ConnectInfo(peer));
+            }
+            Kind::Router {
+                call: self.router.clone().oneshot(req.map(Body::new)),
+            }
+        };
+        ResponseFuture { kind }
+    }
+}
+
+pin_project! {
+    /// Response future of [`Dispatch`]: the stack's or the router's.
+    pub struct ResponseFuture<S, B>
+    where
+        S: Service<Request<B>>,
+    {
+        #[pin]
+        kind: Kind<S, B>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<S, B>
+    where
+        S: Service<Request<B>>,
+    {
+        Messages { #[pin] call: Oneshot<S, Request<B>> },
+        Router { #[pin] call: Oneshot<Router, Request<Body>> },
+    }
+}
+
+impl<S, SB, B> Future for ResponseFuture<S, B>
+where
+    S: Service<Request<B>, Response = Response<SB>, Error = Infallible>,
+{
+    type Output = Result<Response<DispatchBody<SB>>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Messages { call } => {
+                call.poll(cx).map_ok(|res| res.map(DispatchBody::messages))
+            }
+            KindProj::Router { call } => call.poll(cx).map_ok(|res| res.map(DispatchBody::router)),
+        }
+    }
+}
+
+impl<S, B> fmt::Debug for ResponseFuture<S, B>
+where
+    S: Service<Request<B>>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+pin_project! {
+    /// Response body of [`Dispatch`]: the stack's body as it is, or axum's.
+    pub struct DispatchBody<SB> {
+        #[pin]
+        inner: Either<SB>,
+    }
+}
+
+pin_project! {
+    #[project = EitherProj]
+    enum Either<SB> {
+        Messages { #[pin] body: SB },
+        Router { #[pin] body: Body },
+    }
+}
+
+impl<SB> DispatchBody<SB> {
+    fn messages(body: SB) -> Self {
+        Self {
+            inner: Either::Messages { body },
+        }
+    }
+
+    fn router(body: Body) -> Self {
+        Self {
+            inner: Either::Router { body },
+        }
+    }
+}
+
+impl<SB> http_body::Body for DispatchBody<SB>
+where
+    SB: http_body::Body<Data = Bytes>,
+    SB::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.project().inner.project() {
+            EitherProj::Messages { body } => body
+                .poll_frame(cx)
+                .map(|frame| frame.map(|f| f.map_err(Into::into))),
+            EitherProj::Router { body } => body
+                .poll_frame(cx)
+                .map(|frame| frame.map(|f| f.map_err(Into::into))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.inner {
+            Either::Messages { body } => body.is_end_stream(),
+            Either::Router { body } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Either::Messages { body } => body.size_hint(),
+            Either::Router { body } => body.size_hint(),
+        }
+    }
+}
+
+impl<SB> fmt::Debug for DispatchBody<SB> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let way = match self.inner {
+            Either::Messages { .. } => "messages",
+            Either::Router { .. } => "router",
+        };
+        f.debug_struct("DispatchBody").field("way", &way).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_exact_messages_paths_take_the_fast_way() {
+        for path in [
+            "/v1/messages",
+            "/v1/messages/count_tokens",
+            "/anthropic/v1/messages",
+            "/anthropic/v1/messages/count_tokens",
+        ] {
+            assert!(is_messages_path(path), "{path}");
+        }
+        for path in [
+            "/v1/messages/",
+            "/v1/messages/batches",
+            "/v1/messagesx",
+            "/anthropic/v1/messages/",
+            "/anthropicv1/messages",
+            "/x/v1/messages",
+            "/v1/models",
+            "/",
+            "",
+        ] {
+            assert!(!is_messages_path(path), "{path}");
+        }
+    }
+}
