@@ -66,6 +66,8 @@
 mod route;
 mod service;
 
+use service::ReportHeaders;
+
 use std::fmt;
 use std::time::Duration;
 
@@ -287,7 +289,10 @@ impl<L> ClaudeStack<L> {
             ToolPairingLayer::new(self.tool_pairing)
                 .layer(ErrorEnvelopeLayer::new().layer(failover)),
         );
-        let stack = StackService::new(replay, self.deadline, self.report_headers);
+        let report_headers = self
+            .report_headers
+            .then(|| ReportHeaders::new(self.routes.iter().map(|r| &r.id)));
+        let stack = StackService::new(replay, self.deadline, report_headers);
         Ok(ClaudeService::new(self.layer.layer(stack), breakers))
     }
 }

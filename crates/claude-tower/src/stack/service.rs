@@ -5,12 +5,15 @@ use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
 use claude_tower_core::replay::{self, Replay};
-use claude_tower_core::{ClaudeError, ErrorClass, ReplayBody, ResponseBody, error_response};
+use claude_tower_core::{
+    ClaudeError, ErrorClass, ReplayBody, ResponseBody, RouteId, error_response,
+};
 use claude_tower_failover::{Breakers, ErrorEnvelope, Failover, FailoverReport};
 use claude_tower_toolpair::ToolPairing;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
@@ -42,19 +45,20 @@ pub(crate) type Routes<T> = ToolPairing<ErrorEnvelope<Failover<RouteService<T>>>
 pub struct StackService<T> {
     inner: Replay<Routes<T>>,
     deadline: Option<Duration>,
-    report_headers: bool,
+    /// With report headers on, their values for each route's usual answer.
+    report_headers: Option<Arc<ReportHeaders>>,
 }
 
 impl<T> StackService<T> {
     pub(crate) fn new(
         inner: Replay<Routes<T>>,
         deadline: Option<Duration>,
-        report_headers: bool,
+        report_headers: Option<ReportHeaders>,
     ) -> Self {
         Self {
             inner,
             deadline,
-            report_headers,
+            report_headers: report_headers.map(Arc::new),
         }
     }
 }
@@ -64,7 +68,7 @@ impl<T: Clone> Clone for StackService<T> {
         Self {
             inner: self.inner.clone(),
             deadline: self.deadline,
-            report_headers: self.report_headers,
+            report_headers: self.report_headers.clone(),
         }
     }
 }
@@ -73,7 +77,7 @@ impl<T> fmt::Debug for StackService<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StackService")
             .field("deadline", &self.deadline)
-            .field("report_headers", &self.report_headers)
+            .field("report_headers", &self.report_headers.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -99,7 +103,7 @@ where
         ResponseFuture {
             inner: self.inner.call(req),
             deadline: self.deadline.map(tokio::time::sleep),
-            report_headers: self.report_headers,
+            report_headers: self.report_headers.clone(),
         }
     }
 }
@@ -115,7 +119,7 @@ pin_project! {
         inner: replay::ResponseFuture<B, Routes<T>>,
         #[pin]
         deadline: Option<Sleep>,
-        report_headers: bool,
+        report_headers: Option<Arc<ReportHeaders>>,
     }
 }
 
@@ -138,8 +142,8 @@ where
                 Err(never) => match never {},
             };
             let mut response = response.map(|inner| ClaudeBody { inner });
-            if *this.report_headers {
-                write_report_headers(&mut response);
+            if let Some(values) = this.report_headers {
+                values.write(&mut response);
             }
             return Poll::Ready(Ok(response));
         }
@@ -175,23 +179,59 @@ fn deadline_passed<B: Body<Data = Bytes>>() -> Response<ClaudeBody<B>> {
     response
 }
 
-/// Names the route that answered and the attempts per route, from the
-/// [`FailoverReport`]; the route header is absent when no route answered.
-fn write_report_headers<B>(response: &mut Response<B>) {
-    let Some(report) = response.extensions().get::<FailoverReport>() else {
-        return;
-    };
-    let route = report
-        .answered_by()
-        .and_then(|r| HeaderValue::from_str(r.as_str()).ok());
-    let attempts = HeaderValue::from_str(&report.to_string()).ok();
-    let headers = response.headers_mut();
-    match route {
-        Some(route) => headers.insert(ROUTE_HEADER, route),
-        None => headers.remove(ROUTE_HEADER),
-    };
-    if let Some(attempts) = attempts {
-        headers.insert(ATTEMPTS_HEADER, attempts);
+/// The report headers' values for each route's usual answer (that route,
+/// one attempt), made once when the stack is built: writing them is then a
+/// reference count each, not a formatted string and two header values.
+pub(crate) struct ReportHeaders {
+    /// Per route: its name, and `name=1`.
+    routes: Box<[(RouteId, HeaderValue, HeaderValue)]>,
+}
+
+impl ReportHeaders {
+    pub(crate) fn new<'a>(routes: impl IntoIterator<Item = &'a RouteId>) -> Self {
+        let routes = routes
+            .into_iter()
+            .filter_map(|id| {
+                let name = HeaderValue::from_str(id.as_str()).ok()?;
+                let once = HeaderValue::from_str(&format!("{id}=1")).ok()?;
+                Some((id.clone(), name, once))
+            })
+            .collect();
+        Self { routes }
+    }
+
+    fn known(&self, route: &RouteId) -> Option<&(RouteId, HeaderValue, HeaderValue)> {
+        self.routes.iter().find(|(id, _, _)| id == route)
+    }
+
+    /// Names the route that answered and the attempts per route, from the
+    /// [`FailoverReport`]; the route header is absent when no route answered.
+    fn write<B>(&self, response: &mut Response<B>) {
+        let Some(report) = response.extensions().get::<FailoverReport>() else {
+            return;
+        };
+        let answered = report.answered_by();
+        let known = answered.and_then(|route| self.known(route));
+        let (route, attempts) = match (known, report.attempts()) {
+            (Some((id, name, once)), [(only, 1)]) if only == id => {
+                (Some(name.clone()), Some(once.clone()))
+            }
+            (known, _) => (
+                match known {
+                    Some((_, name, _)) => Some(name.clone()),
+                    None => answered.and_then(|r| HeaderValue::from_str(r.as_str()).ok()),
+                },
+                HeaderValue::from_str(&report.to_string()).ok(),
+            ),
+        };
+        let headers = response.headers_mut();
+        match route {
+            Some(route) => headers.insert(ROUTE_HEADER, route),
+            None => headers.remove(ROUTE_HEADER),
+        };
+        if let Some(attempts) = attempts {
+            headers.insert(ATTEMPTS_HEADER, attempts);
+        }
     }
 }
 
