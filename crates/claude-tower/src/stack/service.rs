@@ -212,17 +212,13 @@ impl ReportHeaders {
         };
         let answered = report.answered_by();
         let known = answered.and_then(|route| self.known(route));
-        let (route, attempts) = match (known, report.attempts()) {
-            (Some((id, name, once)), [(only, 1)]) if only == id => {
-                (Some(name.clone()), Some(once.clone()))
-            }
-            (known, _) => (
-                match known {
-                    Some((_, name, _)) => Some(name.clone()),
-                    None => answered.and_then(|r| HeaderValue::from_str(r.as_str()).ok()),
-                },
-                HeaderValue::from_str(&report.to_string()).ok(),
-            ),
+        let route = match known {
+            Some((_, name, _)) => Some(name.clone()),
+            None => answered.and_then(|r| HeaderValue::from_str(r.as_str()).ok()),
+        };
+        let attempts = match (known, report.attempts()) {
+            (Some((id, _, once)), [(only, 1)]) if only == id => Some(once.clone()),
+            _ => HeaderValue::from_str(&report.to_string()).ok(),
         };
         let headers = response.headers_mut();
         match route {
