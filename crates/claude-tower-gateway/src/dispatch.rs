@@ -9,8 +9,8 @@
 //! client's address stored in the request's extensions (which every copy of
 //! the request for a retry or a failover then cloned again). [`Dispatch`]
 //! compares the path with the four Messages paths and calls the stack with
-//! hyper's own body; its future and body are enums over the two ways, so
-//! nothing is boxed on that path.
+//! hyper's own body; its future and body (`http_body_util::Either`) are
+//! enums over the two ways, so nothing is boxed on that path.
 //!
 //! The router still serves every path, the Messages paths included (a
 //! trailing slash, another method: the 405, and [`Gateway::router`] for
@@ -31,7 +31,7 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use bytes::Bytes;
 use http::{Method, Request, Response};
-use http_body::{Frame, SizeHint};
+use http_body_util::Either;
 use pin_project_lite::pin_project;
 use tower::Service;
 use tower::ServiceExt;
@@ -52,6 +52,7 @@ fn is_messages_path(path: &str) -> bool {
 
 /// One connection's service: `POST` on a Messages path to `messages`, the
 /// rest to `router` with the client's address as axum's [`ConnectInfo`].
+#[derive(Clone)]
 pub struct Dispatch<S> {
     messages: S,
     router: Router,
@@ -75,19 +76,8 @@ impl<S> Dispatch<S> {
         S: Clone,
     {
         Self {
-            messages: self.messages.clone(),
-            router: self.router.clone(),
             peer: Some(peer),
-        }
-    }
-}
-
-impl<S: Clone> Clone for Dispatch<S> {
-    fn clone(&self) -> Self {
-        Self {
-            messages: self.messages.clone(),
-            router: self.router.clone(),
-            peer: self.peer,
+            ..self.clone()
         }
     }
 }
@@ -163,10 +153,8 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Messages { call } => {
-                call.poll(cx).map_ok(|res| res.map(DispatchBody::messages))
-            }
-            KindProj::Router { call } => call.poll(cx).map_ok(|res| res.map(DispatchBody::router)),
+            KindProj::Messages { call } => call.poll(cx).map_ok(|res| res.map(Either::Left)),
+            KindProj::Router { call } => call.poll(cx).map_ok(|res| res.map(Either::Right)),
         }
     }
 }
@@ -180,82 +168,9 @@ where
     }
 }
 
-pin_project! {
-    /// Response body of [`Dispatch`]: the stack's body as it is, or axum's.
-    pub struct DispatchBody<SB> {
-        #[pin]
-        inner: Either<SB>,
-    }
-}
-
-pin_project! {
-    #[project = EitherProj]
-    enum Either<SB> {
-        Messages { #[pin] body: SB },
-        Router { #[pin] body: Body },
-    }
-}
-
-impl<SB> DispatchBody<SB> {
-    fn messages(body: SB) -> Self {
-        Self {
-            inner: Either::Messages { body },
-        }
-    }
-
-    fn router(body: Body) -> Self {
-        Self {
-            inner: Either::Router { body },
-        }
-    }
-}
-
-impl<SB> http_body::Body for DispatchBody<SB>
-where
-    SB: http_body::Body<Data = Bytes>,
-    SB::Error: Into<BoxError>,
-{
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.project().inner.project() {
-            EitherProj::Messages { body } => body
-                .poll_frame(cx)
-                .map(|frame| frame.map(|f| f.map_err(Into::into))),
-            EitherProj::Router { body } => body
-                .poll_frame(cx)
-                .map(|frame| frame.map(|f| f.map_err(Into::into))),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match &self.inner {
-            Either::Messages { body } => body.is_end_stream(),
-            Either::Router { body } => body.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match &self.inner {
-            Either::Messages { body } => body.size_hint(),
-            Either::Router { body } => body.size_hint(),
-        }
-    }
-}
-
-impl<SB> fmt::Debug for DispatchBody<SB> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let way = match self.inner {
-            Either::Messages { .. } => "messages",
-            Either::Router { .. } => "router",
-        };
-        f.debug_struct("DispatchBody").field("way", &way).finish()
-    }
-}
+/// Response body of [`Dispatch`]: the stack's body as it is (`Left`), or
+/// axum's (`Right`).
+pub type DispatchBody<SB> = Either<SB, Body>;
 
 #[cfg(test)]
 mod tests {

@@ -17,8 +17,8 @@ use claude_tower_retry::{Retry, RetryAfterPolicy};
 use claude_tower_toolpair::{ModelMap, ModelMapLayer, ModelMapping};
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::BodyExt;
 use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Either};
 use pin_project_lite::pin_project;
 use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
@@ -367,14 +367,14 @@ where
             FutureKindProj::Plain { future } => future.poll(cx).map(|result| {
                 result.map(|res| {
                     res.map(|body| AttemptBody {
-                        kind: BodyKind::Plain { body },
+                        kind: Either::Left(body),
                     })
                 })
             }),
             FutureKindProj::Boxed { future, .. } => future.as_mut().poll(cx).map(|result| {
                 result.map(|res| {
                     res.map(|body| AttemptBody {
-                        kind: BodyKind::Boxed { body },
+                        kind: Either::Right(body),
                     })
                 })
             }),
@@ -396,18 +396,7 @@ pin_project! {
         B: Body<Data = Bytes>,
     {
         #[pin]
-        kind: BodyKind<B>,
-    }
-}
-
-pin_project! {
-    #[project = BodyKindProj]
-    enum BodyKind<B>
-    where
-        B: Body<Data = Bytes>,
-    {
-        Plain { #[pin] body: HoldBody<NormalizeBody<B>> },
-        Boxed { #[pin] body: RouteBody },
+        kind: Either<HoldBody<NormalizeBody<B>>, RouteBody>,
     }
 }
 
@@ -423,34 +412,23 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.project().kind.project() {
-            BodyKindProj::Plain { body } => body
-                .poll_frame(cx)
-                .map(|frame| frame.map(|f| f.map_err(Into::into))),
-            BodyKindProj::Boxed { body } => body.poll_frame(cx),
-        }
+        self.project().kind.poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {
-        match &self.kind {
-            BodyKind::Plain { body } => body.is_end_stream(),
-            BodyKind::Boxed { body } => body.is_end_stream(),
-        }
+        self.kind.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        match &self.kind {
-            BodyKind::Plain { body } => body.size_hint(),
-            BodyKind::Boxed { body } => body.size_hint(),
-        }
+        self.kind.size_hint()
     }
 }
 
 impl<B: Body<Data = Bytes>> fmt::Debug for AttemptBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
-            BodyKind::Plain { body } => f.debug_tuple("AttemptBody").field(body).finish(),
-            BodyKind::Boxed { .. } => f.write_str("AttemptBody(boxed)"),
+            Either::Left(body) => f.debug_tuple("AttemptBody").field(body).finish(),
+            Either::Right(_) => f.write_str("AttemptBody(boxed)"),
         }
     }
 }
