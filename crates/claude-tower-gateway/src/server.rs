@@ -223,7 +223,7 @@ where
     {
         let activity = Arc::new(Activity::default());
         let io = TokioIo::new(io);
-        let app = self.service.clone();
+        let app = self.service;
         let counted = activity.clone();
         let service = hyper::service::service_fn(move |req: Request<Incoming>| {
             let guard = InFlight::begin(counted.clone());
