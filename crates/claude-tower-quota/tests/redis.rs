@@ -364,3 +364,40 @@ async fn a_windows_settlements_of_one_key_are_one_script_call() {
     assert!((2..=4).contains(&settles), "{settles} settlement calls");
     assert_eq!(a.health().lost_settlements, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_checks_share_script_calls_and_stay_exact() {
+    let server = RedisServer::start();
+    let a = store(&server);
+    // 20 requests at once, then one per 6 s: of 50 checks sent together,
+    // exactly 20 are admitted, however they were batched.
+    let policy =
+        Policy::unlimited().with_requests(Rate::per_minute(10).unwrap().with_burst(20).unwrap());
+    let warm = Policy::unlimited().with_quota("1000/day".parse().unwrap());
+    let mut conn = warmed_up(&a, &server, &warm).await;
+    let key = QuotaKey::caller("ada");
+    let mut checks = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        checks.spawn(a.check(&key, &policy, 0));
+    }
+    let mut admitted_n = 0;
+    while let Some(adm) = checks.join_next().await {
+        if admitted(&adm.unwrap().verdict) {
+            admitted_n += 1;
+        }
+    }
+    assert_eq!(admitted_n, 20);
+    let st = a.standing(&key).await.unwrap();
+    assert_eq!(st.requests.unwrap().remaining, 0);
+    // Checks queued while a call is on its way go together in the next one.
+    let evalsha = command_calls(&mut conn)
+        .await
+        .iter()
+        .find(|(n, _)| n == "evalsha")
+        .map_or(0, |c| c.1);
+    assert!(
+        (1..50).contains(&evalsha),
+        "{evalsha} script calls for 50 checks"
+    );
+    assert!(a.health().shared && a.health().errors == 0);
+}

@@ -1,11 +1,16 @@
--- claude-tower-quota: check and charge one request (GCRA, debt model, period quota).
--- KEYS[1]  the caller's hash: tt (token TAT, unix us), rt (request TAT), ps (period start, unix s), pu (period used), pol
--- ARGV     1 token interval (us per token, 0 = no token rate)   2 token tolerance (us)
+-- claude-tower-quota: check and charge a batch of requests (GCRA, debt model,
+-- period quota), in order, as if each were its own call at the same instant.
+-- KEYS[i]  the i-th request's caller hash: tt (token TAT, unix us), rt (request TAT),
+--          ps (period start, unix s), pu (period used), pol. Keys may repeat: a
+--          later request of a key sees what the earlier ones charged.
+-- ARGV     8 per request, the i-th request's at 8*(i-1)+:
+--          1 token interval (us per token, 0 = no token rate)   2 token tolerance (us)
 --          3 request interval (us, 0 = none)                     4 request tolerance (us)
 --          5 quota tokens (0 = none)   6 period (1 hour, 2 day, 3 week, 4 month)
 --          7 cost (estimated tokens)   8 the policy, stored for /usage
--- Returns  {verdict (0 admit, 1 rate, 3 quota), wait us, tt, rt, ps, pe, pu, now us}
--- Time is the server's TIME, so replicas with skewed clocks agree.
+-- Returns  8 per request: {verdict (0 admit, 1 rate, 3 quota), wait us, tt, rt, ps, pe, pu, now us}
+-- Time is the server's TIME, so replicas with skewed clocks agree. Each key is
+-- read once and written once (HSET + PEXPIRE) however often it repeats.
 local function days_from_civil(y, m, d)
   if m <= 2 then y = y - 1 end
   local era = math.floor(y / 400)
@@ -50,38 +55,62 @@ local function fmt(x) return string.format('%.0f', x) end
 local t = redis.call('TIME')
 local secs = tonumber(t[1])
 local now = secs * 1000000 + tonumber(t[2])
-local ti, ttol = tonumber(ARGV[1]), tonumber(ARGV[2])
-local ri, rtol = tonumber(ARGV[3]), tonumber(ARGV[4])
-local quota, period, cost = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 
-local h = redis.call('HMGET', KEYS[1], 'tt', 'rt', 'ps', 'pu')
-local tt = math.max(tonumber(h[1]) or 0, now)
-local rt = math.max(tonumber(h[2]) or 0, now)
-local ps, pe, pu = 0, 0, 0
-if quota > 0 then
-  ps, pe = bounds(secs, period)
-  if tonumber(h[3]) == ps then pu = tonumber(h[4]) or 0 end
-end
+local states, order = {}, {}
+local out = {}
+for i = 1, #KEYS do
+  local key, a = KEYS[i], 8 * (i - 1)
+  local ti, ttol = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  local ri, rtol = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
+  local quota, period, cost = tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6]), tonumber(ARGV[a + 7])
 
-local verdict, wait = 0, 0
-if quota > 0 and pu >= quota then
-  verdict = 3
-else
-  if ti > 0 and tt - now > ttol then
-    verdict, wait = 1, tt - now - ttol
+  local s = states[key]
+  if not s then
+    local h = redis.call('HMGET', key, 'tt', 'rt', 'ps', 'pu')
+    s = { tt = tonumber(h[1]) or 0, rt = tonumber(h[2]) or 0, ps = tonumber(h[3]),
+          pu = tonumber(h[4]) or 0, ttl = 0 }
+    states[key] = s
+    order[#order + 1] = key
   end
-  if ri > 0 and rt + ri - now > rtol then
-    verdict, wait = 1, math.max(wait, rt + ri - now - rtol)
+  local tt = math.max(s.tt, now)
+  local rt = math.max(s.rt, now)
+  local ps, pe, pu = 0, 0, 0
+  if quota > 0 then
+    ps, pe = bounds(secs, period)
+    if s.ps == ps then pu = s.pu end
   end
+
+  local verdict, wait = 0, 0
+  if quota > 0 and pu >= quota then
+    verdict = 3
+  else
+    if ti > 0 and tt - now > ttol then
+      verdict, wait = 1, tt - now - ttol
+    end
+    if ri > 0 and rt + ri - now > rtol then
+      verdict, wait = 1, math.max(wait, rt + ri - now - rtol)
+    end
+  end
+
+  if verdict == 0 then
+    if ti > 0 then tt = tt + cost * ti end
+    if ri > 0 then rt = rt + ri end
+    if quota > 0 then pu = pu + cost end
+    s.tt, s.rt, s.ps, s.pu, s.pol = tt, rt, ps, pu, ARGV[a + 8]
+    local ttl = math.max(tt, rt) - now
+    if quota > 0 then ttl = math.max(ttl, (pe - secs) * 1000000) end
+    s.ttl = math.max(s.ttl, ttl)
+  end
+  local n = #out
+  out[n + 1], out[n + 2], out[n + 3], out[n + 4] = verdict, math.ceil(wait), math.floor(tt), math.floor(rt)
+  out[n + 5], out[n + 6], out[n + 7], out[n + 8] = ps, pe, pu, now
 end
 
-if verdict == 0 then
-  if ti > 0 then tt = tt + cost * ti end
-  if ri > 0 then rt = rt + ri end
-  if quota > 0 then pu = pu + cost end
-  redis.call('HSET', KEYS[1], 'tt', fmt(tt), 'rt', fmt(rt), 'ps', fmt(ps), 'pu', fmt(pu), 'pol', ARGV[8])
-  local ttl = math.max(tt, rt) - now
-  if quota > 0 then ttl = math.max(ttl, (pe - secs) * 1000000) end
-  redis.call('PEXPIRE', KEYS[1], fmt(math.ceil(ttl / 1000) + 60000))
+for _, key in ipairs(order) do
+  local s = states[key]
+  if s.pol then
+    redis.call('HSET', key, 'tt', fmt(s.tt), 'rt', fmt(s.rt), 'ps', fmt(s.ps), 'pu', fmt(s.pu), 'pol', s.pol)
+    redis.call('PEXPIRE', key, fmt(math.ceil(s.ttl / 1000) + 60000))
+  end
 end
-return {verdict, math.ceil(wait), math.floor(tt), math.floor(rt), ps, pe, pu, now}
+return out
