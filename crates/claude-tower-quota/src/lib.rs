@@ -121,9 +121,13 @@
 //! # Stores
 //!
 //! [`MemoryStore`] (the default; sharded, no global lock; limits per
-//! process) or `RedisStore` (feature `redis`, on by default; shared by replicas; one `EVALSHA` before a
-//! request, one after, using the server's `TIME`; fails open to a local
-//! `MemoryStore` by default). See each for details.
+//! process) or `RedisStore` (feature `redis`, on by default; shared by
+//! replicas; at most one `EVALSHA` before a request, group-committed with
+//! the others in flight, settlements batched after, using the server's
+//! `TIME`; a key busy on one replica is served from a **lease**, an
+//! allowance taken from its headroom ahead of time and given back when it
+//! ends, so a hot caller costs no round trip per request; fails open to a
+//! local `MemoryStore` by default). See each for details.
 //!
 //! # Whose rate-limit headers win
 //!

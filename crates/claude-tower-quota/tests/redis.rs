@@ -353,14 +353,18 @@ async fn a_windows_settlements_of_one_key_are_one_script_call() {
     for key in [&ada, &bob] {
         assert_eq!(a.standing(key).await.unwrap().quota.unwrap().used, 55);
     }
-    // 20 checks, and one settlement call per key (two if a window closed
-    // while the loop above ran on a loaded machine), not one per request.
+    // Each caller's first two checks went to Redis (the second took a
+    // lease), the other eight were spent from the lease, whose settlements
+    // it absorbed; what was left of it went back at the flush. So: 4 check
+    // calls, and one settlement call per key (two if a window closed while
+    // the loop above ran on a loaded machine), not one per request.
+    assert_eq!(a.health().leased_checks, 16);
     let evalsha = command_calls(&mut conn)
         .await
         .iter()
         .find(|(n, _)| n == "evalsha")
         .map_or(0, |c| c.1);
-    let settles = evalsha - 20;
+    let settles = evalsha - 4;
     assert!((2..=4).contains(&settles), "{settles} settlement calls");
     assert_eq!(a.health().lost_settlements, 0);
 }
@@ -400,4 +404,38 @@ async fn concurrent_checks_share_script_calls_and_stay_exact() {
         "{evalsha} script calls for 50 checks"
     );
     assert!(a.health().shared && a.health().errors == 0);
+}
+
+#[tokio::test]
+async fn a_busy_key_spends_a_lease_and_what_is_left_goes_back() {
+    let server = RedisServer::start();
+    let (a, b) = (store(&server), store(&server));
+    // A slow refill (1 request a minute) so the standing reads exactly.
+    let policy = Policy::unlimited()
+        .with_requests(Rate::per_minute(1).unwrap().with_burst(400).unwrap())
+        .with_tokens(Rate::per_minute(1).unwrap().with_burst(100_000).unwrap());
+    let key = QuotaKey::caller("ada");
+    let mut reservations = Vec::new();
+    for _ in 0..10 {
+        let adm = a.check(&key, &policy, 100).await;
+        assert!(admitted(&adm.verdict));
+        reservations.push(adm.reservation.unwrap());
+    }
+    // The first check went to Redis alone, the second took a lease (32
+    // requests: a quarter of the headroom allows it), the rest spent it.
+    assert_eq!(a.health().leased_checks, 8);
+    // While the lease runs, the other replica sees it held.
+    let held = b.standing(&key).await.unwrap();
+    assert_eq!(held.requests.unwrap().remaining, 400 - 2 - 32);
+    // Each request used 150 tokens, 50 more than estimated.
+    for r in &reservations {
+        a.settle(r, 150);
+    }
+    // The lease ends (expiry or a stopping service) and gives back what is
+    // left: Redis holds exactly 10 requests and 1500 tokens.
+    a.flush().await;
+    let st = b.standing(&key).await.unwrap();
+    assert_eq!(st.requests.unwrap().remaining, 400 - 10);
+    assert_eq!(st.tokens.unwrap().remaining, 100_000 - 1_500);
+    assert_eq!(a.health().lost_settlements, 0);
 }

@@ -3,12 +3,19 @@
 -- KEYS[i]  the i-th request's caller hash: tt (token TAT, unix us), rt (request TAT),
 --          ps (period start, unix s), pu (period used), pol. Keys may repeat: a
 --          later request of a key sees what the earlier ones charged.
--- ARGV     8 per request, the i-th request's at 8*(i-1)+:
+-- ARGV     10 per request, the i-th request's at 10*(i-1)+:
 --          1 token interval (us per token, 0 = no token rate)   2 token tolerance (us)
 --          3 request interval (us, 0 = none)                     4 request tolerance (us)
 --          5 quota tokens (0 = none)   6 period (1 hour, 2 day, 3 week, 4 month)
 --          7 cost (estimated tokens)   8 the policy, stored for /usage
--- Returns  8 per request: {verdict (0 admit, 1 rate, 3 quota), wait us, tt, rt, ps, pe, pu, now us}
+--          9 lease: requests wanted (0 = no lease)   10 lease: tokens wanted
+-- Returns  10 per request: {verdict (0 admit, 1 rate, 3 quota), wait us, tt, rt, ps, pe, pu,
+--          now us, lease requests granted, lease tokens granted}
+-- A lease is an allowance charged now and spent by the replica without asking
+-- (what it does not spend it gives back through settle.lua). It is granted only
+-- to an admitted request, out of headroom: at most a quarter of what the
+-- buckets and the quota have left after the request, so leases never put a
+-- key into debt; under 2 requests or an eighth of the tokens wanted, none.
 -- Time is the server's TIME, so replicas with skewed clocks agree. Each key is
 -- read once and written once (HSET + PEXPIRE) however often it repeats.
 local function days_from_civil(y, m, d)
@@ -59,7 +66,7 @@ local now = secs * 1000000 + tonumber(t[2])
 local states, order = {}, {}
 local out = {}
 for i = 1, #KEYS do
-  local key, a = KEYS[i], 8 * (i - 1)
+  local key, a = KEYS[i], 10 * (i - 1)
   local ti, ttol = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
   local ri, rtol = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
   local quota, period, cost = tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6]), tonumber(ARGV[a + 7])
@@ -92,10 +99,26 @@ for i = 1, #KEYS do
     end
   end
 
+  local gr, gt = 0, 0
   if verdict == 0 then
     if ti > 0 then tt = tt + cost * ti end
     if ri > 0 then rt = rt + ri end
     if quota > 0 then pu = pu + cost end
+    local wr, wt = tonumber(ARGV[a + 9]), tonumber(ARGV[a + 10])
+    if wr > 0 then
+      local ht, hr = wt * 4, wr * 4
+      if ti > 0 then ht = math.min(ht, math.floor((ttol - (tt - now)) / ti)) end
+      if quota > 0 then ht = math.min(ht, quota - pu) end
+      if ri > 0 then hr = math.min(hr, math.floor((rtol - (rt - now)) / ri)) end
+      gr, gt = math.min(wr, math.floor(hr / 4)), math.min(wt, math.floor(ht / 4))
+      if gr < 2 or gt * 8 < wt then
+        gr, gt = 0, 0
+      else
+        if ti > 0 then tt = tt + gt * ti end
+        if ri > 0 then rt = rt + gr * ri end
+        if quota > 0 then pu = pu + gt end
+      end
+    end
     s.tt, s.rt, s.ps, s.pu, s.pol = tt, rt, ps, pu, ARGV[a + 8]
     local ttl = math.max(tt, rt) - now
     if quota > 0 then ttl = math.max(ttl, (pe - secs) * 1000000) end
@@ -104,6 +127,7 @@ for i = 1, #KEYS do
   local n = #out
   out[n + 1], out[n + 2], out[n + 3], out[n + 4] = verdict, math.ceil(wait), math.floor(tt), math.floor(rt)
   out[n + 5], out[n + 6], out[n + 7], out[n + 8] = ps, pe, pu, now
+  out[n + 9], out[n + 10] = gr, gt
 end
 
 for _, key in ipairs(order) do

@@ -112,6 +112,7 @@ impl MemoryStore {
             charged: cost,
             period_start,
             shared: false,
+            lease: 0,
         });
         Admission {
             verdict,

@@ -12,6 +12,8 @@ use serde::Serialize;
 use crate::time::{Timestamp, micros};
 use crate::{Period, Policy, QuotaKey, TokenQuota};
 
+#[cfg(feature = "redis")]
+pub(crate) mod lease;
 pub(crate) mod memory;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
@@ -62,6 +64,8 @@ pub struct StoreHealth {
     pub local_checks: u64,
     /// Settlements that could not reach Redis (their correction is lost).
     pub lost_settlements: u64,
+    /// Requests admitted from leases, with no round trip of their own.
+    pub leased_checks: u64,
 }
 
 /// The outcome of a check.
@@ -114,6 +118,9 @@ pub struct Reservation {
     /// Whether it was charged to the shared store (`false`: a local
     /// fallback); a settlement goes where the charge went.
     pub shared: bool,
+    /// The lease it was admitted from (the Redis store's allowances taken
+    /// ahead; see [`RedisStore`](crate::RedisStore)); 0: charged by itself.
+    pub lease: u64,
 }
 
 /// A key's standing in its current windows, as `GET /usage` shows it.

@@ -10,6 +10,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisError, Script, Value};
 use tokio::sync::oneshot;
 
+use super::lease::{GiveBack, LEASE_TTL, Leases, Take};
 use super::memory::{MemoryStore, delta};
 use super::{
     Admission, BucketState, QuotaStore, Reservation, Standing, StoreFuture, StoreHealth, Verdict,
@@ -39,6 +40,19 @@ const SNAPSHOT_MAX: usize = 10_000;
 ///   Settlements are batched too ([`SETTLE_WINDOW`]), and none is sent when
 ///   the estimate was exact: `settle.lua`. After a Redis restart the first
 ///   call also loads the script (`NOSCRIPT` -> `SCRIPT LOAD` -> `EVALSHA`).
+/// - **Leases for busy callers** (see the `lease` module's rules): a key
+///   checked again within a second on this replica asks, with its next
+///   check, for an allowance of requests and estimated tokens out of its
+///   headroom (at most a quarter of what is left, so never into debt);
+///   until it is spent or 100 ms pass, that key's checks are answered here
+///   with no round trip and their settlements correct the lease; then the
+///   unspent part (or the overspend) goes back as one settlement. Redis is
+///   charged exactly what was used, as without leases; another replica sees
+///   the unspent part as used for at most 100 ms; a key near its limit gets
+///   none and is checked request by request. A lease grows (doubles, up to
+///   4,096 requests) while it is used up within its 100 ms and shrinks when
+///   half of it expires unspent. [`StoreHealth::leased_checks`] counts the
+///   checks answered from leases.
 /// - **One key per caller**, `{prefix}{<key>}` (a hash), hash-tagged so a
 ///   Redis Cluster keeps it in one slot; its TTL lasts until its buckets are
 ///   full again and its quota period has ended.
@@ -79,8 +93,9 @@ struct Inner {
     local_checks: AtomicU64,
     lost: AtomicU64,
     /// Settlements not yet sent, added up per key (see [`SETTLE_WINDOW`]):
-    /// the summed delta and how many settlements it stands for.
-    pending: Mutex<HashMap<Pending, (i64, u64)>>,
+    /// the summed token and request deltas and how many settlements they
+    /// stand for.
+    pending: Mutex<HashMap<Pending, (i64, i64, u64)>>,
     /// A flush of `pending` is on its way.
     flushing: AtomicBool,
     /// Each policy's script arguments, formatted once.
@@ -89,6 +104,10 @@ struct Inner {
     queued: Mutex<Vec<Queued>>,
     /// A task is sending `queued` (it runs while there is any).
     sending: AtomicBool,
+    /// Allowances taken ahead for busy keys.
+    leases: Leases,
+    /// A task is ending expired leases (it runs while any key is followed).
+    sweeping: AtomicBool,
 }
 
 /// Lets go of the sending flag if the sending task is dropped mid-call (its
@@ -112,6 +131,9 @@ impl Drop for Sending<'_> {
     }
 }
 
+/// The numbers `check.lua` answers per check.
+const CHECK_REPLY: usize = 10;
+
 /// The most checks one script call carries.
 const MAX_CHECK_BATCH: usize = 128;
 
@@ -121,9 +143,11 @@ struct Queued {
     policy: Policy,
     args: Arc<PolicyArgs>,
     cost: u64,
-    /// The script's eight numbers for this check; dropped unanswered (the
-    /// waiter then falls back) when the call failed.
-    reply: oneshot::Sender<[i64; 8]>,
+    /// The requests of a lease to ask for with it (0: none).
+    lease: u64,
+    /// The answer; dropped unanswered (the waiter then falls back) when the
+    /// call failed.
+    reply: oneshot::Sender<Admission>,
 }
 
 /// How many policies' script arguments a [`RedisStore`] keeps formatted.
@@ -142,6 +166,7 @@ pub const SETTLE_WINDOW: Duration = Duration::from_millis(5);
 struct Pending {
     key: QuotaKey,
     token_interval: String,
+    request_interval: String,
     period_start: i64,
 }
 
@@ -232,6 +257,8 @@ impl RedisStoreBuilder {
                 policies: Mutex::new(Vec::new()),
                 queued: Mutex::new(Vec::new()),
                 sending: AtomicBool::new(false),
+                leases: Leases::default(),
+                sweeping: AtomicBool::new(false),
             }),
         })
     }
@@ -359,7 +386,8 @@ impl Inner {
         key: &QuotaKey,
         policy: &Policy,
         cost: u64,
-    ) -> Option<oneshot::Receiver<[i64; 8]>> {
+        lease: u64,
+    ) -> Option<oneshot::Receiver<Admission>> {
         let handle = tokio::runtime::Handle::try_current().ok()?;
         let (reply, answer) = oneshot::channel();
         let queued = Queued {
@@ -367,6 +395,7 @@ impl Inner {
             policy: *policy,
             args: self.args_of(policy),
             cost,
+            lease,
             reply,
         };
         self.queued
@@ -414,22 +443,39 @@ impl Inner {
             match self.remote_checks(&batch).await {
                 Ok(numbers) => {
                     self.mark_up();
-                    for (q, n) in batch.into_iter().zip(numbers.chunks_exact(8)) {
-                        let n: [i64; 8] = n.try_into().expect("chunks of 8");
-                        if let Err(n) = q.reply.send(n)
-                            && n[0] == 0
-                            && q.cost > 0
+                    let now = self.local.now_micros();
+                    for (q, n) in batch.into_iter().zip(numbers.chunks_exact(CHECK_REPLY)) {
+                        let n: [i64; CHECK_REPLY] = n.try_into().expect("chunks of CHECK_REPLY");
+                        let mut admission = Self::admission(&q.key, &q.policy, q.cost, &n);
+                        let [.., granted_requests, granted_tokens] = n;
+                        if granted_requests > 0 {
+                            let given_back = self.leases.grant(
+                                &q.key,
+                                &q.policy,
+                                u64::try_from(granted_requests).unwrap_or(0),
+                                u64::try_from(granted_tokens).unwrap_or(0),
+                                n[4],
+                                &admission.standing,
+                                now,
+                            );
+                            if let Some(g) = given_back {
+                                self.give_back(g);
+                            }
+                            self.sweep_leases();
+                        } else if admission.verdict != Verdict::Admit
+                            && let Some(leased) = self.leases.spend(&q.key, &q.policy, q.cost, now)
+                        {
+                            // Refused because this replica holds the
+                            // headroom in a lease: spend from it.
+                            admission = leased;
+                        }
+                        if let Err(admission) = q.reply.send(admission)
+                            && let Some(r) = admission.reservation
+                            && r.charged > 0
                         {
                             // The request went away while its check was on
                             // its way, and was charged: refund it.
-                            let r = Reservation {
-                                key: q.key,
-                                policy: q.policy,
-                                charged: q.cost,
-                                period_start: n[4],
-                                shared: true,
-                            };
-                            self.queue_settle(&r, delta(0, r.charged));
+                            self.queue_settle(&r, delta(0, r.charged), 0);
                         }
                     }
                 }
@@ -448,11 +494,13 @@ impl Inner {
         }
     }
 
-    /// One script call for `batch`: eight numbers per check, in order.
+    /// One script call for `batch`: [`CHECK_REPLY`] numbers per check, in
+    /// order.
     async fn remote_checks(&self, batch: &[Queued]) -> Result<Vec<i64>, Failure> {
         let mut inv = self.check.prepare_invoke();
         for q in batch {
             let p = &q.args;
+            let (lease_requests, lease_tokens) = (q.lease, q.cost.max(1).saturating_mul(q.lease));
             inv.key(self.redis_key(&q.key))
                 .arg(&p.token_interval)
                 .arg(&p.token_tolerance)
@@ -461,21 +509,23 @@ impl Inner {
                 .arg(p.quota)
                 .arg(p.period)
                 .arg(q.cost)
-                .arg(&p.encoded);
+                .arg(&p.encoded)
+                .arg(lease_requests)
+                .arg(lease_tokens);
         }
         let mut conn = self.conn.clone();
         let v: Vec<i64> = tokio::time::timeout(self.timeout, inv.invoke_async(&mut conn))
             .await
             .map_err(|_| Failure::Timeout(self.timeout))??;
-        if v.len() != batch.len() * 8 {
+        if v.len() != batch.len() * CHECK_REPLY {
             return Err(Failure::Reply("check.lua returned an unexpected shape"));
         }
         Ok(v)
     }
 
-    /// A check's admission from the script's eight numbers.
-    fn admission(key: &QuotaKey, policy: &Policy, cost: u64, n: [i64; 8]) -> Admission {
-        let [verdict, wait, tt, rt, ps, pe, pu, now] = n;
+    /// A check's admission from the script's numbers.
+    fn admission(key: &QuotaKey, policy: &Policy, cost: u64, n: &[i64; CHECK_REPLY]) -> Admission {
+        let [verdict, wait, tt, rt, ps, pe, pu, now, ..] = *n;
         let state = BucketState {
             tat_tokens: tt as f64,
             tat_requests: rt as f64,
@@ -499,6 +549,7 @@ impl Inner {
             charged: cost,
             period_start: ps,
             shared: true,
+            lease: 0,
         });
         Admission {
             verdict,
@@ -507,21 +558,68 @@ impl Inner {
         }
     }
 
-    /// Adds a settlement to the next flush, and schedules one if none is.
-    fn queue_settle(self: &Arc<Self>, r: &Reservation, delta: i64) {
+    /// Sends back what is left of an ended lease.
+    fn give_back(self: &Arc<Self>, g: GiveBack) {
+        if g.tokens == 0 && g.requests == 0 {
+            return;
+        }
+        let r = Reservation {
+            key: g.key,
+            policy: g.policy,
+            charged: 0,
+            period_start: g.period_start,
+            shared: true,
+            lease: 0,
+        };
+        self.queue_settle(&r, g.tokens, g.requests);
+    }
+
+    /// Starts the task that ends expired leases, if it is not running.
+    fn sweep_leases(self: &Arc<Self>) {
+        if self.sweeping.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            self.sweeping.store(false, Ordering::Release);
+            return;
+        };
+        let inner = Arc::clone(self);
+        handle.spawn(async move {
+            loop {
+                tokio::time::sleep(LEASE_TTL).await;
+                for g in inner.leases.sweep(inner.local.now_micros()) {
+                    inner.give_back(g);
+                }
+                if inner.leases.is_empty() {
+                    inner.sweeping.store(false, Ordering::Release);
+                    // A key followed since: go on unless a new task did.
+                    if inner.leases.is_empty() || inner.sweeping.swap(true, Ordering::AcqRel) {
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Adds a settlement (token and request deltas) to the next flush, and
+    /// schedules one if none is.
+    fn queue_settle(self: &Arc<Self>, r: &Reservation, tokens: i64, requests: i64) {
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             self.lost.fetch_add(1, Ordering::Relaxed);
             return;
         };
+        let args = self.args_of(&r.policy);
         let pending = Pending {
             key: r.key.clone(),
-            token_interval: self.args_of(&r.policy).token_interval.clone(),
+            token_interval: args.token_interval.clone(),
+            request_interval: args.request_interval.clone(),
             period_start: r.period_start,
         };
         {
             let mut map = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-            let (sum, n) = map.entry(pending).or_insert((0, 0));
-            *sum = sum.saturating_add(delta);
+            let (sum, sum_requests, n) = map.entry(pending).or_insert((0, 0, 0));
+            *sum = sum.saturating_add(tokens);
+            *sum_requests = sum_requests.saturating_add(requests);
             *n += 1;
         }
         if !self.flushing.swap(true, Ordering::AcqRel) {
@@ -541,28 +639,31 @@ impl Inner {
         self.flushing.store(false, Ordering::Release);
         let batch =
             std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
-        let calls =
-            batch
-                .into_iter()
-                .filter(|(_, (delta, _))| *delta != 0)
-                .map(|(p, (delta, n))| {
-                    let inner = Arc::clone(&self);
-                    tokio::spawn(async move {
-                        if let Err(e) = inner.remote_settle(&p, delta).await {
-                            // Every settlement the call stood for is lost.
-                            inner.lost.fetch_add(n, Ordering::Relaxed);
-                            inner.mark_down(&e);
-                        }
-                    })
-                });
+        let calls = batch
+            .into_iter()
+            .filter(|(_, (tokens, requests, _))| *tokens != 0 || *requests != 0)
+            .map(|(p, (tokens, requests, n))| {
+                let inner = Arc::clone(&self);
+                tokio::spawn(async move {
+                    if let Err(e) = inner.remote_settle(&p, tokens, requests).await {
+                        // Every settlement the call stood for is lost.
+                        inner.lost.fetch_add(n, Ordering::Relaxed);
+                        inner.mark_down(&e);
+                    }
+                })
+            });
         for call in calls.collect::<Vec<_>>() {
             let _ = call.await;
         }
     }
 
-    async fn remote_settle(&self, p: &Pending, delta: i64) -> Result<(), Failure> {
+    async fn remote_settle(&self, p: &Pending, tokens: i64, requests: i64) -> Result<(), Failure> {
         let mut inv = self.settle.key(self.redis_key(&p.key));
-        inv.arg(&p.token_interval).arg(delta).arg(p.period_start);
+        inv.arg(&p.token_interval)
+            .arg(tokens)
+            .arg(p.period_start)
+            .arg(&p.request_interval)
+            .arg(requests);
         let mut conn = self.conn.clone();
         let _: i64 = tokio::time::timeout(self.timeout, inv.invoke_async(&mut conn))
             .await
@@ -667,10 +768,21 @@ impl Inner {
 
 impl QuotaStore for RedisStore {
     fn check(&self, key: &QuotaKey, policy: &Policy, cost: u64) -> StoreFuture<Admission> {
+        let now = self.inner.local.now_micros();
+        let lease = match self.inner.leases.take(key, policy, cost, now) {
+            Take::Admitted(admission) => return StoreFuture::ready(admission),
+            Take::Ask { lease, give_back } => {
+                if let Some(g) = give_back {
+                    self.inner.give_back(g);
+                }
+                self.inner.sweep_leases();
+                lease
+            }
+        };
         if !self.inner.try_shared() {
             return StoreFuture::ready(self.inner.fallback(key, policy, cost));
         }
-        let Some(answer) = self.inner.enqueue_check(key, policy, cost) else {
+        let Some(answer) = self.inner.enqueue_check(key, policy, cost, lease) else {
             // No runtime to reach Redis from.
             return StoreFuture::ready(self.inner.fallback(key, policy, cost));
         };
@@ -679,7 +791,7 @@ impl QuotaStore for RedisStore {
         let policy = *policy;
         StoreFuture::boxed(async move {
             match answer.await {
-                Ok(numbers) => Inner::admission(&key, &policy, cost, numbers),
+                Ok(admission) => admission,
                 // The call failed (the sending task marked Redis down).
                 Err(_) => inner.fallback(&key, &policy, cost),
             }
@@ -692,10 +804,10 @@ impl QuotaStore for RedisStore {
             return;
         }
         let delta = delta(actual, reservation.charged);
-        if delta == 0 {
+        if delta == 0 || (reservation.lease != 0 && self.inner.leases.absorb(reservation, delta)) {
             return;
         }
-        self.inner.queue_settle(reservation, delta);
+        self.inner.queue_settle(reservation, delta, 0);
     }
 
     fn standing(&self, key: &QuotaKey) -> StoreFuture<Option<Standing>> {
@@ -723,6 +835,9 @@ impl QuotaStore for RedisStore {
     }
 
     fn flush(&self) -> StoreFuture<()> {
+        for g in self.inner.leases.drain() {
+            self.inner.give_back(g);
+        }
         StoreFuture::boxed(Arc::clone(&self.inner).flush_settlements())
     }
 
@@ -732,6 +847,7 @@ impl QuotaStore for RedisStore {
             errors: self.inner.errors.load(Ordering::Relaxed),
             local_checks: self.inner.local_checks.load(Ordering::Relaxed),
             lost_settlements: self.inner.lost.load(Ordering::Relaxed),
+            leased_checks: self.inner.leases.admitted(),
         }
     }
 }
