@@ -195,7 +195,7 @@ fn observe_quota(meter: &Meter, quota: QuotaLayer) {
         })
         .build();
     type Read = fn(&claude_tower_quota::QuotaHealth) -> u64;
-    let counters: [(&'static str, &'static str, Read); 5] = [
+    let counters: [(&'static str, &'static str, Read); 6] = [
         (
             "claude_tower.quota.redis_errors",
             "Redis calls that failed or timed out.",
@@ -210,6 +210,11 @@ fn observe_quota(meter: &Meter, quota: QuotaLayer) {
             "claude_tower.quota.lost_settlements",
             "Settlements that could not reach Redis.",
             |h| h.store.lost_settlements,
+        ),
+        (
+            "claude_tower.quota.leased_checks",
+            "Requests admitted from a lease (an allowance taken from Redis ahead), with no round trip of their own.",
+            |h| h.store.leased_checks,
         ),
         (
             "claude_tower.quota.settled",
