@@ -15,6 +15,7 @@
 
 mod support;
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -79,6 +80,12 @@ fn limits() -> Limits {
             "carol",
             Policy::unlimited()
                 .with_quota(TokenQuota::new(20_000, claude_tower_quota::Period::Day).unwrap()),
+        )
+        .with_caller(
+            // The default burst (a minute's worth): busy replicas take
+            // leases from the headroom.
+            "fay",
+            Policy::unlimited().with_tokens(per_minute(TPM)),
         )
         .with_caller(
             "dave",
@@ -201,13 +208,13 @@ struct Ledger {
     refused: usize,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_replicas_64_streaming_clients_one_redis() {
-    let mut redis = RedisServer::start();
-    let sim = Sim::start(SimConfig::default()).await.unwrap();
-    let stacks = Arc::new(stacks(&redis.url(), &sim));
-
-    // --- 64 concurrent streaming clients of one caller, one compressed minute.
+/// 64 concurrent streaming clients of `caller`, spread over the replicas,
+/// for one compressed minute; `during` runs meanwhile.
+async fn saturate(
+    stacks: &Arc<Vec<(QuotaLayer, Stack)>>,
+    caller: &'static str,
+    during: impl Future<Output = ()>,
+) -> (Ledger, Instant) {
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let start = Instant::now();
     let deadline = start + MINUTE;
@@ -219,7 +226,7 @@ async fn three_replicas_64_streaming_clients_one_redis() {
             while Instant::now() < deadline {
                 n += CLIENTS;
                 let tokens = 2_000 + (n * 7_919) % 4_000;
-                let res = send(&stacks[n % 3].1, request("ada", tokens)).await;
+                let res = send(&stacks[n % 3].1, request(caller, tokens)).await;
                 let at = Instant::now();
                 match res.status() {
                     StatusCode::OK => {
@@ -236,17 +243,31 @@ async fn three_replicas_64_streaming_clients_one_redis() {
             }
         }));
     }
-    // Meanwhile another caller is unaffected.
-    for _ in 0..10 {
-        let res = send(&stacks[0].1, request("bob", 1_000)).await;
-        assert_eq!(res.status(), StatusCode::OK, "bob is isolated from ada");
-        finish_like_the_usage_layer(res).await;
-        tokio::time::sleep(MINUTE / 20).await;
-    }
+    during.await;
     for t in tasks {
         t.await.unwrap();
     }
     let ledger = std::mem::take(&mut *ledger.lock().unwrap());
+    (ledger, start)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_64_streaming_clients_one_redis() {
+    let mut redis = RedisServer::start();
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let stacks = Arc::new(stacks(&redis.url(), &sim));
+
+    // --- 64 concurrent streaming clients of one caller, one compressed
+    // minute; meanwhile another caller is unaffected.
+    let bob = async {
+        for _ in 0..10 {
+            let res = send(&stacks[0].1, request("bob", 1_000)).await;
+            assert_eq!(res.status(), StatusCode::OK, "bob is isolated from ada");
+            finish_like_the_usage_layer(res).await;
+            tokio::time::sleep(MINUTE / 20).await;
+        }
+    };
+    let (ledger, start) = saturate(&stacks, "ada", bob).await;
     let admitted: u64 = ledger.admitted.iter().map(|a| a.1).sum();
     let largest = ledger.admitted.iter().map(|a| a.1).max().unwrap();
     let last = ledger.admitted.iter().map(|a| a.0).max().unwrap();
@@ -345,4 +366,42 @@ async fn three_replicas_64_streaming_clients_one_redis() {
         }
     }
     assert_eq!(ok, 2, "one shared bucket again");
+}
+
+/// The same 64 clients against a caller with the default burst (a minute's
+/// worth): the busy replicas take leases from the headroom, and the limit
+/// holds as tightly as request by request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_taken_by_busy_replicas_keep_the_limit() {
+    let redis = RedisServer::start();
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let stacks = Arc::new(stacks(&redis.url(), &sim));
+    let (ledger, start) = saturate(&stacks, "fay", async {}).await;
+    let admitted: u64 = ledger.admitted.iter().map(|a| a.1).sum();
+    let largest = ledger.admitted.iter().map(|a| a.1).max().unwrap();
+    let last = ledger.admitted.iter().map(|a| a.0).max().unwrap();
+    let elapsed = last.duration_since(start).max(MINUTE);
+    // The full bucket (the burst) plus the rate over the run.
+    let allowed = TPM + (TPM as f64 * elapsed.as_secs_f64() / MINUTE.as_secs_f64()) as u64;
+    let leased: u64 = stacks
+        .iter()
+        .map(|(l, _)| l.health().store.leased_checks)
+        .sum();
+    eprintln!(
+        "fay: {} admitted ({admitted} tokens, largest {largest}), {} refused, {leased} from leases; \
+         allowed over {elapsed:?} = {allowed} tokens",
+        ledger.admitted.len(),
+        ledger.refused,
+    );
+    assert!(leased > 0, "no lease was taken");
+    assert!(
+        admitted <= allowed + largest,
+        "{admitted} > {allowed} + {largest}"
+    );
+    assert!(
+        admitted as f64 >= 0.95 * (2 * TPM) as f64,
+        "only {admitted} of {} used",
+        2 * TPM
+    );
+    assert!(ledger.refused > 0);
 }
