@@ -178,6 +178,10 @@ impl SseUsageReader {
                     }
                 },
                 Line::Start => {
+                    if let Some(len) = self.skippable_event(buf) {
+                        buf = &buf[len..];
+                        continue;
+                    }
                     if let Some(end) = memchr2(b'\n', b'\r', buf) {
                         // The whole line is in this chunk: read it in one go.
                         self.whole_line(&buf[..end]);
@@ -219,6 +223,58 @@ impl SseUsageReader {
                 }
             }
         }
+    }
+
+    /// The length of the event `buf` starts with, if the reader may skip it
+    /// whole: the current event has nothing yet (this is its first line or
+    /// the lines before held nothing it keeps), its first line names an
+    /// event whose data is not read (`content_block_delta`, `ping`, ...), it
+    /// ends in this chunk, its lines end in `\n` only, and none of them names
+    /// the event again. Reading it line by line would change nothing but
+    /// `content_seen`, so this does that and skips it: a few `memchr` calls
+    /// per event instead of a walk over every line (the dense stream's
+    /// events are mostly `content_block_delta`). Anything else returns
+    /// `None`, and the line-by-line reading below takes it.
+    fn skippable_event(&mut self, buf: &[u8]) -> Option<usize> {
+        if self.kind != Kind::Unnamed || self.has_data || self.oversized {
+            return None;
+        }
+        const CONTENT: &[u8] = b"event: content_block_delta\n";
+        let (kind, lines_at) = if buf.starts_with(CONTENT) {
+            // Most events of a stream: no search for the name's end.
+            (Kind::Content, CONTENT.len())
+        } else {
+            let name_at = b"event: ".len();
+            let name_len = memchr2(b'\n', b'\r', buf.strip_prefix(b"event: ")?)?;
+            let lines_at = name_at + name_len + 1;
+            if buf[lines_at - 1] != b'\n' {
+                return None;
+            }
+            (Kind::of(&buf[name_at..lines_at - 1]), lines_at)
+        };
+        if kind.wants_data() || kind == Kind::Stop {
+            return None;
+        }
+        // The event's other lines, up to the blank line that ends it.
+        let mut at = lines_at;
+        loop {
+            let line = buf.get(at..)?;
+            match line.first()? {
+                b'\n' => break,
+                b'\r' => return None,
+                _ if line.starts_with(b"event") => return None,
+                _ => {}
+            }
+            let end = memchr2(b'\n', b'\r', line)?;
+            if line[end] == b'\r' {
+                return None;
+            }
+            at += end + 1;
+        }
+        if kind == Kind::Content {
+            self.reading.content_seen = true;
+        }
+        Some(at + 1)
     }
 
     /// What the value of the field named in `name` becomes, set up for it.

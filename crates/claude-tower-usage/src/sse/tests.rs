@@ -258,3 +258,77 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2048))]
+
+    /// Streams of any SSE shape (names repeated or missing, comments,
+    /// other fields, `\n`, `\r\n` and `\r` line ends mixed) read the same
+    /// whole, where the reader may skip events in one go, and a byte at a
+    /// time, where it never can.
+    #[test]
+    fn any_framing_reads_the_same_whole_and_byte_by_byte(
+        events in proptest::collection::vec(
+            proptest::collection::vec((line(), line_end()), 0..5),
+            0..24,
+        ),
+        ends in proptest::collection::vec(line_end(), 24),
+    ) {
+        let mut stream = String::new();
+        for (i, lines) in events.iter().enumerate() {
+            for &(line, end) in lines {
+                stream.push_str(LINES[line]);
+                stream.push_str(["\n", "\r\n", "\r"][end]);
+            }
+            stream.push_str(["\n", "\r\n", "\r"][ends[i]]);
+        }
+        let bytes = stream.as_bytes();
+        let whole = counted(read_chunks([bytes]), bytes, bytes.len());
+        let byte_by_byte = counted(read_chunks(bytes.chunks(1)), bytes, 1);
+        prop_assert_eq!(whole, byte_by_byte);
+    }
+}
+
+/// A line of [`LINES`], the first ten (names and the data that goes with
+/// them) three times as often as the odd ones.
+fn line() -> impl Strategy<Value = usize> {
+    prop_oneof![3 => 0usize..10, 1 => 0..LINES.len()]
+}
+
+/// A line end: `\n` most often, as the API sends.
+fn line_end() -> impl Strategy<Value = usize> {
+    prop_oneof![4 => Just(0usize), 1 => Just(1), 1 => Just(2)]
+}
+
+/// Lines the framing proptest builds streams from.
+const LINES: &[&str] = &[
+    "event: message_start",
+    "data: {\"type\":\"message_start\",\"message\":{\"model\":\"claude-x\",\"usage\":{\"input_tokens\":12,\"output_tokens\":1}}}",
+    "event: message_delta",
+    "data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":30}}",
+    "event: content_block_delta",
+    "data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"hi\"}}",
+    "event: ping",
+    "data: {\"type\": \"ping\"}",
+    "event: message_stop",
+    "event: error",
+    "data: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"x\"}}",
+    "event:content_block_delta",
+    "data:{\"type\":\"message_delta\",\"usage\":{\"output_tokens\":7}}",
+    "data: not json",
+    ": a comment",
+    "id: 7",
+    "events: x",
+    "event",
+    "data",
+    "",
+];
+
+/// The record, and the counters, read from `bytes` in chunks of `chunk`.
+fn counted(seen: Seen, bytes: &[u8], chunk: usize) -> (Seen, u32, u32) {
+    let mut r = SseUsageReader::new();
+    for c in bytes.chunks(chunk.max(1)) {
+        r.feed(c);
+    }
+    (seen, r.malformed_events(), r.oversized_events())
+}
