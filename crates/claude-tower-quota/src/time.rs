@@ -202,8 +202,8 @@ impl Serialize for Timestamp {
 
 fn system_micros(t: SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
-        Err(e) => -i64::try_from(e.duration().as_micros()).unwrap_or(i64::MAX),
+        Ok(d) => duration_micros(d),
+        Err(e) => -duration_micros(e.duration()),
     }
 }
 
@@ -225,9 +225,13 @@ impl Clock {
 
     pub(crate) fn now_micros(&self) -> i64 {
         let elapsed = tokio::time::Instant::now().saturating_duration_since(self.base);
-        self.base_micros
-            .saturating_add(i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX))
+        self.base_micros.saturating_add(duration_micros(elapsed))
     }
+}
+
+/// `d` in whole microseconds, saturating at `i64::MAX`.
+pub(crate) fn duration_micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
 /// `micros` as a duration, zero when negative.

@@ -22,6 +22,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use super::{Admission, Reservation, Standing, Verdict};
+use crate::time::duration_micros;
 use crate::{Policy, QuotaKey};
 
 /// How long a lease lives.
@@ -106,7 +107,7 @@ impl Leases {
                 give_back: None,
             };
         };
-        let hot = now - l.seen < micros(HOT);
+        let hot = now - l.seen < duration_micros(HOT);
         l.seen = now;
         if let Some(admission) = l.spend(key, policy, cost, now) {
             drop(map);
@@ -116,7 +117,7 @@ impl Leases {
         // One lease asked at a time per key; none for a while after Redis
         // had no headroom to grant one.
         let give_back = l.end(key);
-        let ask = hot && (l.asked == 0 || now - l.asked >= micros(LEASE_TTL));
+        let ask = hot && (l.asked == 0 || now - l.asked >= duration_micros(LEASE_TTL));
         if ask {
             l.asked = now;
         }
@@ -183,7 +184,7 @@ impl Leases {
         l.requests += requests;
         l.granted += requests;
         l.tokens = l.tokens.saturating_add(tokens);
-        l.expires = now + micros(LEASE_TTL);
+        l.expires = now + duration_micros(LEASE_TTL);
         l.standing = Some(standing.clone());
         l.asked = 0;
         give_back
@@ -210,7 +211,7 @@ impl Leases {
             if l.id != 0 && now >= l.expires {
                 out.extend(l.end(key));
             }
-            l.id != 0 || now - l.seen < micros(HOT)
+            l.id != 0 || now - l.seen < duration_micros(HOT)
         });
         out
     }
@@ -335,10 +336,6 @@ impl Lease {
     }
 }
 
-fn micros(d: Duration) -> i64 {
-    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -417,11 +414,11 @@ mod tests {
         let _ = leases.take(&key, &p, 10, T0);
         let _ = leases.grant(&key, &p, 5, 50, 0, &standing(&key), T0);
         assert!(leases.sweep(T0 + 1_000).is_empty(), "still running");
-        let back = leases.sweep(T0 + micros(LEASE_TTL));
+        let back = leases.sweep(T0 + duration_micros(LEASE_TTL));
         assert_eq!(back.len(), 1);
         assert_eq!((back[0].tokens, back[0].requests), (-50, -5));
         assert!(!leases.is_empty(), "seen recently");
-        assert!(leases.sweep(T0 + micros(HOT)).is_empty());
+        assert!(leases.sweep(T0 + duration_micros(HOT)).is_empty());
         assert!(leases.is_empty());
     }
 

@@ -17,7 +17,7 @@ use super::{
     standing_of,
 };
 use crate::config::FailMode;
-use crate::time::Timestamp;
+use crate::time::{Timestamp, duration_micros};
 use crate::{InvalidQuotaConfig, Period, Policy, QuotaKey, Rate, TokenQuota};
 
 const CHECK_LUA: &str = include_str!("check.lua");
@@ -300,7 +300,7 @@ impl Inner {
                 .down_until
                 .compare_exchange(
                     until,
-                    now + micros(self.retry_interval),
+                    now + duration_micros(self.retry_interval),
                     Ordering::AcqRel,
                     Ordering::Acquire,
                 )
@@ -318,7 +318,7 @@ impl Inner {
         let now = self.local.now_micros();
         let _ = self.down_until.compare_exchange(
             0,
-            now + micros(self.retry_interval),
+            now + duration_micros(self.retry_interval),
             Ordering::AcqRel,
             Ordering::Acquire,
         );
@@ -861,10 +861,6 @@ impl fmt::Debug for RedisStore {
             .field("health", &self.health())
             .finish_non_exhaustive()
     }
-}
-
-fn micros(d: Duration) -> i64 {
-    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
 /// Why a Redis call failed.
