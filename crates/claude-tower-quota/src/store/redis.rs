@@ -475,7 +475,13 @@ impl Inner {
                         {
                             // The request went away while its check was on
                             // its way, and was charged: refund it.
-                            self.queue_settle(&r, delta(0, r.charged), 0);
+                            self.queue_settle(
+                                &r.key,
+                                &r.policy,
+                                r.period_start,
+                                delta(0, r.charged),
+                                0,
+                            );
                         }
                     }
                 }
@@ -563,15 +569,7 @@ impl Inner {
         if g.tokens == 0 && g.requests == 0 {
             return;
         }
-        let r = Reservation {
-            key: g.key,
-            policy: g.policy,
-            charged: 0,
-            period_start: g.period_start,
-            shared: true,
-            lease: 0,
-        };
-        self.queue_settle(&r, g.tokens, g.requests);
+        self.queue_settle(&g.key, &g.policy, g.period_start, g.tokens, g.requests);
     }
 
     /// Starts the task that ends expired leases, if it is not running.
@@ -601,19 +599,27 @@ impl Inner {
         });
     }
 
-    /// Adds a settlement (token and request deltas) to the next flush, and
-    /// schedules one if none is.
-    fn queue_settle(self: &Arc<Self>, r: &Reservation, tokens: i64, requests: i64) {
+    /// Adds a settlement (token and request deltas) of `key`, charged under
+    /// `policy` to the period starting at `period_start`, to the next flush,
+    /// and schedules one if none is.
+    fn queue_settle(
+        self: &Arc<Self>,
+        key: &QuotaKey,
+        policy: &Policy,
+        period_start: i64,
+        tokens: i64,
+        requests: i64,
+    ) {
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             self.lost.fetch_add(1, Ordering::Relaxed);
             return;
         };
-        let args = self.args_of(&r.policy);
+        let args = self.args_of(policy);
         let pending = Pending {
-            key: r.key.clone(),
+            key: key.clone(),
             token_interval: args.token_interval.clone(),
             request_interval: args.request_interval.clone(),
-            period_start: r.period_start,
+            period_start,
         };
         {
             let mut map = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
@@ -807,7 +813,13 @@ impl QuotaStore for RedisStore {
         if delta == 0 || (reservation.lease != 0 && self.inner.leases.absorb(reservation, delta)) {
             return;
         }
-        self.inner.queue_settle(reservation, delta, 0);
+        self.inner.queue_settle(
+            &reservation.key,
+            &reservation.policy,
+            reservation.period_start,
+            delta,
+            0,
+        );
     }
 
     fn standing(&self, key: &QuotaKey) -> StoreFuture<Option<Standing>> {
