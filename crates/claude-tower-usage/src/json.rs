@@ -1,11 +1,8 @@
 //! Reads `model`, `stop_reason` and `usage` from a non-streaming JSON body.
 
-use std::sync::LazyLock;
-
 use bytes::Bytes;
 use claude_tower_core::usage::TokenUsage;
 use claude_tower_toolpair::skim::{decode_string, first_string, top_level_members};
-use memchr::memmem::FinderRev;
 
 use crate::plain::Plain;
 
@@ -153,16 +150,14 @@ fn read_whole(bytes: &[u8]) -> Option<Reading> {
 /// `}` closes is the body itself. `stop_reason` and `stop_sequence` are then
 /// its siblings by adjacency.
 fn read_ends(b: &[u8]) -> Option<Reading> {
-    const USAGE: &[u8] = br#","usage":{"#;
-    static FINDER: LazyLock<FinderRev<'static>> = LazyLock::new(|| FinderRev::new(USAGE));
     let end = last_non_ws(b, b.len())?;
     let close = last_non_ws(b, end)?;
     if b[end] != b'}' || b[close] != b'}' || b.first() != Some(&b'{') {
         return None;
     }
-    let at = FINDER.rfind(&b[..close])?;
+    let at = last_usage_key(&b[..close])?;
     let mut usage = TokenUsage::default();
-    let mut object = Plain::new(b, at + USAGE.len() - 1);
+    let mut object = Plain::new(b, at + USAGE_KEY.len() - 1);
     object.object(0, |key, value| {
         let field = match key {
             b"input_tokens" => &mut usage.input,
@@ -193,20 +188,48 @@ fn read_ends(b: &[u8]) -> Option<Reading> {
     })
 }
 
+/// `,"usage":{` as the Messages API writes it before the last member.
+const USAGE_KEY: &[u8] = br#","usage":{"#;
+
+/// How far from the end [`last_usage_key`] looks: a `usage` object is a few
+/// hundred bytes; a body whose last one starts further back (or has none)
+/// goes the whole way, so a large body without one costs no reverse scan.
+const USAGE_WINDOW: usize = 4096;
+
+/// Where the last `,"usage":{` in the last [`USAGE_WINDOW`] bytes of `head`
+/// starts. Each occurrence ends in a `{`, so the `{`s are visited from the
+/// end (`memrchr`, vectorized) and the bytes before each compared: a
+/// `usage` object holds few braces, and the first match is the last one.
+fn last_usage_key(head: &[u8]) -> Option<usize> {
+    let window = head.len().saturating_sub(USAGE_WINDOW);
+    let mut end = head.len();
+    while let Some(brace) = memchr::memrchr(b'{', &head[window..end]) {
+        let brace = window + brace;
+        if head[..=brace].ends_with(USAGE_KEY) {
+            return Some(brace + 1 - USAGE_KEY.len());
+        }
+        end = brace;
+    }
+    None
+}
+
 /// A usage count as written: `null` is `Some(None)`; digits that fit a
-/// `u64` are the count; anything else (a string, a sign, a fraction) is
-/// `None`, and the whole-body read decides.
+/// `u64` are the count; anything else (a string, a sign, a fraction, a
+/// leading zero, a count past `u64`) is `None`, and the whole-body read
+/// decides.
 fn count(raw: &[u8]) -> Option<Option<u64>> {
     if raw == b"null" {
         return Some(None);
     }
-    if raw.is_empty() || raw.len() > 20 || !raw.iter().all(u8::is_ascii_digit) {
+    if raw.is_empty() || raw.len() > 1 && raw[0] == b'0' {
         return None;
     }
-    if raw.len() > 1 && raw[0] == b'0' {
-        return None;
-    }
-    std::str::from_utf8(raw).ok()?.parse().ok().map(Some)
+    raw.iter()
+        .try_fold(0u64, |n, &c| {
+            let digit = c.checked_sub(b'0').filter(|d| *d < 10)?;
+            n.checked_mul(10)?.checked_add(u64::from(digit))
+        })
+        .map(Some)
 }
 
 /// `"stop_reason":S,"stop_sequence":Q` right before `,"usage"` (the end of
@@ -374,6 +397,41 @@ mod tests {
                 proptest::prop_assert_eq!(&ends.model, &whole.model);
                 proptest::prop_assert_eq!(&ends.stop_reason, &whole.stop_reason);
             }
+        }
+    }
+
+    #[test]
+    fn the_last_usage_key_is_found_within_the_window() {
+        let key = |s: &str| last_usage_key(s.as_bytes());
+        assert_eq!(key(r#"{"a":{},"usage":{"b":{}"#), Some(7));
+        assert_eq!(key(r#"{"usage":{"x":1},"usage":{"y":{}"#), Some(16));
+        assert_eq!(key(r#"{"usage":{"#), None);
+        assert_eq!(key(r#",usage":{"#), None);
+        assert_eq!(key(r#","usage":{"#), Some(0));
+        let far = format!(r#"{{"x":1,"usage":{{"y":"{}""#, "z".repeat(USAGE_WINDOW));
+        assert_eq!(key(&far), None, "past the window: the whole read decides");
+    }
+
+    #[test]
+    fn counts_are_plain_digits_that_fit() {
+        assert_eq!(count(b"0"), Some(Some(0)));
+        assert_eq!(count(b"1234"), Some(Some(1234)));
+        assert_eq!(count(b"18446744073709551615"), Some(Some(u64::MAX)));
+        assert_eq!(count(b"null"), Some(None));
+        for bad in [
+            &b""[..],
+            b"18446744073709551616",
+            b"99999999999999999999",
+            b"01",
+            b"-1",
+            b"1.0",
+            b"1e3",
+            b"\"1\"",
+            b"nul",
+            b"1/",
+            b"1:",
+        ] {
+            assert_eq!(count(bad), None, "{}", String::from_utf8_lossy(bad));
         }
     }
 

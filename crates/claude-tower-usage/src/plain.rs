@@ -13,6 +13,45 @@ pub(crate) struct Plain<'a> {
     pub(crate) pos: usize,
 }
 
+/// The index of the first `"`, `\\` or control character (below 0x20) in
+/// `b` at or after `from`: where a plain string ends, or stops being plain.
+///
+/// Eight bytes at a time (SWAR): the strings here (keys, model names, stop
+/// reasons) are tens of bytes, too short for a vectorized search's set-up
+/// and long enough that a byte loop was most of a small message's read. In
+/// each word, a byte equal to one of the two characters is a zero byte of
+/// the word XORed with it, found by the classic `(x - 0x01..) & !x & 0x80..`;
+/// a byte below 0x20 by `(x - 0x20..) & !x & 0x80..`. Both may flag bytes
+/// above the first true match (a borrow), never below it, so the lowest
+/// flagged byte is exact.
+pub(crate) fn special(b: &[u8], from: usize) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    const QUOTE: u64 = ONES * b'"' as u64;
+    const BACKSLASH: u64 = ONES * b'\\' as u64;
+    const CONTROL: u64 = ONES * 0x20;
+    let mut at = from;
+    while let Some(word) = b.get(at..at + 8) {
+        let mut bytes = [0; 8];
+        bytes.copy_from_slice(word);
+        let x = u64::from_le_bytes(bytes);
+        let quote = x ^ QUOTE;
+        let backslash = x ^ BACKSLASH;
+        let found = (quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash)
+            | (x.wrapping_sub(CONTROL) & !x);
+        let found = found & HIGH;
+        if found != 0 {
+            return Some(at + (found.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    b.get(at..)?
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+        .map(|i| at + i)
+}
+
 impl<'a> Plain<'a> {
     pub(crate) fn new(b: &'a [u8], pos: usize) -> Self {
         Self { b, pos }
@@ -35,16 +74,11 @@ impl<'a> Plain<'a> {
         if self.b.get(self.pos) != Some(&b'"') {
             return None;
         }
-        // One pass that finds the end and refuses escapes: the strings here
-        // are a few bytes, shorter than a vectorized search's set-up.
         let start = self.pos + 1;
-        let mut end = start;
-        loop {
-            match *self.b.get(end)? {
-                b'"' => break,
-                b'\\' | 0..0x20 => return None,
-                _ => end += 1,
-            }
+        let end = special(self.b, start)?;
+        if self.b[end] != b'"' {
+            // An escape or a control character: not plain.
+            return None;
         }
         self.pos = end + 1;
         Some(&self.b[start..end])
@@ -162,6 +196,40 @@ mod tests {
                 "{}",
                 String::from_utf8_lossy(bad)
             );
+        }
+    }
+
+    #[test]
+    fn special_finds_the_first_quote_backslash_or_control_byte() {
+        let naive = |b: &[u8], from: usize| {
+            b[from..]
+                .iter()
+                .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+                .map(|i| from + i)
+        };
+        // Every byte value at every position of words and tails, behind
+        // bytes that are near misses (0x21, 0x5b, 0x5d, 0x80, 0xff, 0x1f+1).
+        for len in 0..20 {
+            for at in 0..len {
+                for c in 0..=255u8 {
+                    for filler in [b'a', 0x21, b'#', b'[', b']', 0x80, 0xff, 0xdc] {
+                        let mut b = vec![filler; len];
+                        b[at] = c;
+                        for from in 0..=len.min(3) {
+                            assert_eq!(special(&b, from), naive(&b, from), "{b:?} from {from}");
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(special(b"ab", 5), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn special_agrees_with_a_byte_loop(b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64), from in 0usize..8) {
+            let naive = b.get(from..).and_then(|rest| rest.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20)).map(|i| from + i);
+            proptest::prop_assert_eq!(special(&b, from), naive);
         }
     }
 
