@@ -12,7 +12,8 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::future::ResponseFuture;
-use crate::validate::validate_with_model;
+use crate::model_map::requested_model;
+use crate::validate::{may_hold_tool_blocks, validate_with_model};
 use crate::{Change, PairingError, repair_bytes, validate};
 
 /// What [`ToolPairing`] does with a request whose pairing is broken.
@@ -173,6 +174,11 @@ where
         };
         // Read once here, where the body is in memory, for a usage layer
         // further out (it cannot read a streaming request body).
+        if !may_hold_tool_blocks(&body) {
+            // No tool block: nothing to pair; only the model is read.
+            let model = requested_model(&body).map(|m| RequestedModel(Arc::from(m.as_ref())));
+            return ResponseFuture::called(self.inner.call(req), None, model);
+        }
         let (checked, model) = validate_with_model(&body);
         let model = model.map(|m| RequestedModel(Arc::from(m.as_ref())));
         let err = match checked {

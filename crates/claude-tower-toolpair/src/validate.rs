@@ -1,5 +1,8 @@
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
 
 use crate::scan::{self, Content, Conversation, Kind, Role, Unchecked};
 
@@ -292,6 +295,20 @@ pub fn validate(body: &[u8]) -> Result<Report, PairingError> {
     }
 }
 
+/// Whether `body` may hold a block the pairing check looks at: every such
+/// block's `type` (`tool_use`, `server_tool_use`, `mcp_tool_use`,
+/// `tool_result`, `*_tool_result`) contains `tool_`. In JSON a letter or an
+/// underscore of a decoded string is either that byte as written or a
+/// `\u` escape (the other escapes stand for punctuation and controls), so a
+/// body with neither `tool_` nor `\u` in its bytes has no tool block, and
+/// its pairing cannot be broken: most requests (a conversation before any
+/// tool is called) are answered by two vectorized searches, not a parse.
+pub(crate) fn may_hold_tool_blocks(body: &[u8]) -> bool {
+    static TOOL: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"tool_"));
+    static ESCAPE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(br"\u"));
+    TOOL.find(body).is_some() || ESCAPE.find(body).is_some()
+}
+
 /// [`validate`], and the body's top-level `model` (the first, decoded), read
 /// in the same pass.
 pub(crate) fn validate_with_model(
@@ -429,4 +446,103 @@ fn missing_results(conv: &Conversation<'_>, i: usize) -> Vec<ToolUseRef> {
             id: b.id.to_string(),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tool_free_tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::model_map::requested_model;
+
+    /// Content blocks, tool blocks written plainly and through escapes
+    /// among them, and strings that look like them.
+    const BLOCKS: &[&str] = &[
+        r#"{"type":"text","text":"a"}"#,
+        r#"{"type":"tool_use","id":"t1","name":"n","input":{}}"#,
+        r#"{"type":"tool_result","tool_use_id":"t1","content":"r"}"#,
+        r#"{"type":"\u0074ool_use","id":"t1","name":"n","input":{}}"#,
+        r#"{"type":"\u0074ool_result","\u0074ool_use_id":"t1"}"#,
+        r#"{"type":"web_search_\u0074ool_result","\u0074ool_use_id":"s1","content":[]}"#,
+        r#"{"type":"server_\u0074ool_use","id":"s1","name":"web_search","input":{}}"#,
+        r#"{"type":"image","source":{"type":"base64","data":"\\u"}}"#,
+        r#"{"type":"text","text":"tool\n_use \" tool\\_result"}"#,
+    ];
+
+    /// Top-level `model` members, good and bad.
+    const MODELS: &[&str] = &[
+        r#""model":"m-1""#,
+        r#""model":"\u006d""#,
+        r#""model":7"#,
+        r#""model":null"#,
+    ];
+
+    /// Messages bodies of random conversations, some cut short.
+    fn body() -> impl Strategy<Value = String> {
+        let message = (
+            any::<bool>(),
+            proptest::collection::vec(0..BLOCKS.len(), 0..4),
+        )
+            .prop_map(|(user, blocks)| {
+                let role = if user { "user" } else { "assistant" };
+                let blocks: Vec<&str> = blocks.into_iter().map(|i| BLOCKS[i]).collect();
+                format!(r#"{{"role":"{role}","content":[{}]}}"#, blocks.join(","))
+            });
+        (
+            proptest::option::of(0..MODELS.len()),
+            proptest::collection::vec(message, 0..5),
+            proptest::option::of(0..MODELS.len()),
+            proptest::option::of(any::<proptest::sample::Index>()),
+        )
+            .prop_map(|(first, messages, last, cut)| {
+                let mut members: Vec<String> = Vec::new();
+                members.extend(first.map(|i| MODELS[i].to_owned()));
+                members.push(format!(r#""messages":[{}]"#, messages.join(",")));
+                members.extend(last.map(|i| MODELS[i].to_owned()));
+                let mut body = format!("{{{}}}", members.join(","));
+                if let Some(cut) = cut {
+                    let mut at = cut.index(body.len() + 1);
+                    while !body.is_char_boundary(at) {
+                        at -= 1;
+                    }
+                    body.truncate(at);
+                }
+                body
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+        /// The layer's shortcut: a body it lets pass without the check
+        /// passes the check, and the model read alone is the model the
+        /// check reads.
+        #[test]
+        fn a_body_without_tool_blocks_passes_and_reads_the_same_model(body in body()) {
+            let bytes = body.as_bytes();
+            let (checked, model) = validate_with_model(bytes);
+            if !may_hold_tool_blocks(bytes) {
+                prop_assert!(checked.is_ok(), "{} -> {:?}", body, checked);
+                prop_assert_eq!(requested_model(bytes), model);
+            }
+        }
+    }
+
+    #[test]
+    fn tool_blocks_written_any_way_are_noticed() {
+        for body in [
+            r#"{"messages":[{"role":"assistant","content":[{"type":"tool_use","id":"a","name":"n","input":{}}]}]}"#,
+            r#"{"messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"a"}]}]}"#,
+            r#"{"messages":[{"role":"user","content":[{"type":"\u0074ool_result","\u0074ool_use_id":"a"}]}]}"#,
+            r#"{"messages":[{"role":"user","content":[{"type":"mcp_tool_result","tool_use_id":"a"}]}]}"#,
+        ] {
+            assert!(may_hold_tool_blocks(body.as_bytes()), "{body}");
+        }
+        let plain = r#"{"model":"claude-sonnet-4-5","max_tokens":256,"messages":[{"role":"user","content":"What is the capital of France?"}]}"#;
+        assert!(!may_hold_tool_blocks(plain.as_bytes()));
+        let broken = r#"{"messages":[{"role":"assistant","content":[{"type":"tool_use","id":"a","name":"n","input":{}}]}]}"#;
+        assert!(
+            validate(broken.as_bytes()).is_err(),
+            "the slow way still judges"
+        );
+    }
 }

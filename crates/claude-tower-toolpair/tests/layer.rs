@@ -116,6 +116,22 @@ async fn responses_name_the_requested_model_for_a_usage_layer_further_out() {
     );
     let (parts, _, _) = send(ToolPairingMode::Reject, post("http://gw/v1/files", VALID)).await;
     assert!(parts.extensions.get::<RequestedModel>().is_none());
+    // A conversation without tool blocks takes the short way: still named.
+    let plain = r#"{"messages":[{"role":"user","content":"hi"}],"model":"plain-m"}"#;
+    assert!(!plain.contains("tool_") && !plain.contains("\\u"));
+    let (parts, _, seen) = send(
+        ToolPairingMode::Reject,
+        post("http://gw/v1/messages", plain),
+    )
+    .await;
+    assert_eq!(
+        parts
+            .extensions
+            .get::<RequestedModel>()
+            .map(RequestedModel::as_str),
+        Some("plain-m")
+    );
+    assert_eq!(seen.len(), 1, "sent on");
 }
 
 #[tokio::test]
