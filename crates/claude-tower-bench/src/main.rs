@@ -548,7 +548,9 @@ async fn harness(args: Args) -> Result<(), client::BoxError> {
         upstream_tls::print(&run, &args);
     }
 
-    print_targets(&results, memory.as_ref(), &fault_runs);
+    if !results.is_empty() || memory.is_some() || !fault_runs.is_empty() {
+        print_targets(&results, memory.as_ref(), &fault_runs);
+    }
     println!(
         "Whole run: {:.0} s; machine afterwards: {}",
         began.elapsed().as_secs_f64(),

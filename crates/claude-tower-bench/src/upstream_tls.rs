@@ -255,9 +255,9 @@ pub(crate) struct TlsRun {
     per_round: Vec<Vec<f64>>,
     small: Vec<Paced>,
     stream: Vec<Paced>,
-    /// Upstream connections opened in the closed loop, the small open loop
-    /// and the streaming open loop.
-    opened: Vec<[Opened; 3]>,
+    /// Upstream connections opened by the check's first request, the closed
+    /// loop, the small open loop and the streaming open loop.
+    opened: Vec<[Opened; 4]>,
     /// Per gateway target (`None` for the passthrough): the first and the
     /// second request through each fresh gateway, and what it opened.
     fresh: Vec<Option<Fresh>>,
@@ -284,7 +284,7 @@ pub(crate) async fn run(bins: &Binaries, sim: SocketAddr, args: &Args) -> Result
     let sim_h2 = procs::simulator_tls(bins, &cert, &key, "h2")?;
     let url = |s: &Server| format!("https://localhost:{}", s.addr().port());
     let (url_h1, url_h2) = (url(&sim_h1), url(&sim_h2));
-    let mut targets = vec![
+    let targets = vec![
         Target {
             name: "(b) passthrough, http upstream",
             upstream: Upstream::Plain(sim),
@@ -316,7 +316,7 @@ pub(crate) async fn run(bins: &Binaries, sim: SocketAddr, args: &Args) -> Result
         pki.dir.display()
     );
     println!();
-    check(&targets, &pki).await?;
+    let first_opened = check(&targets, &pki).await?;
 
     let n = targets.len();
     let small: Vec<_> = targets
@@ -333,7 +333,17 @@ pub(crate) async fn run(bins: &Binaries, sim: SocketAddr, args: &Args) -> Result
         per_round: vec![Vec::new(); n],
         small: (0..n).map(|_| Paced::empty()).collect(),
         stream: (0..n).map(|_| Paced::empty()).collect(),
-        opened: vec![[Opened::default(); 3]; n],
+        opened: first_opened
+            .into_iter()
+            .map(|first| {
+                [
+                    first,
+                    Opened::default(),
+                    Opened::default(),
+                    Opened::default(),
+                ]
+            })
+            .collect(),
         fresh: targets
             .iter()
             .map(|t| t.gateway_upstream.as_ref().map(|_| Fresh::default()))
@@ -352,7 +362,7 @@ pub(crate) async fn run(bins: &Binaries, sim: SocketAddr, args: &Args) -> Result
             )
             .await;
             let after = up.counts(&pki).await?;
-            out.opened[t][0].add(up.opened(before, after));
+            out.opened[t][1].add(up.opened(before, after));
             out.per_round[t].push(s.per_second());
             out.saturation[t].merge(s);
         }
@@ -368,7 +378,7 @@ pub(crate) async fn run(bins: &Binaries, sim: SocketAddr, args: &Args) -> Result
             )
             .await?;
             let after = up.counts(&pki).await?;
-            out.opened[t][1].add(up.opened(before, after));
+            out.opened[t][2].add(up.opened(before, after));
             out.small[t].merge(&p);
         }
         for &t in &order {
@@ -383,7 +393,7 @@ pub(crate) async fn run(bins: &Binaries, sim: SocketAddr, args: &Args) -> Result
             )
             .await?;
             let after = up.counts(&pki).await?;
-            out.opened[t][2].add(up.opened(before, after));
+            out.opened[t][3].add(up.opened(before, after));
             out.stream[t].merge(&p);
         }
         for &t in &order {
@@ -391,7 +401,7 @@ pub(crate) async fn run(bins: &Binaries, sim: SocketAddr, args: &Args) -> Result
                 continue;
             };
             for _ in 0..args.tls_fresh_gateways {
-                let sample = first_requests(bins, &mut targets[t], &base, &ca, &pki).await?;
+                let sample = first_requests(bins, &targets[t], &base, &ca, &pki).await?;
                 if let Some(fresh) = out.fresh[t].as_mut() {
                     fresh.first.push(sample.0);
                     fresh.second.push(sample.1);
@@ -405,7 +415,9 @@ pub(crate) async fn run(bins: &Binaries, sim: SocketAddr, args: &Args) -> Result
 
 /// One request through every target must succeed, and each TLS simulator
 /// must have negotiated the protocol it offers, before anything is timed.
-async fn check(targets: &[Target], pki: &Pki) -> Result<(), BoxError> {
+/// Returns what each target opened upstream for that first request.
+async fn check(targets: &[Target], pki: &Pki) -> Result<Vec<Opened>, BoxError> {
+    let mut out = Vec::with_capacity(targets.len());
     for t in targets {
         let before = t.upstream.counts(pki).await?;
         let spec = RequestSpec::new(t.server.addr(), Workload::Small);
@@ -439,32 +451,33 @@ async fn check(targets: &[Target], pki: &Pki) -> Result<(), BoxError> {
             )
             .into());
         }
+        out.push(opened);
     }
-    Ok(())
+    Ok(out)
 }
 
-/// Restarts `target`'s gateway (a fresh process: no pooled upstream
-/// connection) and times its first and second request on one client
-/// connection; also what it opened upstream for them.
+/// Starts a gateway like `target`'s (a fresh process: no pooled upstream
+/// connection, nothing warmed up) next to it, and times its first and second
+/// request on one client connection; also what it opened upstream for them.
+/// The fresh gateway is stopped afterwards; the target's own one stays.
 async fn first_requests(
     bins: &Binaries,
-    target: &mut Target,
+    target: &Target,
     base: &str,
     ca: &Path,
     pki: &Pki,
 ) -> Result<(Duration, Duration, Opened), BoxError> {
     let before = target.upstream.counts(pki).await?;
-    let server = match target.upstream {
+    let fresh = match target.upstream {
         Upstream::Plain(sim) => procs::gateway(bins, sim, false)?,
         Upstream::Tls(_) => procs::gateway_tls_upstream(bins, base, ca)?,
     };
-    // The fresh gateway replaces the target's (the old one is killed).
-    target.server = server;
-    let spec = RequestSpec::new(target.server.addr(), Workload::Small);
-    let mut conn = Connection::new(target.server.addr());
+    let spec = RequestSpec::new(fresh.addr(), Workload::Small);
+    let mut conn = Connection::new(fresh.addr());
     let first = timed(&mut conn, &spec, target.name).await?;
     let second = timed(&mut conn, &spec, target.name).await?;
     let after = target.upstream.counts(pki).await?;
+    drop(fresh);
     Ok((first, second, target.upstream.opened(before, after)))
 }
 
@@ -488,26 +501,44 @@ pub(crate) fn print(r: &TlsRun, args: &Args) {
     println!("## Workload: tls (upstream HTTP/1.1 vs HTTP/2 over TLS)");
     println!();
     println!(
-        "Small requests at saturation (closed loop, {} connections, {} x {:?}); \
-         upstream connections opened during the segments:",
+        "Upstream connections each target opened (completed TLS handshakes by protocol, \
+         or accepted plain connections), in the order the run went; pooled connections \
+         carry over from one segment and round to the next:"
+    );
+    println!();
+    let mut t = Table::new(&[
+        "target",
+        "first request",
+        "small, closed loop",
+        "small, open loop",
+        "stream, open loop",
+        "whole run",
+    ]);
+    for (i, opened) in r.opened.iter().enumerate() {
+        let mut total = Opened::default();
+        for o in opened {
+            total.add(*o);
+        }
+        let mut row = vec![r.names[i].to_owned()];
+        row.extend(opened.iter().map(|o| o.describe()));
+        row.push(total.describe());
+        t.row(row);
+    }
+    t.print();
+
+    println!(
+        "Small requests at saturation (closed loop, {} connections, {} x {:?}):",
         args.connections, args.rounds, args.closed_measure
     );
     println!();
     let c = 1;
-    let mut t = Table::new(&[
-        "target",
-        "req/s",
-        "errors",
-        "vs (c), median of rounds",
-        "upstream connections opened",
-    ]);
+    let mut t = Table::new(&["target", "req/s", "errors", "vs (c), median of rounds"]);
     for (i, s) in r.saturation.iter().enumerate() {
         t.row(vec![
             r.names[i].to_owned(),
             format!("{:.0}", s.per_second()),
             s.errors.to_string(),
             format!("{:.2}", median_ratio(&r.per_round[i], &r.per_round[c])),
-            r.opened[i][0].describe(),
         ]);
     }
     t.print();
@@ -518,15 +549,7 @@ pub(crate) fn print(r: &TlsRun, args: &Args) {
         args.rate_small, args.open_connections, args.rounds, args.open_measure
     );
     println!();
-    let mut t = Table::new(&[
-        "target",
-        "p50",
-        "p99",
-        "p99.9",
-        "max",
-        "errors",
-        "upstream connections opened",
-    ]);
+    let mut t = Table::new(&["target", "p50", "p99", "p99.9", "max", "errors"]);
     for (i, p) in r.small.iter().enumerate() {
         t.row(vec![
             r.names[i].to_owned(),
@@ -535,7 +558,6 @@ pub(crate) fn print(r: &TlsRun, args: &Args) {
             micros(quantile(&p.latency, 0.999)),
             micros(p.latency.max()),
             p.errors.to_string(),
-            r.opened[i][1].describe(),
         ]);
     }
     t.print();
@@ -556,7 +578,6 @@ pub(crate) fn print(r: &TlsRun, args: &Args) {
         "total p50",
         "total p99",
         "errors",
-        "upstream connections opened",
     ]);
     for (i, p) in r.stream.iter().enumerate() {
         t.row(vec![
@@ -566,7 +587,6 @@ pub(crate) fn print(r: &TlsRun, args: &Args) {
             micros(quantile(&p.latency, 0.5)),
             micros(quantile(&p.latency, 0.99)),
             p.errors.to_string(),
-            r.opened[i][2].describe(),
         ]);
     }
     t.print();
