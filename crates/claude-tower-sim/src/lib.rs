@@ -1,8 +1,8 @@
 //! A simulator of Anthropic direct and Azure AI Foundry, with fault injection,
 //! for tests, benches and demos.
 //!
-//! One HTTP/1 server speaks both routes' faces on one port (over TLS, HTTP/1.1
-//! or HTTP/2 as ALPN settles; see [TLS](#tls)):
+//! One server speaks both routes' faces on one port, over HTTP/1.1 (with TLS,
+//! HTTP/1.1 or HTTP/2 as ALPN settles; see [TLS](#tls)):
 //!
 //! | path | face |
 //! |---|---|
@@ -217,10 +217,11 @@ impl Sim {
     pub async fn start(config: SimConfig) -> io::Result<Sim> {
         let script = FaultScript::parse(config.faults.as_deref().unwrap_or(""))
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        let tls = match config.tls_settings() {
-            Some(settings) => Some(TlsAcceptor::from(Arc::new(settings.server_config()?))),
-            None => None,
-        };
+        let tls = config
+            .tls_settings()
+            .map(|settings| settings.server_config())
+            .transpose()?
+            .map(|server| TlsAcceptor::from(Arc::new(server)));
         let listener = TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared::new(&config, &script));
