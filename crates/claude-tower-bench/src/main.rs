@@ -2,9 +2,10 @@
 //!
 //! ```text
 //! cargo run --release -p claude-tower-bench --bin load -- [--quick]
-//!     [--workloads small,large,stream,memory,faults] [--rounds N]
+//!     [--workloads small,large,stream,memory,faults,tls] [--rounds N]
 //!     [--connections N] [--rate-small R] [--rate-large R] [--rate-stream R]
 //!     [--no-build] [--gateway-nodelay] [--gateways default,plain,wave2,redis,quota]
+//!     [--fresh-gateways N]
 //! ```
 //!
 //! It builds and starts the server processes — the simulator with no
@@ -26,7 +27,14 @@
 //!   connections) and latency at a fixed offered rate (open loop on a
 //!   timetable, corrected for coordinated omission; see [`client`]), into
 //!   HDR histograms;
-//! - then the memory check ([`memory`]) and the fault runs ([`faults`]).
+//! - then the memory check ([`memory`]) and the fault runs ([`faults`]);
+//! - and, only when asked for (`--workloads tls`, not in the default set),
+//!   upstream HTTP/1.1 against HTTP/2 over TLS ([`upstream_tls`]): two TLS
+//!   simulators, one offering only `http/1.1` and one only `h2`, each behind
+//!   a default gateway, next to the plain-HTTP gateway and the passthrough;
+//!   small requests at saturation and at `--rate-small`, streams at
+//!   `--rate-stream`, the first request through `--fresh-gateways` freshly
+//!   started gateways per round, and the upstream connections each opened.
 //!
 //! `--gateway-nodelay` swaps (c) for a diagnostic: the gateway's own router
 //! served by this binary with `TCP_NODELAY` on accepted sockets ([`nodelay`]).
@@ -60,6 +68,7 @@ mod nodelay;
 mod passthrough;
 mod procs;
 mod report;
+mod upstream_tls;
 mod variants;
 mod workload;
 
@@ -72,9 +81,10 @@ use report::{Table, delta, micros, quantile, spread, verdict};
 use variants::Variant;
 use workload::Workload;
 
-const USAGE: &str = "usage: load [--quick] [--workloads small,large,stream,memory,faults] \
+const USAGE: &str = "usage: load [--quick] [--workloads small,large,stream,memory,faults,tls] \
 [--rounds N] [--connections N] [--rate-small R] [--rate-large R] [--rate-stream R] [--no-build]
-       [--gateway-nodelay] [--gateways default,plain,wave2,redis,quota]
+       [--gateway-nodelay] [--gateways default,plain,wave2,redis,quota] [--fresh-gateways N]
+       (tls: upstream HTTP/1.1 vs HTTP/2 over TLS; only when named in --workloads)
        load passthrough --listen ADDR --upstream ADDR
        load gateway-nodelay   (configured by the gateway's environment variables)
        load print-body small|large|stream";
@@ -86,6 +96,10 @@ struct Args {
     workloads: Vec<Workload>,
     memory: bool,
     faults: bool,
+    /// The `tls` workload ([`upstream_tls`]).
+    tls: bool,
+    /// Fresh gateways per target and round for its first-request timing.
+    tls_fresh_gateways: usize,
     rounds: usize,
     connections: usize,
     open_connections: usize,
@@ -112,6 +126,8 @@ impl Args {
             workloads: Workload::ALL.to_vec(),
             memory: true,
             faults: true,
+            tls: false,
+            tls_fresh_gateways: 5,
             rounds: 3,
             connections: 32,
             open_connections: 32,
@@ -142,6 +158,7 @@ impl Args {
             open_measure: Duration::from_millis(800),
             memory_stream_bytes: 2 << 20,
             fault_duration: Duration::from_millis(1500),
+            tls_fresh_gateways: 2,
             ..self
         }
     }
@@ -164,10 +181,12 @@ impl Args {
                     out.workloads.clear();
                     out.memory = false;
                     out.faults = false;
+                    out.tls = false;
                     for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                         match name {
                             "memory" => out.memory = true,
                             "faults" => out.faults = true,
+                            "tls" => out.tls = true,
                             _ => out.workloads.push(
                                 Workload::parse(name)
                                     .ok_or_else(|| format!("unknown workload `{name}`"))?,
@@ -189,6 +208,9 @@ impl Args {
                         // The targets are judged on the default gateway.
                         out.gateways.insert(0, Variant::Default);
                     }
+                }
+                "--fresh-gateways" => {
+                    out.tls_fresh_gateways = number(&flag, &value()?)?.max(1.0) as usize;
                 }
                 "--rounds" => out.rounds = number(&flag, &value()?)?.max(1.0) as usize,
                 "--connections" => out.connections = number(&flag, &value()?)?.max(1.0) as usize,
@@ -385,7 +407,13 @@ async fn harness(args: Args) -> Result<(), client::BoxError> {
 
     let sim = procs::simulator(&bins)?;
     let proxy = procs::passthrough(&bins, sim.addr())?;
-    let mut variants = args.gateways.clone();
+    // No gateway configurations to start when only memory, faults or tls
+    // were asked for (those start their own gateways).
+    let mut variants = if args.workloads.is_empty() {
+        Vec::new()
+    } else {
+        args.gateways.clone()
+    };
     let redis = if variants.contains(&Variant::Redis) {
         if !variants::redis_server_found() {
             return Err("the `redis` configuration needs redis-server on PATH \
@@ -403,7 +431,7 @@ async fn harness(args: Args) -> Result<(), client::BoxError> {
         println!();
         variants = vec![Variant::Default];
         gateways.push(procs::gateway_nodelay(&bins, sim.addr())?);
-    } else {
+    } else if !variants.is_empty() {
         for &variant in &variants {
             gateways.push(procs::gateway_variant(
                 &bins,
@@ -515,7 +543,14 @@ async fn harness(args: Args) -> Result<(), client::BoxError> {
         print_faults(&fault_runs, &args);
     }
 
-    print_targets(&results, memory.as_ref(), &fault_runs);
+    if args.tls {
+        let run = upstream_tls::run(&bins, sim.addr(), &args).await?;
+        upstream_tls::print(&run, &args);
+    }
+
+    if !results.is_empty() || memory.is_some() || !fault_runs.is_empty() {
+        print_targets(&results, memory.as_ref(), &fault_runs);
+    }
     println!(
         "Whole run: {:.0} s; machine afterwards: {}",
         began.elapsed().as_secs_f64(),
@@ -884,5 +919,19 @@ mod tests {
             "the default gateway always runs, first; repeats are dropped"
         );
         assert!(parse(&["--gateways", "fast"]).is_err());
+    }
+
+    #[test]
+    fn tls_runs_only_when_named() {
+        assert!(!parse(&[]).expect("defaults").tls);
+        let tls = parse(&["--workloads", "tls", "--fresh-gateways", "3"]).expect("parses");
+        assert!(tls.tls && tls.workloads.is_empty() && !tls.memory && !tls.faults);
+        assert_eq!(tls.tls_fresh_gateways, 3);
+        assert_eq!(
+            parse(&["--quick", "--workloads", "tls"])
+                .expect("parses")
+                .tls_fresh_gateways,
+            2
+        );
     }
 }

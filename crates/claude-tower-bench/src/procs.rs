@@ -155,10 +155,31 @@ pub(crate) fn simulator(bins: &Binaries) -> io::Result<Server> {
 pub(crate) fn gateway(bins: &Binaries, sim: SocketAddr, foundry: bool) -> io::Result<Server> {
     gateway_command(
         Command::new(&bins.gateway),
-        sim,
+        &format!("http://{sim}"),
         foundry,
         Variant::Default,
         None,
+        None,
+    )
+}
+
+/// The default gateway, Anthropic direct only, in front of a TLS simulator
+/// at `upstream` (`https://localhost:PORT`), trusting the CA certificates in
+/// `ca_file` and no others: `SSL_CERT_FILE` is read by rustls-native-certs,
+/// which the transport's rustls-platform-verifier loads its roots from on
+/// Linux (and, when it is set, in place of the system's).
+pub(crate) fn gateway_tls_upstream(
+    bins: &Binaries,
+    upstream: &str,
+    ca_file: &Path,
+) -> io::Result<Server> {
+    gateway_command(
+        Command::new(&bins.gateway),
+        upstream,
+        false,
+        Variant::Default,
+        None,
+        Some(ca_file),
     )
 }
 
@@ -170,40 +191,83 @@ pub(crate) fn gateway_variant(
     variant: Variant,
     redis: Option<&str>,
 ) -> io::Result<Server> {
-    gateway_command(Command::new(&bins.gateway), sim, true, variant, redis)
+    gateway_command(
+        Command::new(&bins.gateway),
+        &format!("http://{sim}"),
+        true,
+        variant,
+        redis,
+        None,
+    )
 }
 
 /// [`gateway`], but the diagnostic `load gateway-nodelay` (see `nodelay.rs`).
 pub(crate) fn gateway_nodelay(bins: &Binaries, sim: SocketAddr) -> io::Result<Server> {
     let mut cmd = Command::new(&bins.this);
     cmd.arg("gateway-nodelay");
-    gateway_command(cmd, sim, true, Variant::Default, None)
+    gateway_command(
+        cmd,
+        &format!("http://{sim}"),
+        true,
+        Variant::Default,
+        None,
+        None,
+    )
 }
 
-/// Runs `cmd` as a gateway on a free port in front of the simulator: a
-/// cleared environment, the routes' variables, then `variant`'s.
+/// Runs `cmd` as a gateway on a free port in front of the simulator at
+/// `upstream` (a base URL): a cleared environment, the routes' variables,
+/// `SSL_CERT_FILE` when `ca_file` is given, then `variant`'s.
 fn gateway_command(
     mut cmd: Command,
-    sim: SocketAddr,
+    upstream: &str,
     foundry: bool,
     variant: Variant,
     redis: Option<&str>,
+    ca_file: Option<&Path>,
 ) -> io::Result<Server> {
     let addr = free_addr()?;
     cmd.env_clear()
         .env("RUST_LOG", "warn")
         .env("CLAUDE_TOWER_LISTEN", addr.to_string())
         .env("ANTHROPIC_API_KEY", "sim-anthropic-key")
-        .env("ANTHROPIC_BASE_URL", format!("http://{sim}"));
+        .env("ANTHROPIC_BASE_URL", upstream);
     if foundry {
         cmd.env(
             "ANTHROPIC_FOUNDRY_BASE_URL",
-            format!("http://{sim}/anthropic"),
+            format!("{upstream}/anthropic"),
         )
         .env("ANTHROPIC_FOUNDRY_API_KEY", "sim-foundry-key");
     }
+    if let Some(ca_file) = ca_file {
+        cmd.env("SSL_CERT_FILE", ca_file);
+    }
     variant.configure(&mut cmd, redis);
     Server::spawn("gateway", cmd, addr)
+}
+
+/// Starts the simulator binary serving HTTPS with `cert` and `key` (PEM
+/// files), offering only the ALPN protocol `alpn` (`h2` or `http/1.1`).
+pub(crate) fn simulator_tls(
+    bins: &Binaries,
+    cert: &Path,
+    key: &Path,
+    alpn: &str,
+) -> io::Result<Server> {
+    let addr = free_addr()?;
+    let mut cmd = Command::new(&bins.sim);
+    cmd.env_clear()
+        .args(["--listen", &addr.to_string()])
+        .args(["--log-capacity", "50000"])
+        .arg("--tls-cert")
+        .arg(cert)
+        .arg("--tls-key")
+        .arg(key)
+        .args(["--alpn", alpn]);
+    // NOTE: the readiness probe is a bare TCP connect, which the simulator
+    // counts as a failed handshake; upstream connections are counted from
+    // completed handshakes only.
+    Server::spawn("TLS simulator", cmd, addr)
 }
 
 /// Starts this binary as the passthrough proxy in front of `upstream`.

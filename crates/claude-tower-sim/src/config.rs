@@ -2,10 +2,12 @@
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 
 use claude_tower_core::DEFAULT_REQUEST_BODY_LIMIT;
 
 use crate::log::DEFAULT_LOG_CAPACITY;
+use crate::tls::{Alpn, PemSource, TlsSettings};
 
 /// Settings for [`Sim::start`](crate::Sim::start), built with consuming `with`-style methods.
 ///
@@ -34,6 +36,8 @@ pub struct SimConfig {
     pub(crate) log_capacity: usize,
     pub(crate) body_limit: usize,
     pub(crate) title_case_headers: bool,
+    pub(crate) tls: Option<(PemSource, PemSource)>,
+    pub(crate) alpn: Vec<Alpn>,
 }
 
 impl Default for SimConfig {
@@ -47,6 +51,8 @@ impl Default for SimConfig {
             log_capacity: DEFAULT_LOG_CAPACITY,
             body_limit: DEFAULT_REQUEST_BODY_LIMIT,
             title_case_headers: false,
+            tls: None,
+            alpn: Alpn::DEFAULT.to_vec(),
         }
     }
 }
@@ -116,6 +122,55 @@ impl SimConfig {
         self.title_case_headers = enabled;
         self
     }
+
+    /// Serve HTTPS with this PEM certificate chain (leaf first) and PEM
+    /// private key, read from files when the simulator starts. Every
+    /// connection must then complete a TLS handshake; the protocol is the
+    /// one ALPN settles on (see [`SimConfig::alpn`]).
+    /// [`Sim::start`](crate::Sim::start) fails with `InvalidInput`, naming
+    /// the file, if either cannot be read or used.
+    ///
+    /// ```no_run
+    /// use claude_tower_sim::{Sim, SimConfig};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let sim = Sim::start(SimConfig::default().tls_pem_files("cert.pem", "key.pem")).await?;
+    /// assert!(sim.anthropic_base_url().starts_with("https://"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn tls_pem_files(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.tls = Some((PemSource::File(cert.into()), PemSource::File(key.into())));
+        self
+    }
+
+    /// [`SimConfig::tls_pem_files`] with the PEM documents in memory (for
+    /// tests that generate a certificate).
+    pub fn tls_pem(mut self, cert: impl Into<Vec<u8>>, key: impl Into<Vec<u8>>) -> Self {
+        self.tls = Some((PemSource::Bytes(cert.into()), PemSource::Bytes(key.into())));
+        self
+    }
+
+    /// The protocols offered in the TLS handshake, in order of preference
+    /// (default `h2`, `http/1.1`: the client's first match wins). Offer only
+    /// one to force HTTP/1.1 or HTTP/2 whatever the client offers; a client
+    /// that offers only the other one fails the handshake. An empty list
+    /// offers no ALPN, and connections are served as HTTP/1.1. Ignored
+    /// without TLS: plain connections are always HTTP/1.1.
+    pub fn alpn(mut self, protocols: impl IntoIterator<Item = Alpn>) -> Self {
+        self.alpn = protocols.into_iter().collect();
+        self
+    }
+
+    /// The TLS settings, when TLS is on.
+    pub(crate) fn tls_settings(&self) -> Option<TlsSettings> {
+        self.tls.as_ref().map(|(cert, key)| TlsSettings {
+            cert: cert.clone(),
+            key: key.clone(),
+            alpn: self.alpn.clone(),
+        })
+    }
 }
 
 impl fmt::Debug for SimConfig {
@@ -130,6 +185,8 @@ impl fmt::Debug for SimConfig {
             .field("log_capacity", &self.log_capacity)
             .field("body_limit", &self.body_limit)
             .field("title_case_headers", &self.title_case_headers)
+            .field("tls", &self.tls)
+            .field("alpn", &self.alpn)
             .finish()
     }
 }

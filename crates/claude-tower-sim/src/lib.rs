@@ -1,13 +1,14 @@
 //! A simulator of Anthropic direct and Azure AI Foundry, with fault injection,
 //! for tests, benches and demos.
 //!
-//! One HTTP/1 server speaks both routes' faces on one port:
+//! One server speaks both routes' faces on one port, over HTTP/1.1 (with TLS,
+//! HTTP/1.1 or HTTP/2 as ALPN settles; see [TLS](#tls)):
 //!
 //! | path | face |
 //! |---|---|
 //! | `POST /v1/messages`, `POST /v1/messages/count_tokens` | Anthropic direct |
 //! | `POST /anthropic/v1/messages`, `POST /anthropic/v1/messages/count_tokens` | Azure AI Foundry |
-//! | `GET /_sim/requests`, `POST /_sim/faults`, `POST /_sim/reset`, `GET /_sim/health` | control |
+//! | `GET /_sim/requests`, `POST /_sim/faults`, `POST /_sim/reset`, `GET /_sim/health`, `GET /_sim/connections` | control |
 //!
 //! Query strings are ignored (`?beta=true` is fine) and unknown body fields
 //! are skipped. Start it in-process on an ephemeral port:
@@ -29,7 +30,26 @@
 //! or as a binary: `cargo run -p claude-tower-sim -- --listen 127.0.0.1:8080`
 //! (flags `--anthropic-key`, `--foundry-key`, `--foundry-token`, `--faults`,
 //! or the env vars `CLAUDE_TOWER_SIM_ANTHROPIC_KEY`, `_FOUNDRY_KEY`,
-//! `_FOUNDRY_TOKEN`, `_FAULTS`).
+//! `_FOUNDRY_TOKEN`, `_FAULTS`; `--tls-cert FILE --tls-key FILE [--alpn
+//! h2,http/1.1]` for HTTPS).
+//!
+//! # TLS
+//!
+//! With [`SimConfig::tls_pem_files`] (or [`SimConfig::tls_pem`]) every
+//! connection is TLS (1.2 or 1.3, rustls with aws-lc-rs) and the protocol is
+//! the one ALPN settles on: `h2` is served as HTTP/2, `http/1.1` or no ALPN
+//! as HTTP/1.1. The server offers `h2` then `http/1.1` unless
+//! [`SimConfig::alpn`] says otherwise; offering one protocol only forces it,
+//! which is how a harness compares HTTP/1.1 and HTTP/2 to an upstream. This
+//! exists for measuring: HTTP/2 to an upstream is only ever negotiated inside
+//! a TLS handshake. A handshake that fails (a plain-HTTP client, an unknown
+//! CA, no common protocol) or stalls for 10 s closes that connection and
+//! nothing else.
+//!
+//! [`Sim::connections`] (or `GET /_sim/connections`, JSON) counts the
+//! connections accepted and the handshakes by negotiated protocol, so a
+//! harness can tell how many upstream connections a client opened. Plain
+//! connections are served exactly as without TLS support.
 //!
 //! # How a request is answered
 //!
@@ -147,6 +167,7 @@ mod fault;
 mod log;
 mod messages;
 mod server;
+mod tls;
 pub mod toolpair;
 
 use std::io;
@@ -154,18 +175,25 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::server::conn::http1;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 
 pub use config::SimConfig;
 pub use fault::{FaultScript, FaultScriptError, RetryHint, Step};
 pub use log::{Credential, DEFAULT_LOG_CAPACITY, RecordedRequest};
 pub use messages::{TOOL_USE_MARKER, event_names};
+pub use tls::{Alpn, ConnectionStats};
 
 use server::Shared;
+use tls::Handshake;
+
+/// How long a TLS client may take to finish its handshake before the
+/// connection is closed (and counted as failed).
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A running simulator. Dropping it stops the server and closes its connections.
 ///
@@ -174,6 +202,7 @@ use server::Shared;
 #[derive(Debug)]
 pub struct Sim {
     addr: SocketAddr,
+    tls: bool,
     shared: Arc<Shared>,
     _shutdown: watch::Sender<()>,
 }
@@ -183,22 +212,31 @@ impl Sim {
     /// on the current tokio runtime.
     ///
     /// Fails if the address cannot be bound, or with `InvalidInput` if the
-    /// configured fault script does not parse.
+    /// configured fault script does not parse or the TLS certificate or key
+    /// cannot be used.
     pub async fn start(config: SimConfig) -> io::Result<Sim> {
         let script = FaultScript::parse(config.faults.as_deref().unwrap_or(""))
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let tls = config
+            .tls_settings()
+            .map(|settings| settings.server_config())
+            .transpose()?
+            .map(|server| TlsAcceptor::from(Arc::new(server)));
         let listener = TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared::new(&config, &script));
         let (tx, rx) = watch::channel(());
+        let is_tls = tls.is_some();
         tokio::spawn(accept_loop(
             listener,
             shared.clone(),
             rx,
             config.title_case_headers,
+            tls,
         ));
         Ok(Sim {
             addr,
+            tls: is_tls,
             shared,
             _shutdown: tx,
         })
@@ -209,14 +247,32 @@ impl Sim {
         self.addr
     }
 
-    /// `http://ADDR`: the Anthropic face; POST `{base}/v1/messages`.
+    /// `http://ADDR` (`https://ADDR` with TLS): the Anthropic face; POST
+    /// `{base}/v1/messages`. With TLS a client verifies the certificate
+    /// against the host it connects to: a certificate for `localhost` needs
+    /// `https://localhost:PORT` instead.
     pub fn anthropic_base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme(), self.addr)
     }
 
-    /// `http://ADDR/anthropic`: the Foundry face; POST `{base}/v1/messages`.
+    /// `http://ADDR/anthropic` (`https://` with TLS): the Foundry face; POST
+    /// `{base}/v1/messages`.
     pub fn foundry_base_url(&self) -> String {
-        format!("http://{}/anthropic", self.addr)
+        format!("{}://{}/anthropic", self.scheme(), self.addr)
+    }
+
+    /// Whether connections must speak TLS ([`SimConfig::tls_pem_files`]).
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.tls { "https" } else { "http" }
+    }
+
+    /// Connections accepted and TLS handshakes by outcome, since the start.
+    pub fn connections(&self) -> ConnectionStats {
+        self.shared.connections.snapshot()
     }
 
     /// Replaces both routes' fault scripts (see the crate docs for the grammar).
@@ -247,6 +303,7 @@ async fn accept_loop(
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<()>,
     title_case: bool,
+    tls: Option<TlsAcceptor>,
 ) {
     let mut builder = http1::Builder::new();
     builder.title_case_headers(title_case);
@@ -262,7 +319,18 @@ async fn accept_loop(
             },
             _ = shutdown.changed() => return,
         };
+        shared.connections.accepted();
         let _ = stream.set_nodelay(true);
+        if let Some(tls) = &tls {
+            tokio::spawn(serve_tls(
+                stream,
+                tls.clone(),
+                builder.clone(),
+                shared.clone(),
+                shutdown.clone(),
+            ));
+            continue;
+        }
         let shared = shared.clone();
         let mut shutdown = shutdown.clone();
         let conn = builder.serve_connection(
@@ -278,5 +346,58 @@ async fn accept_loop(
                 _ = shutdown.changed() => {}
             }
         });
+    }
+}
+
+/// One TLS connection: the handshake, then HTTP/2 if ALPN chose `h2`, else
+/// HTTP/1.1. A failed or stalled handshake closes this connection only; it
+/// is counted in [`ConnectionStats::tls_failed`].
+async fn serve_tls(
+    stream: TcpStream,
+    tls: TlsAcceptor,
+    http1: http1::Builder,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<()>,
+) {
+    let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream));
+    let stream = tokio::select! {
+        done = handshake => match done {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(_)) | Err(_) => {
+                shared.connections.handshake(Handshake::Failed);
+                return;
+            }
+        },
+        _ = shutdown.changed() => return,
+    };
+    let alpn = stream
+        .get_ref()
+        .1
+        .alpn_protocol()
+        .and_then(|id| std::str::from_utf8(id).ok())
+        .and_then(Alpn::parse);
+    shared.connections.handshake(Handshake::Negotiated(alpn));
+    let service = {
+        let shared = shared.clone();
+        service_fn(move |req| {
+            let shared = shared.clone();
+            async move { server::handle(&shared, req).await }
+        })
+    };
+    let io = TokioIo::new(stream);
+    // NOTE: on HTTP/2 a `reset` fault resets the stream (RST_STREAM), not
+    // the connection: the other requests multiplexed on it go on.
+    if alpn == Some(Alpn::H2) {
+        let conn = http2::Builder::new(TokioExecutor::new()).serve_connection(io, service);
+        tokio::select! {
+            _ = conn => {}
+            _ = shutdown.changed() => {}
+        }
+    } else {
+        let conn = http1.serve_connection(io, service);
+        tokio::select! {
+            _ = conn => {}
+            _ = shutdown.changed() => {}
+        }
     }
 }

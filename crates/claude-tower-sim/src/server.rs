@@ -18,6 +18,7 @@ use crate::face::{self, Failure, Ids};
 use crate::fault::{FaultScript, FaultScriptError, Queue, Step};
 use crate::log::{Credential, RecordedRequest, RequestLog};
 use crate::messages::{Answer, Ending, Endpoint, MessagesRequest, input_tokens};
+use crate::tls::ConnectionCounters;
 
 /// The header that asks for about N bytes of streamed text.
 pub(crate) const STREAM_BYTES: &str = "x-sim-stream-bytes";
@@ -51,6 +52,7 @@ pub(crate) struct Shared {
     body_limit: usize,
     state: Mutex<State>,
     next_id: AtomicU64,
+    pub(crate) connections: ConnectionCounters,
 }
 
 impl fmt::Debug for Shared {
@@ -72,6 +74,7 @@ impl Shared {
                 log: RequestLog::new(config.log_capacity),
             }),
             next_id: AtomicU64::new(1),
+            connections: ConnectionCounters::default(),
         }
     }
 
@@ -201,6 +204,10 @@ where
             text(StatusCode::NO_CONTENT, String::new())
         }
         (Method::GET, "/_sim/health") => text(StatusCode::OK, "ok\n".into()),
+        (Method::GET, "/_sim/connections") => {
+            let stats = shared.connections.snapshot();
+            json_response(serde_json::to_vec(&stats).unwrap_or_default())
+        }
         _ => text(StatusCode::NOT_FOUND, "unknown simulator endpoint\n".into()),
     }
 }
