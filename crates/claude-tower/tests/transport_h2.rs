@@ -10,8 +10,10 @@
 //! deadline around the request still fires while it waits; but the first
 //! request in line has already been handed to h2, so when it is abandoned
 //! its stream is still opened upstream once a slot frees (and reset at
-//! once). Over HTTP/1.1 the same load opens one connection per open
-//! stream instead.
+//! once). Through the default stack the waiting attempt neither errors nor
+//! answers, so retry and failover never act on it: only the stack's
+//! deadline ends it, with a 504. Over HTTP/1.1 the same load opens one
+//! connection per open stream instead.
 //!
 //! Streams are held open without a clock: the simulator generates an
 //! `x-sim-stream-bytes` stream as the client reads, so a body the test does
@@ -29,12 +31,14 @@ use std::process::Command;
 use std::time::Duration;
 
 use bytes::Bytes;
+use claude_tower::prelude::*;
 use claude_tower::transport::{HttpsClient, https_client};
-use claude_tower_core::ReplayBody;
+use claude_tower_core::{ClaudeError, ErrorClass, ReplayBody};
 use claude_tower_sim::{Alpn, Sim, SimConfig};
 use http::{Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use tower::ServiceExt;
 
 /// Set in the child process: the directory holding the test PKI.
 const PKI_DIR_ENV: &str = "CLAUDE_TOWER_TEST_H2_PKI_DIR";
@@ -52,6 +56,10 @@ const MAX_STREAMS: u32 = 2;
 /// loopback; a queued request can never finish inside it, however loaded
 /// the machine, so it cannot make the test flaky.
 const DEADLINE: Duration = Duration::from_millis(300);
+
+/// The stack's deadline in the stack scenario: roomy, since the held
+/// requests (a TLS handshake among them) must beat it on a loaded machine.
+const STACK_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Safety net for awaits that must finish.
 const PATIENCE: Duration = Duration::from_secs(5);
@@ -158,6 +166,69 @@ async fn http11_under_the_same_load(pki_dir: PathBuf) {
         "http/1.1: connections {stats:?}; upstream saw {:?}",
         models_seen(&sim)
     );
+    drop((held_a, held_b));
+}
+
+#[test]
+fn through_the_stack_a_request_past_the_limit_gets_the_deadlines_504() {
+    in_child_trusting_test_ca(
+        "through_the_stack_a_request_past_the_limit_gets_the_deadlines_504",
+        stack_deadline_past_the_limit,
+    );
+}
+
+/// What the gateway's stack makes of it: the waiting attempt neither
+/// errors nor answers, so retry and failover never see it; the stack's
+/// deadline is what ends it, with a 504 `timeout_error`.
+async fn stack_deadline_past_the_limit(pki_dir: PathBuf) {
+    let sim = sim(&pki_dir, Alpn::H2).await;
+    let route = Route::new(
+        "anthropic",
+        Endpoint::anthropic_base_url(&sim.anthropic_base_url()).expect("a base URL"),
+        Credential::anthropic_api_key(Secret::new("k")).expect("a key"),
+    );
+    let stack = ClaudeStack::new()
+        .route(route)
+        .with_deadline(STACK_DEADLINE)
+        .build(https_client().expect("TLS set up"))
+        .expect("the stack builds");
+    let through_stack = |model: &str, held: bool| {
+        let req = request(&sim, model, held);
+        let (mut parts, body) = req.into_parts();
+        parts.uri = "/v1/messages".parse().expect("a path");
+        stack.clone().oneshot(Request::from_parts(parts, body))
+    };
+
+    let held_a = through_stack("held-a", true).await.expect("an answer");
+    let held_b = through_stack("held-b", true).await.expect("an answer");
+    assert_eq!(
+        (held_a.status(), held_b.status()),
+        (StatusCode::OK, StatusCode::OK)
+    );
+
+    let late = tokio::time::timeout(PATIENCE, through_stack("late", false))
+        .await
+        .expect("the deadline answers")
+        .expect("an answer");
+    assert_eq!(late.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(
+        late.extensions()
+            .get::<ClaudeError>()
+            .map(ClaudeError::class),
+        Some(ErrorClass::Timeout)
+    );
+    let body = late.into_body().collect().await.expect("a body").to_bytes();
+    let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(body["error"]["type"], "timeout_error");
+
+    let stats = sim.connections();
+    assert_eq!(
+        (stats.accepted, stats.tls_h2, stats.h2_streams),
+        (1, 1, 2),
+        "the late request has not left the gateway (it would once a stream ends, \
+         as the h2 scenario shows): {stats:?}"
+    );
+    println!("stack, deadline {STACK_DEADLINE:?}: 504 timeout_error; connections {stats:?}");
     drop((held_a, held_b));
 }
 
