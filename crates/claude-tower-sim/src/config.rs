@@ -38,6 +38,7 @@ pub struct SimConfig {
     pub(crate) title_case_headers: bool,
     pub(crate) tls: Option<(PemSource, PemSource)>,
     pub(crate) alpn: Vec<Alpn>,
+    pub(crate) h2_max_concurrent_streams: Option<u32>,
 }
 
 impl Default for SimConfig {
@@ -53,6 +54,7 @@ impl Default for SimConfig {
             title_case_headers: false,
             tls: None,
             alpn: Alpn::DEFAULT.to_vec(),
+            h2_max_concurrent_streams: None,
         }
     }
 }
@@ -163,6 +165,28 @@ impl SimConfig {
         self
     }
 
+    /// The `SETTINGS_MAX_CONCURRENT_STREAMS` each HTTP/2 connection
+    /// advertises: how many requests a client may have open on one
+    /// connection at once (default: hyper's, 200). A stream opened beyond it
+    /// is refused with `REFUSED_STREAM`; a conforming client holds the
+    /// request back until one of its streams ends, or opens another
+    /// connection. `0` lets clients open no stream at all. Real upstreams
+    /// advertise a limit too (often 100 to 250), which is what this
+    /// reproduces. Ignored for HTTP/1.1 and without TLS.
+    ///
+    /// ```
+    /// use claude_tower_sim::{Alpn, SimConfig};
+    ///
+    /// let config = SimConfig::default()
+    ///     .alpn([Alpn::H2])
+    ///     .h2_max_concurrent_streams(2);
+    /// assert!(format!("{config:?}").contains("h2_max_concurrent_streams: Some(2)"));
+    /// ```
+    pub fn h2_max_concurrent_streams(mut self, max: u32) -> Self {
+        self.h2_max_concurrent_streams = Some(max);
+        self
+    }
+
     /// The TLS settings, when TLS is on.
     pub(crate) fn tls_settings(&self) -> Option<TlsSettings> {
         self.tls.as_ref().map(|(cert, key)| TlsSettings {
@@ -187,6 +211,7 @@ impl fmt::Debug for SimConfig {
             .field("title_case_headers", &self.title_case_headers)
             .field("tls", &self.tls)
             .field("alpn", &self.alpn)
+            .field("h2_max_concurrent_streams", &self.h2_max_concurrent_streams)
             .finish()
     }
 }

@@ -31,7 +31,7 @@
 //! (flags `--anthropic-key`, `--foundry-key`, `--foundry-token`, `--faults`,
 //! or the env vars `CLAUDE_TOWER_SIM_ANTHROPIC_KEY`, `_FOUNDRY_KEY`,
 //! `_FOUNDRY_TOKEN`, `_FAULTS`; `--tls-cert FILE --tls-key FILE [--alpn
-//! h2,http/1.1]` for HTTPS).
+//! h2,http/1.1] [--h2-max-streams N]` for HTTPS).
 //!
 //! # TLS
 //!
@@ -40,7 +40,10 @@
 //! the one ALPN settles on: `h2` is served as HTTP/2, `http/1.1` or no ALPN
 //! as HTTP/1.1. The server offers `h2` then `http/1.1` unless
 //! [`SimConfig::alpn`] says otherwise; offering one protocol only forces it,
-//! which is how a harness compares HTTP/1.1 and HTTP/2 to an upstream. This
+//! which is how a harness compares HTTP/1.1 and HTTP/2 to an upstream.
+//! [`SimConfig::h2_max_concurrent_streams`] sets how many streams an HTTP/2
+//! connection admits at once (default hyper's 200), to see what a client
+//! does with the request after the last one while all are busy. This
 //! exists for measuring: HTTP/2 to an upstream is only ever negotiated inside
 //! a TLS handshake. A handshake that fails (a plain-HTTP client, an unknown
 //! CA, no common protocol) or stalls for 10 s closes that connection and
@@ -86,7 +89,11 @@
 //!
 //! **Large streams.** A request header `x-sim-stream-bytes: N` makes a
 //! successful stream carry N bytes of text in 1 KiB deltas, generated as the
-//! client reads (nothing of size N is allocated); capped at 1 GiB.
+//! client reads (nothing of size N is allocated); capped at 1 GiB. Over
+//! HTTP/2 a client that stops reading such a stream holds it open (flow
+//! control stops the server) for as long as it likes, and ends it by
+//! reading on or dropping the body: a test's way to keep streams busy
+//! without waiting on a clock.
 //!
 //! # Ids and headers
 //!
@@ -233,6 +240,7 @@ impl Sim {
             rx,
             config.title_case_headers,
             tls,
+            config.h2_max_concurrent_streams,
         ));
         Ok(Sim {
             addr,
@@ -304,9 +312,14 @@ async fn accept_loop(
     mut shutdown: watch::Receiver<()>,
     title_case: bool,
     tls: Option<TlsAcceptor>,
+    h2_max_concurrent_streams: Option<u32>,
 ) {
     let mut builder = http1::Builder::new();
     builder.title_case_headers(title_case);
+    let mut h2_builder = http2::Builder::new(TokioExecutor::new());
+    if let Some(max) = h2_max_concurrent_streams {
+        h2_builder.max_concurrent_streams(max);
+    }
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -326,6 +339,7 @@ async fn accept_loop(
                 stream,
                 tls.clone(),
                 builder.clone(),
+                h2_builder.clone(),
                 shared.clone(),
                 shutdown.clone(),
             ));
@@ -356,6 +370,7 @@ async fn serve_tls(
     stream: TcpStream,
     tls: TlsAcceptor,
     http1: http1::Builder,
+    h2: http2::Builder<TokioExecutor>,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<()>,
 ) {
@@ -377,9 +392,13 @@ async fn serve_tls(
         .and_then(|id| std::str::from_utf8(id).ok())
         .and_then(Alpn::parse);
     shared.connections.handshake(Handshake::Negotiated(alpn));
+    let is_h2 = alpn == Some(Alpn::H2);
     let service = {
         let shared = shared.clone();
         service_fn(move |req| {
+            if is_h2 {
+                shared.connections.h2_stream();
+            }
             let shared = shared.clone();
             async move { server::handle(&shared, req).await }
         })
@@ -387,8 +406,8 @@ async fn serve_tls(
     let io = TokioIo::new(stream);
     // NOTE: on HTTP/2 a `reset` fault resets the stream (RST_STREAM), not
     // the connection: the other requests multiplexed on it go on.
-    if alpn == Some(Alpn::H2) {
-        let conn = http2::Builder::new(TokioExecutor::new()).serve_connection(io, service);
+    if is_h2 {
+        let conn = h2.serve_connection(io, service);
         tokio::select! {
             _ = conn => {}
             _ = shutdown.changed() => {}

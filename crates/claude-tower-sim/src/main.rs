@@ -4,7 +4,8 @@
 //! claude-tower-sim [--listen 127.0.0.1:8080] [--anthropic-key K] [--foundry-key K]
 //!                  [--foundry-token T] [--faults SCRIPT] [--log-capacity N]
 //!                  [--title-case-headers]
-//!                  [--tls-cert FILE --tls-key FILE [--alpn h2,http/1.1]]
+//!                  [--tls-cert FILE --tls-key FILE [--alpn h2,http/1.1]
+//!                   [--h2-max-streams N]]
 //! ```
 //!
 //! Unset flags fall back to `CLAUDE_TOWER_SIM_ANTHROPIC_KEY`,
@@ -12,7 +13,8 @@
 //! `CLAUDE_TOWER_SIM_FAULTS`. `--tls-cert` (a PEM chain, leaf first) and
 //! `--tls-key` (a PEM private key) go together and serve HTTPS; `--alpn`
 //! lists the protocols offered (`h2`, `http/1.1`; default both), one of them
-//! to force it. Runs until Ctrl-C.
+//! to force it. `--h2-max-streams N` sets the `SETTINGS_MAX_CONCURRENT_STREAMS`
+//! each HTTP/2 connection advertises (default 200). Runs until Ctrl-C.
 
 #![forbid(unsafe_code)]
 #![warn(
@@ -30,18 +32,22 @@ use claude_tower_sim::{Alpn, Sim, SimConfig};
 const USAGE: &str =
     "usage: claude-tower-sim [--listen ADDR] [--anthropic-key K] [--foundry-key K] \
 [--foundry-token T] [--faults SCRIPT] [--log-capacity N] [--title-case-headers]
-                        [--tls-cert FILE --tls-key FILE [--alpn h2,http/1.1]]
+                        [--tls-cert FILE --tls-key FILE [--alpn h2,http/1.1] [--h2-max-streams N]]
 
   --tls-cert FILE   serve HTTPS with this PEM certificate chain (leaf first); needs --tls-key
   --tls-key FILE    the PEM private key of --tls-cert
   --alpn LIST       the protocols offered in the TLS handshake, in order (default h2,http/1.1);
-                    one of them alone forces it";
+                    one of them alone forces it
+  --h2-max-streams N
+                    the SETTINGS_MAX_CONCURRENT_STREAMS each HTTP/2 connection advertises
+                    (default 200): requests a client may have open on one connection at once";
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<SimConfig, String> {
     let mut config = SimConfig::from_env().listen(([127, 0, 0, 1], 8080).into());
     let mut tls_cert: Option<PathBuf> = None;
     let mut tls_key: Option<PathBuf> = None;
     let mut alpn: Option<Vec<Alpn>> = None;
+    let mut h2_max_streams: Option<u32> = None;
     while let Some(flag) = args.next() {
         if flag == "--title-case-headers" {
             config = config.title_case_headers(true);
@@ -60,6 +66,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<SimConfig, Strin
             "--tls-cert",
             "--tls-key",
             "--alpn",
+            "--h2-max-streams",
         ];
         if !known.contains(&flag.as_str()) {
             return Err(format!("unknown flag {flag}\n{USAGE}"));
@@ -94,6 +101,14 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<SimConfig, Strin
                 alpn = Some(parse_alpn(&value)?);
                 config
             }
+            "--h2-max-streams" => {
+                h2_max_streams = Some(
+                    value
+                        .parse()
+                        .map_err(|e| format!("--h2-max-streams {value}: {e}"))?,
+                );
+                config
+            }
             _ => return Err(format!("unknown flag {flag}\n{USAGE}")),
         };
     }
@@ -108,10 +123,19 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<SimConfig, Strin
                 "--alpn needs --tls-cert and --tls-key: plain connections are HTTP/1.1".into(),
             );
         }
+        (None, None) if h2_max_streams.is_some() => {
+            return Err(
+                "--h2-max-streams needs --tls-cert and --tls-key: plain connections are HTTP/1.1"
+                    .into(),
+            );
+        }
         (None, None) => {}
     }
     if let Some(alpn) = alpn {
         config = config.alpn(alpn);
+    }
+    if let Some(max) = h2_max_streams {
+        config = config.h2_max_concurrent_streams(max);
     }
     Ok(config)
 }
@@ -242,8 +266,38 @@ mod tests {
     fn help_mentions_tls() {
         let help = parse(&["--help"]).unwrap_err();
         assert!(
-            help.contains("--tls-cert FILE") && help.contains("--alpn"),
+            help.contains("--tls-cert FILE")
+                && help.contains("--alpn")
+                && help.contains("--h2-max-streams N"),
             "{help}"
+        );
+    }
+
+    #[test]
+    fn h2_max_streams_is_a_number_and_needs_tls() {
+        let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+        let tls = ["--tls-cert", manifest, "--tls-key", manifest];
+        let with = |extra: &[&'static str]| {
+            let mut args = tls.to_vec();
+            args.extend_from_slice(extra);
+            parse(&args)
+        };
+        let config = with(&["--h2-max-streams", "2"]).expect("parses");
+        let shown = format!("{config:?}");
+        assert!(
+            shown.contains("h2_max_concurrent_streams: Some(2)"),
+            "{shown}"
+        );
+        let err = with(&["--h2-max-streams", "many"]).unwrap_err();
+        assert!(err.starts_with("--h2-max-streams many: "), "{err}");
+        let err = with(&["--h2-max-streams", "-1"]).unwrap_err();
+        assert!(err.starts_with("--h2-max-streams -1: "), "{err}");
+        let err = parse(&["--h2-max-streams", "2"]).unwrap_err();
+        assert!(err.contains("--h2-max-streams needs --tls-cert"), "{err}");
+        let default = format!("{:?}", parse(&tls).expect("parses"));
+        assert!(
+            default.contains("h2_max_concurrent_streams: None"),
+            "{default}"
         );
     }
 }

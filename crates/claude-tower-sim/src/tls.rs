@@ -175,6 +175,11 @@ pub struct ConnectionStats {
     pub tls_no_alpn: u64,
     /// TLS handshakes that failed or timed out (the connection was closed).
     pub tls_failed: u64,
+    /// HTTP/2 streams the server took up as requests, on all connections:
+    /// counted when a stream's headers arrive, so this includes requests
+    /// the client reset before their body arrived, which the request log
+    /// leaves out (nobody is left to answer).
+    pub h2_streams: u64,
 }
 
 /// The live counters behind [`ConnectionStats`].
@@ -185,6 +190,7 @@ pub(crate) struct ConnectionCounters {
     tls_http11: AtomicU64,
     tls_no_alpn: AtomicU64,
     tls_failed: AtomicU64,
+    h2_streams: AtomicU64,
 }
 
 /// How a TLS handshake ended.
@@ -197,6 +203,10 @@ pub(crate) enum Handshake {
 impl ConnectionCounters {
     pub(crate) fn accepted(&self) {
         self.accepted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn h2_stream(&self) {
+        self.h2_streams.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn handshake(&self, outcome: Handshake) {
@@ -217,6 +227,7 @@ impl ConnectionCounters {
             tls_http11: get(&self.tls_http11),
             tls_no_alpn: get(&self.tls_no_alpn),
             tls_failed: get(&self.tls_failed),
+            h2_streams: get(&self.h2_streams),
         }
     }
 }
@@ -271,10 +282,17 @@ mod tests {
         c.accepted();
         c.handshake(Handshake::Negotiated(Some(Alpn::H2)));
         c.handshake(Handshake::Failed);
+        c.h2_stream();
         let s = c.snapshot();
         assert_eq!(
-            (s.accepted, s.tls_h2, s.tls_http11, s.tls_failed),
-            (2, 1, 0, 1)
+            (
+                s.accepted,
+                s.tls_h2,
+                s.tls_http11,
+                s.tls_failed,
+                s.h2_streams
+            ),
+            (2, 1, 0, 1, 1)
         );
     }
 }

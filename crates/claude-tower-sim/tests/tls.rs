@@ -269,3 +269,84 @@ async fn plain_connections_are_counted_and_served_over_control() {
     assert_eq!(v["tls_failed"], 0);
     assert_eq!(sim.connections().tls_h2, 0);
 }
+
+/// A streaming Messages request whose answer is larger than an HTTP/2
+/// client buffers unread (hyper's stream window is 2 MiB), so it stays open
+/// until the client reads on or drops it.
+fn held_stream_request() -> Request<Full<Bytes>> {
+    let mut body = simple_body();
+    body["stream"] = Value::Bool(true);
+    Request::post("https://localhost/v1/messages")
+        .header("x-api-key", "k")
+        .header("anthropic-version", "2023-06-01")
+        .header("content-type", "application/json")
+        .header("x-sim-stream-bytes", 4 << 20)
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("a valid request")
+}
+
+/// One HTTP/2 connection to `sim`, and the sender for it.
+async fn h2_sender(pki: &Pki, sim: &Sim) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
+    let tls = pki.connect(sim, &["h2"]).await.expect("handshake");
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .expect("h2 handshake");
+    tokio::spawn(conn);
+    sender
+}
+
+#[tokio::test]
+async fn h2_max_concurrent_streams_holds_the_next_request_until_a_stream_ends() {
+    let pki = Pki::new();
+    let config = SimConfig::default()
+        .tls_pem(pki.cert_pem.clone(), pki.key_pem.clone())
+        .alpn([Alpn::H2])
+        .h2_max_concurrent_streams(1);
+    let sim = Sim::start(config).await.expect("TLS sim starts");
+    let mut sender = h2_sender(&pki, &sim).await;
+
+    let held = sender
+        .send_request(held_stream_request())
+        .await
+        .expect("an answer");
+    assert_eq!(held.status(), 200);
+    let mut next = tokio::spawn(sender.send_request(held_stream_request()));
+    // A request the server could take would be answered on loopback well
+    // inside this; one held back can never be, so this cannot flake.
+    let waited = tokio::time::timeout(Duration::from_millis(300), &mut next).await;
+    assert!(waited.is_err(), "the second stream was not held back");
+    assert_eq!(sim.connections().h2_streams, 1);
+
+    // The client gives up on the first stream (RST_STREAM): the next goes.
+    drop(held);
+    let next = tokio::time::timeout(Duration::from_secs(5), next)
+        .await
+        .expect("answered once the first stream ended")
+        .expect("the request task")
+        .expect("an answer");
+    assert_eq!(next.status(), 200);
+    let seen = sim.connections();
+    assert_eq!((seen.accepted, seen.h2_streams), (1, 2), "{seen:?}");
+}
+
+#[tokio::test]
+async fn by_default_an_h2_connection_takes_many_streams_at_once() {
+    let pki = Pki::new();
+    let sim = pki.sim(&[Alpn::H2]).await;
+    let mut sender = h2_sender(&pki, &sim).await;
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        let res = tokio::time::timeout(
+            Duration::from_secs(5),
+            sender.send_request(held_stream_request()),
+        )
+        .await
+        .expect("answered while the others are open")
+        .expect("an answer");
+        assert_eq!(res.status(), 200);
+        open.push(res);
+    }
+    let seen = sim.connections();
+    assert_eq!((seen.accepted, seen.h2_streams), (1, 3), "{seen:?}");
+}
