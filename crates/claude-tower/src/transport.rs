@@ -3,8 +3,27 @@
 //! One TLS stack in the tree: rustls with the aws-lc-rs crypto provider and
 //! the platform certificate verifier, which is what reqwest 0.13 uses by
 //! default, so a gateway that also links reqwest (or azure_identity) carries
-//! one copy of each. HTTP/1.1 and HTTP/2 are both enabled; `http://` URLs are
-//! allowed so the simulator and local gateways work.
+//! one copy of each. `http://` URLs are allowed so the simulator and local
+//! gateways work.
+//!
+//! # HTTP/1.1 by default, HTTP/2 on request
+//!
+//! [`https_client`] offers upstreams HTTP/1.1 only; [`https_client_with`]
+//! and [`UpstreamHttp::Http2`] also offer HTTP/2 by ALPN. HTTP/2 saves
+//! connections (one per upstream host instead of one per request in flight:
+//! 1 against 33 for 32 concurrent clients in BENCHMARKS.md, each new one two
+//! round trips to a far region), but hyper-util's pool keeps exactly one
+//! HTTP/2 connection per host, and a request past the
+//! `SETTINGS_MAX_CONCURRENT_STREAMS` the upstream advertises neither fails
+//! nor gets a second connection: it waits, in an unbounded queue and
+//! without a word, until one of the open streams ends
+//! (`tests/transport_h2.rs` shows it). Claude's answers stream for seconds
+//! to minutes, so a service or gateway with more streams open than that
+//! limit (commonly 100 to 256) would hold the next request until the
+//! stack's deadline — no error, no retry, no failover. HTTP/1.1 opens
+//! another connection instead and keeps it pooled. Turn HTTP/2 on when the
+//! number of streams open at once to one upstream host stays well under
+//! its limit.
 
 use std::time::Duration;
 
@@ -20,8 +39,23 @@ pub const READ_BUFFER_MAX: usize = 64 * 1024;
 /// The client type the default stack sends requests with.
 pub type HttpsClient = Client<HttpsConnector<HttpConnector>, ReplayBody>;
 
+/// The HTTP versions the transport offers an `https://` upstream (ALPN).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UpstreamHttp {
+    /// HTTP/1.1 only (the default): one pooled keep-alive connection per
+    /// request in flight, never a wait for a stream slot.
+    #[default]
+    Http1,
+    /// HTTP/2 where the upstream offers it, else HTTP/1.1: one connection
+    /// per host, and requests past the host's stream limit wait for a
+    /// stream to end (see the [module docs](self)).
+    Http2,
+}
+
 /// Builds the default transport: pooled keep-alive connections, TLS through
-/// rustls with the platform verifier, HTTP/1.1 and HTTP/2 (ALPN).
+/// rustls with the platform verifier, HTTP/1.1 ([`UpstreamHttp::Http1`];
+/// [`https_client_with`] chooses).
 ///
 /// It also seeds the TLS library's random generator, once per process (a
 /// few tens of milliseconds), so that the first request does not wait for
@@ -38,6 +72,25 @@ pub type HttpsClient = Client<HttpsConnector<HttpConnector>, ReplayBody>;
 /// # }
 /// ```
 pub fn https_client() -> Result<HttpsClient, std::io::Error> {
+    https_client_with(UpstreamHttp::default())
+}
+
+/// [`https_client`], offering upstreams the HTTP versions `http`.
+///
+/// # Errors
+///
+/// Fails when the platform's certificate verifier cannot be set up.
+///
+/// ```
+/// use claude_tower::transport::{UpstreamHttp, https_client_with};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// // Few long streams at once to each upstream host: HTTP/2 saves the
+/// // connections.
+/// let client = https_client_with(UpstreamHttp::Http2).expect("TLS set up");
+/// # drop(client);
+/// # }
+/// ```
+pub fn https_client_with(http: UpstreamHttp) -> Result<HttpsClient, std::io::Error> {
     let provider = rustls::crypto::aws_lc_rs::default_provider();
     // aws-lc seeds its random generator the first time anything in the
     // process asks it for bytes, and that seeding takes tens of
@@ -49,18 +102,20 @@ pub fn https_client() -> Result<HttpsClient, std::io::Error> {
     let _ = provider.secure_random.fill(&mut [0; 32]);
     // Installing the provider twice is harmless; the first one wins.
     let _ = provider.install_default();
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_keepalive(Some(Duration::from_secs(60)));
-    http.set_connect_timeout(Some(Duration::from_secs(10)));
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
+    let mut connector = HttpConnector::new();
+    connector.enforce_http(false);
+    connector.set_nodelay(true);
+    connector.set_keepalive(Some(Duration::from_secs(60)));
+    connector.set_connect_timeout(Some(Duration::from_secs(10)));
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
         .try_with_platform_verifier()
         .map_err(std::io::Error::other)?
         .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(http);
+        .enable_http1();
+    let https = match http {
+        UpstreamHttp::Http1 => builder.wrap_connector(connector),
+        UpstreamHttp::Http2 => builder.enable_http2().wrap_connector(connector),
+    };
     Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
         // hyper grows a connection's read buffer up to ~400 KiB while a fast

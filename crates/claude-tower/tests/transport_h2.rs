@@ -1,6 +1,8 @@
-//! What the default transport ([`https_client`]) does with a request when
-//! an HTTP/2 upstream already has as many streams open as its
-//! `SETTINGS_MAX_CONCURRENT_STREAMS` allows.
+//! What the transport does with a request when an HTTP/2 upstream already
+//! has as many streams open as its `SETTINGS_MAX_CONCURRENT_STREAMS` allows
+//! ([`https_client_with`] and [`UpstreamHttp::Http2`]), and what the default
+//! ([`https_client`], HTTP/1.1 only) does instead: why HTTP/2 is not the
+//! default.
 //!
 //! Found here (hyper-util 0.1 legacy client, hyper 1, h2 0.4): the request
 //! neither fails nor gets a second connection. hyper-util's pool hands out
@@ -32,7 +34,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use claude_tower::prelude::*;
-use claude_tower::transport::{HttpsClient, https_client};
+use claude_tower::transport::{HttpsClient, UpstreamHttp, https_client, https_client_with};
 use claude_tower_core::{ClaudeError, ErrorClass, ReplayBody};
 use claude_tower_sim::{Alpn, Sim, SimConfig};
 use http::{Request, Response, StatusCode, Version};
@@ -75,8 +77,8 @@ fn h2_over_the_stream_limit_waits_for_a_stream_to_end_on_one_connection() {
 }
 
 async fn h2_over_the_stream_limit(pki_dir: PathBuf) {
-    let sim = sim(&pki_dir, Alpn::H2).await;
-    let client = https_client().expect("TLS set up");
+    let sim = sim(&pki_dir, &[Alpn::H2]).await;
+    let client = https_client_with(UpstreamHttp::Http2).expect("TLS set up");
 
     let held_a = send(&client, &sim, "held-a", true).await;
     let held_b = send(&client, &sim, "held-b", true).await;
@@ -142,7 +144,8 @@ fn http11_over_the_same_load_opens_a_connection_per_open_stream() {
 }
 
 async fn http11_under_the_same_load(pki_dir: PathBuf) {
-    let sim = sim(&pki_dir, Alpn::Http11).await;
+    // The upstream offers both; the default transport offers HTTP/1.1 only.
+    let sim = sim(&pki_dir, &Alpn::DEFAULT).await;
     let client = https_client().expect("TLS set up");
 
     let held_a = send(&client, &sim, "held-a", true).await;
@@ -156,9 +159,11 @@ async fn http11_under_the_same_load(pki_dir: PathBuf) {
     read_to_end(third).await;
 
     let stats = sim.connections();
+    // HTTP/1.1 without ALPN: hyper-rustls names no protocol when it offers
+    // only one, and a server then speaks HTTP/1.1.
     assert_eq!(
-        (stats.accepted, stats.tls_http11),
-        (3, 3),
+        (stats.accepted, stats.tls_h2, stats.tls_http11 + stats.tls_no_alpn),
+        (3, 0, 3),
         "one connection per open stream: {stats:?}"
     );
     assert_eq!(models_seen(&sim), ["held-a", "held-b", "third"]);
@@ -181,7 +186,7 @@ fn through_the_stack_a_request_past_the_limit_gets_the_deadlines_504() {
 /// errors nor answers, so retry and failover never see it; the stack's
 /// deadline is what ends it, with a 504 `timeout_error`.
 async fn stack_deadline_past_the_limit(pki_dir: PathBuf) {
-    let sim = sim(&pki_dir, Alpn::H2).await;
+    let sim = sim(&pki_dir, &[Alpn::H2]).await;
     let route = Route::new(
         "anthropic",
         Endpoint::anthropic_base_url(&sim.anthropic_base_url()).expect("a base URL"),
@@ -190,7 +195,7 @@ async fn stack_deadline_past_the_limit(pki_dir: PathBuf) {
     let stack = ClaudeStack::new()
         .route(route)
         .with_deadline(STACK_DEADLINE)
-        .build(https_client().expect("TLS set up"))
+        .build(https_client_with(UpstreamHttp::Http2).expect("TLS set up"))
         .expect("the stack builds");
     let through_stack = |model: &str, held: bool| {
         let req = request(&sim, model, held);
@@ -234,12 +239,12 @@ async fn stack_deadline_past_the_limit(pki_dir: PathBuf) {
 
 // === helpers ===
 
-/// A TLS simulator with the test PKI, offering only `alpn`, whose HTTP/2
+/// A TLS simulator with the test PKI, offering `alpn`, whose HTTP/2
 /// connections admit [`MAX_STREAMS`] streams.
-async fn sim(pki_dir: &Path, alpn: Alpn) -> Sim {
+async fn sim(pki_dir: &Path, alpn: &[Alpn]) -> Sim {
     let config = SimConfig::default()
         .tls_pem_files(pki_dir.join("cert.pem"), pki_dir.join("key.pem"))
-        .alpn([alpn])
+        .alpn(alpn.iter().copied())
         .h2_max_concurrent_streams(MAX_STREAMS);
     Sim::start(config).await.expect("TLS simulator starts")
 }
