@@ -167,7 +167,9 @@ pub(crate) fn gateway(bins: &Binaries, sim: SocketAddr, foundry: bool) -> io::Re
 /// at `upstream` (`https://localhost:PORT`), trusting the CA certificates in
 /// `ca_file` and no others: `SSL_CERT_FILE` is read by rustls-native-certs,
 /// which the transport's rustls-platform-verifier loads its roots from on
-/// Linux (and, when it is set, in place of the system's).
+/// Linux (and, when it is set, in place of the system's). It offers `h2`
+/// and `http/1.1` (`CLAUDE_TOWER_UPSTREAM_HTTP2=on`): the simulator's offer
+/// decides.
 pub(crate) fn gateway_tls_upstream(
     bins: &Binaries,
     upstream: &str,
@@ -240,7 +242,9 @@ fn gateway_command(
         .env("ANTHROPIC_FOUNDRY_API_KEY", "sim-foundry-key");
     }
     if let Some(ca_file) = ca_file {
-        cmd.env("SSL_CERT_FILE", ca_file);
+        // Both protocols offered; the simulator in front picks by offering one.
+        cmd.env("SSL_CERT_FILE", ca_file)
+            .env("CLAUDE_TOWER_UPSTREAM_HTTP2", "on");
     }
     variant.configure(&mut cmd, redis);
     Server::spawn("gateway", cmd, addr)

@@ -5,6 +5,7 @@
 //! request. The TLS files are loaded, so a bad certificate fails here too.
 
 use claude_tower::stack::Route;
+use claude_tower::transport::UpstreamHttp;
 use claude_tower_identity::IdentityConfig;
 use claude_tower_quota::{Limit, PolicyConfig, QuotaConfig};
 use toml::{Table, Value};
@@ -170,6 +171,10 @@ impl GatewayConfig {
         stack.insert(
             "toolpair".into(),
             format!("{:?}", self.toolpair).to_ascii_lowercase().into(),
+        );
+        stack.insert(
+            "upstream_http2".into(),
+            (self.upstream_http == UpstreamHttp::Http2).into(),
         );
         if let Some(order) = &self.route_order {
             stack.insert("route_order".into(), order.clone().into());

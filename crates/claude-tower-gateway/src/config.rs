@@ -19,6 +19,7 @@
 //! | `--routes` `CLAUDE_TOWER_ROUTES` | route order, e.g. `foundry,anthropic` | `anthropic,foundry` (those configured) |
 //! | `--passthrough` `CLAUDE_TOWER_PASSTHROUGH` | routes that forward each caller's own credential (`[[routes]]`: `auth = "passthrough"`) | none |
 //! | `--toolpair` `CLAUDE_TOWER_TOOLPAIR` | `reject`, `repair` or `observe` | `reject` |
+//! | `--upstream-http2` `CLAUDE_TOWER_UPSTREAM_HTTP2` | offer HTTP/2 to `https://` routes: one connection per host, but requests past the host's concurrent-stream limit wait for a stream to end | off: HTTP/1.1, a pooled connection per request in flight |
 //! | `--model-map` `CLAUDE_TOWER_MODEL_MAP` | `[route:]from=to,...`; `from*` is a prefix rule; no route = every Foundry route | none |
 //! | `--models` `CLAUDE_TOWER_MODELS` | ids `GET /v1/models` lists without an Anthropic route | the model map's exact names |
 //! | `--deadline` `CLAUDE_TOWER_DEADLINE` | deadline for the response head, e.g. `600s`, `90s`, `1500ms` | `600s` |
@@ -54,6 +55,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use claude_tower::toolpair::ToolPairingMode;
+use claude_tower::transport::UpstreamHttp;
 use claude_tower_core::DEFAULT_REQUEST_BODY_LIMIT;
 use claude_tower_identity::IdentityConfig;
 use claude_tower_quota::QuotaConfig;
@@ -149,6 +151,8 @@ pub struct GatewayConfig {
     pub passthrough: Vec<String>,
     /// Tool pairing mode.
     pub toolpair: ToolPairingMode,
+    /// The HTTP versions offered to `https://` routes.
+    pub upstream_http: UpstreamHttp,
     /// Model-id rules.
     pub model_map: Vec<ModelRule>,
     /// Model ids listed by `GET /v1/models` when no Anthropic route serves it.
@@ -446,6 +450,20 @@ impl GatewayConfig {
         )?
         .unwrap_or(ToolPairingMode::Reject);
 
+        let upstream_http = match parsed(
+            raw(
+                &s.upstream_http2,
+                "CLAUDE_TOWER_UPSTREAM_HTTP2",
+                file.stack.upstream_http2.map(|b| b.to_string()),
+                "stack.upstream_http2",
+            ),
+            switch,
+            "on or off (true/false, 1/0)",
+        )? {
+            Some(true) => UpstreamHttp::Http2,
+            Some(false) | None => UpstreamHttp::Http1,
+        };
+
         let mut model_map = match &s.model_map {
             Some(v) if !v.trim().is_empty() => parse_model_map(v)?,
             _ => Vec::new(),
@@ -656,6 +674,7 @@ impl GatewayConfig {
             route_order,
             passthrough,
             toolpair,
+            upstream_http,
             model_map,
             models,
             deadline,
@@ -750,6 +769,41 @@ mod tests {
     }
 
     #[test]
+    fn upstream_http2_is_off_unless_asked_for() {
+        let file = FileConfig::parse("[stack]\nupstream_http2 = true\n").unwrap();
+        let resolve = |flag: Option<&str>, file: &FileConfig| {
+            let flags = Settings {
+                upstream_http2: flag.map(str::to_owned),
+                ..Settings::default()
+            };
+            GatewayConfig::resolve(&flags, file, &|_: &str| None).map(|c| c.upstream_http)
+        };
+        assert_eq!(
+            resolve(None, &FileConfig::default()),
+            Ok(UpstreamHttp::Http1)
+        );
+        assert_eq!(
+            resolve(None, &file),
+            Ok(UpstreamHttp::Http2),
+            "from the file"
+        );
+        assert_eq!(
+            resolve(Some("off"), &file),
+            Ok(UpstreamHttp::Http1),
+            "the flag wins"
+        );
+        assert_eq!(
+            resolve(Some("on"), &FileConfig::default()),
+            Ok(UpstreamHttp::Http2)
+        );
+        let err = resolve(Some("h2"), &FileConfig::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("CLAUDE_TOWER_UPSTREAM_HTTP2"), "{err}");
+        assert!(err.contains("on or off"), "{err}");
+    }
+
+    #[test]
     fn defaults() {
         let c = config(&[]).unwrap();
         assert_eq!(c.listen, DEFAULT_LISTEN.parse().unwrap());
@@ -758,6 +812,11 @@ mod tests {
         assert!(!c.metrics.public);
         assert!(c.metrics.usage, "usage is read by default");
         assert_eq!(c.toolpair, ToolPairingMode::Reject);
+        assert_eq!(
+            c.upstream_http,
+            UpstreamHttp::Http1,
+            "HTTP/2 only on request"
+        );
         assert_eq!(c.deadline, DEFAULT_DEADLINE);
         assert_eq!(c.body_limit, DEFAULT_REQUEST_BODY_LIMIT);
         assert_eq!(c.sim_faults, DEFAULT_SIM_FAULTS);

@@ -162,6 +162,8 @@ pub struct StackSection {
     pub toolpair: Option<String>,
     /// `CLAUDE_TOWER_ROUTES`, as a list.
     pub route_order: Option<Vec<String>>,
+    /// `CLAUDE_TOWER_UPSTREAM_HTTP2`.
+    pub upstream_http2: Option<bool>,
 }
 
 /// `[retry]`.

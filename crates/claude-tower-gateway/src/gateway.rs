@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::routing::{any_service, get, post_service};
 use claude_tower::prelude::*;
 use claude_tower::stack::{ClaudeService, Route, StackError};
-use claude_tower::transport::{HttpsClient, https_client};
+use claude_tower::transport::{HttpsClient, https_client_with};
 use claude_tower_identity::IdentityLayer;
 use claude_tower_quota::QuotaLayer;
 use claude_tower_usage::UsageLayer;
@@ -187,7 +187,7 @@ impl Gateway {
             return Err(GatewayError::Config(no_simulator()));
         }
         let arranged = routes::arrange(found, &config).map_err(GatewayError::Routes)?;
-        let client = https_client().map_err(GatewayError::Io)?;
+        let client = https_client_with(config.upstream_http).map_err(GatewayError::Io)?;
         let anthropic: Vec<Route> = arranged
             .iter()
             .filter(|r| r.face() == Face::Anthropic)

@@ -228,6 +228,18 @@ pub struct Settings {
     )]
     pub toolpair: Option<String>,
 
+    /// HTTP/2 to `https://` routes that offer it: `on` keeps one connection
+    /// per upstream host, but a request past the host's limit of streams
+    /// open at once waits, silently, for a stream to end; `off` opens a
+    /// pooled HTTP/1.1 connection per request in flight [default: off].
+    #[arg(
+        long,
+        env = "CLAUDE_TOWER_UPSTREAM_HTTP2",
+        value_name = "on|off",
+        global = true
+    )]
+    pub upstream_http2: Option<String>,
+
     /// Model-id rules `[route:]model=deployment,...`; `model*` is a prefix
     /// rule; a rule without a route applies to every Foundry route
     /// [default: none].

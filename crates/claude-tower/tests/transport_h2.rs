@@ -162,7 +162,11 @@ async fn http11_under_the_same_load(pki_dir: PathBuf) {
     // HTTP/1.1 without ALPN: hyper-rustls names no protocol when it offers
     // only one, and a server then speaks HTTP/1.1.
     assert_eq!(
-        (stats.accepted, stats.tls_h2, stats.tls_http11 + stats.tls_no_alpn),
+        (
+            stats.accepted,
+            stats.tls_h2,
+            stats.tls_http11 + stats.tls_no_alpn
+        ),
         (3, 0, 3),
         "one connection per open stream: {stats:?}"
     );
