@@ -86,20 +86,19 @@ async fn reject_answers_400_in_anthropics_envelope_and_sends_nothing() {
 #[tokio::test]
 async fn responses_name_the_requested_model_for_a_usage_layer_further_out() {
     use claude_tower_core::RequestedModel;
+    let named = |parts: &http::response::Parts| {
+        parts
+            .extensions
+            .get::<RequestedModel>()
+            .map(|m| m.as_str().to_owned())
+    };
     for mode in [
         ToolPairingMode::Reject,
         ToolPairingMode::Repair,
         ToolPairingMode::Observe,
     ] {
         let (parts, _, _) = send(mode, post("http://gw/v1/messages", VALID)).await;
-        assert_eq!(
-            parts
-                .extensions
-                .get::<RequestedModel>()
-                .map(RequestedModel::as_str),
-            Some("m"),
-            "{mode:?}"
-        );
+        assert_eq!(named(&parts).as_deref(), Some("m"), "{mode:?}");
     }
     // Repaired and sent: still named; not a Messages request: nothing read.
     let (parts, _, _) = send(
@@ -107,15 +106,9 @@ async fn responses_name_the_requested_model_for_a_usage_layer_further_out() {
         post("http://gw/v1/messages", BROKEN),
     )
     .await;
-    assert_eq!(
-        parts
-            .extensions
-            .get::<RequestedModel>()
-            .map(RequestedModel::as_str),
-        Some("m")
-    );
+    assert_eq!(named(&parts).as_deref(), Some("m"));
     let (parts, _, _) = send(ToolPairingMode::Reject, post("http://gw/v1/files", VALID)).await;
-    assert!(parts.extensions.get::<RequestedModel>().is_none());
+    assert_eq!(named(&parts), None);
     // A conversation without tool blocks takes the short way: still named.
     let plain = r#"{"messages":[{"role":"user","content":"hi"}],"model":"plain-m"}"#;
     assert!(!plain.contains("tool_") && !plain.contains("\\u"));
@@ -124,13 +117,7 @@ async fn responses_name_the_requested_model_for_a_usage_layer_further_out() {
         post("http://gw/v1/messages", plain),
     )
     .await;
-    assert_eq!(
-        parts
-            .extensions
-            .get::<RequestedModel>()
-            .map(RequestedModel::as_str),
-        Some("plain-m")
-    );
+    assert_eq!(named(&parts).as_deref(), Some("plain-m"));
     assert_eq!(seen.len(), 1, "sent on");
 }
 
