@@ -21,6 +21,7 @@
 //! [stack]
 //! toolpair = "reject"
 //! route_order = ["foundry-east", "foundry-west"]
+//! upstream_http2 = false                   # true: offer HTTP/2 to https:// routes (see --upstream-http2)
 //!
 //! [retry]
 //! attempts = 3
