@@ -189,6 +189,19 @@ impl Upstream {
         })
     }
 
+    /// Runs `segment`; its result, and what this upstream opened while it
+    /// ran (its counts read before and after).
+    async fn opened_during<T, E: Into<BoxError>>(
+        self,
+        pki: &Pki,
+        segment: impl Future<Output = Result<T, E>>,
+    ) -> Result<(T, Opened), BoxError> {
+        let before = self.counts(pki).await?;
+        let out = segment.await.map_err(Into::into)?;
+        let after = self.counts(pki).await?;
+        Ok((out, self.opened(before, after)))
+    }
+
     /// What was opened between `before` and `after`. A plain simulator
     /// counts every accepted connection, the `after` snapshot's own
     /// included; a TLS one, the completed handshakes by protocol (the
@@ -360,48 +373,44 @@ pub(crate) async fn run(bins: &Binaries, sim: SocketAddr, args: &Args) -> Result
     for round in 0..args.rounds {
         let order: Vec<usize> = (0..n).map(|k| (k + round) % n).collect();
         for &t in &order {
-            let up = targets[t].upstream;
-            let before = up.counts(&pki).await?;
-            let s = client::closed_loop(
-                small[t].clone(),
-                args.connections,
-                args.closed_warm_up,
-                args.closed_measure,
-            )
-            .await;
-            let after = up.counts(&pki).await?;
-            out.opened[t][1].add(up.opened(before, after));
+            let closed = async {
+                Ok::<_, BoxError>(
+                    client::closed_loop(
+                        small[t].clone(),
+                        args.connections,
+                        args.closed_warm_up,
+                        args.closed_measure,
+                    )
+                    .await,
+                )
+            };
+            let (s, opened) = targets[t].upstream.opened_during(&pki, closed).await?;
+            out.opened[t][1].add(opened);
             out.per_round[t].push(s.per_second());
             out.saturation[t].merge(s);
         }
         for &t in &order {
-            let up = targets[t].upstream;
-            let before = up.counts(&pki).await?;
-            let p = client::open_loop(
+            let open = client::open_loop(
                 small[t].clone(),
                 args.rate_small,
                 args.open_connections,
                 args.open_warm_up,
                 args.open_measure,
-            )
-            .await?;
-            let after = up.counts(&pki).await?;
-            out.opened[t][2].add(up.opened(before, after));
+            );
+            let (p, opened) = targets[t].upstream.opened_during(&pki, open).await?;
+            out.opened[t][2].add(opened);
             out.small[t].merge(&p);
         }
         for &t in &order {
-            let up = targets[t].upstream;
-            let before = up.counts(&pki).await?;
-            let p = client::open_loop(
+            let open = client::open_loop(
                 stream[t].clone(),
                 args.rate_stream,
                 args.open_connections,
                 args.open_warm_up,
                 args.open_measure,
-            )
-            .await?;
-            let after = up.counts(&pki).await?;
-            out.opened[t][3].add(up.opened(before, after));
+            );
+            let (p, opened) = targets[t].upstream.opened_during(&pki, open).await?;
+            out.opened[t][3].add(opened);
             out.stream[t].merge(&p);
         }
         for &t in &order {
@@ -427,12 +436,14 @@ pub(crate) async fn run(bins: &Binaries, sim: SocketAddr, args: &Args) -> Result
 async fn check(targets: &[Target], pki: &Pki) -> Result<Vec<Opened>, BoxError> {
     let mut out = Vec::with_capacity(targets.len());
     for t in targets {
-        let before = t.upstream.counts(pki).await?;
         let spec = RequestSpec::new(t.server.addr(), Workload::Small);
-        let x = Connection::new(t.server.addr())
-            .exchange(&spec)
-            .await
-            .map_err(|e| format!("{}: {e}", t.name))?;
+        let exchange = async {
+            Connection::new(t.server.addr())
+                .exchange(&spec)
+                .await
+                .map_err(|e| BoxError::from(format!("{}: {e}", t.name)))
+        };
+        let (x, opened) = t.upstream.opened_during(pki, exchange).await?;
         if !x.status.is_success() {
             let hint = match t.upstream {
                 Upstream::Tls { .. } => {
@@ -445,7 +456,6 @@ async fn check(targets: &[Target], pki: &Pki) -> Result<Vec<Opened>, BoxError> {
             };
             return Err(format!("{}: status {}{hint}", t.name, x.status).into());
         }
-        let opened = t.upstream.opened(before, t.upstream.counts(pki).await?);
         let as_offered = match t.upstream {
             Upstream::Tls { h2: true, .. } => opened.h2 > 0 && opened.http11 == 0,
             Upstream::Tls { h2: false, .. } => opened.http11 > 0 && opened.h2 == 0,
@@ -475,18 +485,21 @@ async fn first_requests(
     ca: &Path,
     pki: &Pki,
 ) -> Result<(Duration, Duration, Opened), BoxError> {
-    let before = target.upstream.counts(pki).await?;
-    let fresh = match target.upstream {
-        Upstream::Plain(sim) => procs::gateway(bins, sim, false)?,
-        Upstream::Tls { .. } => procs::gateway_tls_upstream(bins, base, ca)?,
+    let requests = async {
+        let fresh = match target.upstream {
+            Upstream::Plain(sim) => procs::gateway(bins, sim, false)?,
+            Upstream::Tls { .. } => procs::gateway_tls_upstream(bins, base, ca)?,
+        };
+        let spec = RequestSpec::new(fresh.addr(), Workload::Small);
+        let mut conn = Connection::new(fresh.addr());
+        let first = timed(&mut conn, &spec, target.name).await?;
+        let second = timed(&mut conn, &spec, target.name).await?;
+        // The fresh gateway lives until the counts after are read.
+        Ok::<_, BoxError>((first, second, fresh))
     };
-    let spec = RequestSpec::new(fresh.addr(), Workload::Small);
-    let mut conn = Connection::new(fresh.addr());
-    let first = timed(&mut conn, &spec, target.name).await?;
-    let second = timed(&mut conn, &spec, target.name).await?;
-    let after = target.upstream.counts(pki).await?;
+    let ((first, second, fresh), opened) = target.upstream.opened_during(pki, requests).await?;
     drop(fresh);
-    Ok((first, second, target.upstream.opened(before, after)))
+    Ok((first, second, opened))
 }
 
 /// One request on `conn`, timed from before its connect (if it has to
