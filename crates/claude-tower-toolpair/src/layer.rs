@@ -174,15 +174,16 @@ where
         };
         // Read once here, where the body is in memory, for a usage layer
         // further out (it cannot read a streaming request body).
-        if !may_hold_tool_blocks(&body) {
+        let (checked, model) = if may_hold_tool_blocks(&body) {
+            let (checked, model) = validate_with_model(&body);
+            (checked.map(drop), model)
+        } else {
             // No tool block: nothing to pair; only the model is read.
-            let model = requested_model(&body).map(|m| RequestedModel(Arc::from(m.as_ref())));
-            return ResponseFuture::called(self.inner.call(req), None, model);
-        }
-        let (checked, model) = validate_with_model(&body);
+            (Ok(()), requested_model(&body))
+        };
         let model = model.map(|m| RequestedModel(Arc::from(m.as_ref())));
         let err = match checked {
-            Ok(_) => return ResponseFuture::called(self.inner.call(req), None, model),
+            Ok(()) => return ResponseFuture::called(self.inner.call(req), None, model),
             Err(err) => err,
         };
         match self.mode {
