@@ -4,7 +4,7 @@ use bytes::Bytes;
 use claude_tower_core::usage::TokenUsage;
 use claude_tower_toolpair::skim::{decode_string, first_string, top_level_members};
 
-use crate::plain::Plain;
+use crate::plain::{Plain, special};
 
 use crate::payload::UsageFields;
 use crate::stats::ReadStats;
@@ -253,7 +253,9 @@ fn plain_member<'a>(head: &'a [u8], name: &[u8]) -> Option<(&'a [u8], Option<&'a
         let inner = head.strip_suffix(b"\"")?;
         let open = memchr::memrchr(b'"', inner)?;
         let text = &inner[open + 1..];
-        if text.iter().any(|&c| c == b'\\' || c < 0x20) {
+        // No quote in `text` (the one before it was the last): any stop
+        // `special` finds is an escape or a control character.
+        if special(text, 0).is_some() {
             return None;
         }
         (&inner[..open], Some(std::str::from_utf8(text).ok()?))
