@@ -94,9 +94,9 @@ pub fn https_client_with(http: UpstreamHttp) -> Result<HttpsClient, std::io::Err
     let provider = rustls::crypto::aws_lc_rs::default_provider();
     // aws-lc seeds its random generator the first time anything in the
     // process asks it for bytes, and that seeding takes tens of
-    // milliseconds (30-45 ms measured here). Left alone, the first TLS
-    // handshake pays it: the first request through a fresh gateway to an
-    // `https://` route took 33-45 ms against 3 ms once seeded. Asking for a
+    // milliseconds. Left alone, the first TLS handshake pays it: the first
+    // request through a fresh gateway to an `https://` route took 33-83 ms
+    // against 2.8-4.4 ms once seeded (BENCHMARKS.md). Asking for a
     // few bytes now moves that cost to start-up. A failure here is not
     // ours to report: the handshake that needs the bytes will.
     let _ = provider.secure_random.fill(&mut [0; 32]);
