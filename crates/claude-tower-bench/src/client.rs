@@ -185,6 +185,10 @@ pub(crate) struct Saturation {
     /// Response bytes of those answers.
     pub(crate) bytes: u64,
     pub(crate) window: Duration,
+    /// Successful answers of the whole segment, warm-up and the answers
+    /// finishing after the window included: what the CPU read around the
+    /// segment was spent on.
+    pub(crate) answers: u64,
 }
 
 impl Saturation {
@@ -197,6 +201,7 @@ impl Saturation {
         self.errors += other.errors;
         self.bytes += other.bytes;
         self.window += other.window;
+        self.answers += other.answers;
     }
 
     pub(crate) fn empty() -> Self {
@@ -205,6 +210,7 @@ impl Saturation {
             errors: 0,
             bytes: 0,
             window: Duration::ZERO,
+            answers: 0,
         }
     }
 }
@@ -228,6 +234,9 @@ pub(crate) async fn closed_loop(
             let mut out = Saturation::empty();
             while Instant::now() < until {
                 let result = conn.exchange(&spec).await;
+                if matches!(&result, Ok(x) if x.status.is_success()) {
+                    out.answers += 1;
+                }
                 let now = Instant::now();
                 if now < from || now > until {
                     continue;

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -p claude-tower-bench --bin load -- [--quick]
-//!     [--workloads small,large,stream,memory,faults,tls] [--rounds N]
+//!     [--workloads small,large,stream,bulk,memory,faults,tls] [--rounds N]
 //!     [--connections N] [--rate-small R] [--rate-large R] [--rate-stream R]
 //!     [--no-build] [--gateway-nodelay] [--gateways default,plain,wave2,redis,quota]
 //!     [--fresh-gateways N]
@@ -26,7 +26,11 @@
 //! - throughput at saturation (closed loop over `--connections` keep-alive
 //!   connections) and latency at a fixed offered rate (open loop on a
 //!   timetable, corrected for coordinated omission; see [`client`]), into
-//!   HDR histograms;
+//!   HDR histograms; and the CPU every process spent per answer over the
+//!   closed-loop segments ([`cpu`]), which resolves a layer's cost where the
+//!   throughput's run-to-run spread cannot;
+//! - the bulk check ([`bulk`]): 10 MiB streams back to back, MiB/s and CPU
+//!   per stream, through every target;
 //! - then the memory check ([`memory`]) and the fault runs ([`faults`]);
 //! - and, only when asked for (`--workloads tls`, not in the default set),
 //!   upstream HTTP/1.1 against HTTP/2 over TLS ([`upstream_tls`]): two TLS
@@ -61,7 +65,9 @@
     rust_2018_idioms
 )]
 
+mod bulk;
 mod client;
+mod cpu;
 mod faults;
 mod memory;
 mod nodelay;
@@ -77,11 +83,13 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use client::{Paced, RequestSpec, Saturation};
-use report::{Table, delta, micros, quantile, spread, verdict};
+use cpu::{CpuUse, Processes};
+use report::{Table, delta, median_of_ratios, micros, quantile, spread, verdict};
 use variants::Variant;
 use workload::Workload;
 
-const USAGE: &str = "usage: load [--quick] [--workloads small,large,stream,memory,faults,tls] \
+const USAGE: &str =
+    "usage: load [--quick] [--workloads small,large,stream,bulk,memory,faults,tls] \
 [--rounds N] [--connections N] [--rate-small R] [--rate-large R] [--rate-stream R] [--no-build]
        [--gateway-nodelay] [--gateways default,plain,wave2,redis,quota] [--fresh-gateways N]
        (tls: upstream HTTP/1.1 vs HTTP/2 over TLS; only when named in --workloads)
@@ -98,6 +106,11 @@ struct Args {
     faults: bool,
     /// The `tls` workload ([`upstream_tls`]).
     tls: bool,
+    /// The bulk check ([`bulk`]): long streams, CPU per stream.
+    bulk: bool,
+    bulk_streams: usize,
+    bulk_stream_bytes: usize,
+    bulk_concurrency: usize,
     /// Fresh gateways per target and round for its first-request timing.
     tls_fresh_gateways: usize,
     rounds: usize,
@@ -127,6 +140,10 @@ impl Args {
             memory: true,
             faults: true,
             tls: false,
+            bulk: true,
+            bulk_streams: 16,
+            bulk_stream_bytes: 10 << 20,
+            bulk_concurrency: 4,
             tls_fresh_gateways: 5,
             rounds: 3,
             connections: 32,
@@ -157,6 +174,8 @@ impl Args {
             open_warm_up: Duration::from_millis(100),
             open_measure: Duration::from_millis(800),
             memory_stream_bytes: 2 << 20,
+            bulk_streams: 4,
+            bulk_stream_bytes: 2 << 20,
             fault_duration: Duration::from_millis(1500),
             tls_fresh_gateways: 2,
             ..self
@@ -182,11 +201,13 @@ impl Args {
                     out.memory = false;
                     out.faults = false;
                     out.tls = false;
+                    out.bulk = false;
                     for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                         match name {
                             "memory" => out.memory = true,
                             "faults" => out.faults = true,
                             "tls" => out.tls = true,
+                            "bulk" => out.bulk = true,
                             _ => out.workloads.push(
                                 Workload::parse(name)
                                     .ok_or_else(|| format!("unknown workload `{name}`"))?,
@@ -350,6 +371,8 @@ struct WorkloadResult {
     /// Per target, each round's throughput (req/s).
     per_round: Vec<Vec<f64>>,
     paced: Vec<Paced>,
+    /// Per target, the CPU of its closed-loop segments.
+    cpu: Vec<CpuUse>,
 }
 
 impl WorkloadResult {
@@ -365,17 +388,7 @@ impl WorkloadResult {
     /// ratios (each round measures every target back to back, so a slow
     /// drift of the machine cancels out within a round).
     fn ratio(&self, i: usize, j: usize) -> f64 {
-        let mut ratios: Vec<f64> = self.per_round[i]
-            .iter()
-            .zip(&self.per_round[j])
-            .map(|(x, y)| x / y.max(1e-9))
-            .collect();
-        ratios.sort_by(f64::total_cmp);
-        match ratios.len() {
-            0 => 0.0,
-            n if n % 2 == 1 => ratios[n / 2],
-            n => (ratios[n / 2 - 1] + ratios[n / 2]) / 2.0,
-        }
+        median_of_ratios(&self.per_round[i], &self.per_round[j])
     }
 }
 
@@ -409,7 +422,7 @@ async fn harness(args: Args) -> Result<(), client::BoxError> {
     let proxy = procs::passthrough(&bins, sim.addr())?;
     // No gateway configurations to start when only memory, faults or tls
     // were asked for (those start their own gateways).
-    let mut variants = if args.workloads.is_empty() {
+    let mut variants = if args.workloads.is_empty() && !args.bulk {
         Vec::new()
     } else {
         args.gateways.clone()
@@ -455,6 +468,20 @@ async fn harness(args: Args) -> Result<(), client::BoxError> {
     let mut addrs = vec![sim.addr(), proxy.addr()];
     addrs.extend(gateways.iter().map(procs::Server::addr));
     let n = addrs.len();
+    let mut processes = vec![
+        Processes {
+            server: None,
+            simulator: sim.pid(),
+        },
+        Processes {
+            server: Some(proxy.pid()),
+            simulator: sim.pid(),
+        },
+    ];
+    processes.extend(gateways.iter().map(|g| Processes {
+        server: Some(g.pid()),
+        simulator: sim.pid(),
+    }));
 
     let mut results = Vec::new();
     for &workload in &args.workloads {
@@ -471,9 +498,11 @@ async fn harness(args: Args) -> Result<(), client::BoxError> {
         let mut saturation: Vec<_> = (0..n).map(|_| Saturation::empty()).collect();
         let mut per_round: Vec<Vec<f64>> = vec![Vec::new(); n];
         let mut paced: Vec<_> = (0..n).map(|_| Paced::empty()).collect();
+        let mut cpu = vec![CpuUse::default(); n];
         for round in 0..args.rounds {
             let order: Vec<usize> = (0..n).map(|k| (k + round) % n).collect();
             for &t in &order {
+                let before = processes[t].read()?;
                 let s = client::closed_loop(
                     specs[t].clone(),
                     args.connections,
@@ -481,6 +510,7 @@ async fn harness(args: Args) -> Result<(), client::BoxError> {
                     args.closed_measure,
                 )
                 .await;
+                cpu[t].add(before, processes[t].read()?, s.answers);
                 per_round[t].push(s.per_second());
                 saturation[t].merge(s);
             }
@@ -504,10 +534,32 @@ async fn harness(args: Args) -> Result<(), client::BoxError> {
             saturation,
             per_round,
             paced,
+            cpu,
         };
         print_workload(&result, &args);
         results.push(result);
     }
+    let bulk = if args.bulk {
+        let targets: Vec<_> = (0..n)
+            .map(|t| bulk::Target {
+                name: names[t],
+                addr: addrs[t],
+                processes: processes[t],
+            })
+            .collect();
+        let run = bulk::run(
+            &targets,
+            args.bulk_streams,
+            args.bulk_stream_bytes,
+            args.bulk_concurrency,
+            args.rounds,
+        )
+        .await?;
+        print_bulk(&run, &variants, &args);
+        Some((run, variants.clone()))
+    } else {
+        None
+    };
     drop(gateways);
     drop(redis);
     drop(proxy);
@@ -548,8 +600,8 @@ async fn harness(args: Args) -> Result<(), client::BoxError> {
         upstream_tls::print(&run, &args);
     }
 
-    if !results.is_empty() || memory.is_some() || !fault_runs.is_empty() {
-        print_targets(&results, memory.as_ref(), &fault_runs);
+    if !results.is_empty() || memory.is_some() || !fault_runs.is_empty() || bulk.is_some() {
+        print_targets(&results, bulk.as_ref(), memory.as_ref(), &fault_runs);
     }
     println!(
         "Whole run: {:.0} s; machine afterwards: {}",
@@ -617,6 +669,7 @@ fn print_workload(r: &WorkloadResult, args: &Args) {
         ]);
     }
     t.print();
+    print_cpu(&r.names, &r.variants, &r.cpu, 1e3, "µs per answer");
 
     println!(
         "Latency at {:.0} req/s offered (open loop, {} connections, {} x {:?}; microseconds from due time):",
@@ -676,6 +729,97 @@ fn print_workload(r: &WorkloadResult, args: &Args) {
         );
     }
     println!();
+}
+
+/// What a gateway configuration costs over another, from the CPU per
+/// answer: the server's extra CPU (ns) and its share of every process's CPU
+/// per answer of the costlier one (what throughput on a saturated machine
+/// loses to it).
+fn cpu_cost(of: &CpuUse, over: &CpuUse) -> (f64, f64) {
+    let extra = of.server_ns() - over.server_ns();
+    (extra, extra / of.all_ns().max(1e-9))
+}
+
+/// The CPU table of a workload or of the bulk check, `per` nanoseconds to
+/// the unit named `unit`, and each configuration's cost over (d) and (c).
+fn print_cpu(names: &[&str], variants: &[Variant], cpu: &[CpuUse], per: f64, unit: &str) {
+    println!(
+        "CPU per answer, by process ({unit}; the kernel's accounting of every answer of the \
+         segments, warm-up included; see `cpu.rs`):"
+    );
+    println!();
+    let mut t = Table::new(&[
+        "target",
+        "server",
+        "server user / kernel",
+        "simulator",
+        "client",
+        "all processes",
+    ]);
+    let fmt = |ns: f64| format!("{:.1}", ns / per);
+    for (i, c) in cpu.iter().enumerate() {
+        let share = c.server.user_share();
+        t.row(vec![
+            names[i].to_owned(),
+            if i == 0 {
+                "-".to_owned()
+            } else {
+                fmt(c.server_ns())
+            },
+            if i == 0 {
+                "-".to_owned()
+            } else {
+                format!("{:.0} / {:.0} %", 100.0 * share, 100.0 * (1.0 - share))
+            },
+            fmt(c.simulator_ns()),
+            fmt(c.client_ns()),
+            fmt(c.all_ns()),
+        ]);
+    }
+    t.print();
+    let at = |v: Variant| variants.iter().position(|x| *x == v).map(|i| i + 2);
+    for (of, over) in [
+        (Variant::Default, Variant::Plain),
+        (Variant::Wave2, Variant::Plain),
+        (Variant::Wave2, Variant::Default),
+        (Variant::Quota, Variant::Default),
+        (Variant::Redis, Variant::Default),
+    ] {
+        if let (Some(i), Some(j)) = (at(of), at(over)) {
+            let (extra, share) = cpu_cost(&cpu[i], &cpu[j]);
+            println!(
+                "- {} over {}: server {:+.1} {unit}, {:.1} % of {}'s CPU per answer",
+                &names[i][..3],
+                &names[j][..3],
+                extra / per,
+                100.0 * share,
+                &names[i][..3],
+            );
+        }
+    }
+    println!();
+}
+
+fn print_bulk(r: &bulk::BulkRun, variants: &[Variant], args: &Args) {
+    println!(
+        "## Bulk: {} streams of {} MiB per target and round, {} at a time ({} rounds)",
+        r.streams,
+        r.stream_bytes >> 20,
+        r.concurrency,
+        args.rounds
+    );
+    println!();
+    let mut t = Table::new(&["target", "MiB/s", "vs (b), median of rounds", "failed"]);
+    for i in 0..r.names.len() {
+        t.row(vec![
+            r.names[i].to_owned(),
+            format!("{:.0}", r.mib_per_second(i)),
+            format!("{:.2}", median_of_ratios(&r.per_round[i], &r.per_round[1])),
+            r.failed[i].to_string(),
+        ]);
+    }
+    t.print();
+    print_cpu(&r.names, variants, &r.cpu, 1e6, "ms per stream");
 }
 
 fn print_memory(runs: &[(&str, &memory::MemoryRun)]) {
@@ -759,6 +903,7 @@ fn print_faults(runs: &[faults::FaultRun], args: &Args) {
 
 fn print_targets(
     results: &[WorkloadResult],
+    bulk: Option<&(bulk::BulkRun, Vec<Variant>)>,
     memory: Option<&memory::MemoryRun>,
     faults: &[faults::FaultRun],
 ) {
@@ -836,6 +981,32 @@ fn print_targets(
                         ]);
                     }
                 }
+                // The same budgets read from CPU per answer, which resolves
+                // them where throughput's ±5 % cannot.
+                let by_cpu: [(Variant, Variant, f64, &str); 2] = [
+                    (
+                        Variant::Default,
+                        Variant::Plain,
+                        0.02,
+                        "small, by CPU: usage ((c) - (d)) <= 2 % of (c)'s CPU per answer",
+                    ),
+                    (
+                        Variant::Wave2,
+                        Variant::Plain,
+                        0.05,
+                        "small, by CPU: identity + usage + quota ((e) - (d)) <= 5 % of (e)'s",
+                    ),
+                ];
+                for (of, over, most, what) in by_cpu {
+                    if let (Some(i), Some(j)) = (r.of(of), r.of(over)) {
+                        let (extra, share) = cpu_cost(&r.cpu[i], &r.cpu[j]);
+                        t.row(vec![
+                            what.to_owned(),
+                            format!("{:.1} % ({:+.1} µs)", 100.0 * share, extra / 1e3),
+                            verdict(share <= most).to_owned(),
+                        ]);
+                    }
+                }
             }
             Workload::Large => t.row(vec![
                 "200 KB with tool-pairing validation: throughput (c) >= 90 % of (b)".to_owned(),
@@ -858,6 +1029,26 @@ fn print_targets(
                     "-".to_owned(),
                 ]);
             }
+        }
+    }
+    if let Some((b, variants)) = bulk {
+        let at = |v: Variant| variants.iter().position(|x| *x == v).map(|i| i + 2);
+        if let (Some(c), Some(d)) = (at(Variant::Default), at(Variant::Plain)) {
+            let mib = b.stream_bytes >> 20;
+            let x = median_of_ratios(&b.per_round[c], &b.per_round[d]);
+            t.row(vec![
+                format!("{mib} MiB streams: usage costs <= 1 %: (c) >= 99 % of (d)"),
+                format!("{:.1} %", 100.0 * x),
+                verdict(x >= 0.99).to_owned(),
+            ]);
+            let (extra, share) = cpu_cost(&b.cpu[c], &b.cpu[d]);
+            t.row(vec![
+                format!(
+                    "{mib} MiB streams, by CPU: usage ((c) - (d)) <= 1 % of (c)'s CPU per stream"
+                ),
+                format!("{:.2} % ({:+.2} ms)", 100.0 * share, extra / 1e6),
+                verdict(share <= 0.01).to_owned(),
+            ]);
         }
     }
     if let Some(m) = memory {
@@ -898,12 +1089,13 @@ mod tests {
     fn flags_select_workloads_and_checks() {
         let all = parse(&[]).expect("defaults");
         assert_eq!(all.workloads.len(), 3);
-        assert!(all.memory && all.faults && !all.quick);
+        assert!(all.memory && all.faults && all.bulk && !all.quick);
 
         let some = parse(&["--quick", "--workloads", "small,faults"]).expect("parses");
         assert!(some.quick);
         assert_eq!(some.workloads, vec![Workload::Small]);
-        assert!(some.faults && !some.memory);
+        assert!(some.faults && !some.memory && !some.bulk);
+        assert!(parse(&["--workloads", "bulk"]).expect("parses").bulk);
         assert_eq!(some.rounds, 1);
 
         assert!(parse(&["--workloads", "tiny"]).is_err());

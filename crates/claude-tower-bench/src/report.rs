@@ -60,6 +60,19 @@ pub(crate) fn spread(h: &Histogram<u64>) -> [String; 4] {
     ]
 }
 
+/// The median of the rounds' ratios `a[k] / b[k]`: each round measures
+/// every target back to back, so a slow drift of the machine cancels out
+/// within a round.
+pub(crate) fn median_of_ratios(a: &[f64], b: &[f64]) -> f64 {
+    let mut ratios: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y.max(1e-9)).collect();
+    ratios.sort_by(f64::total_cmp);
+    match ratios.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => ratios[n / 2],
+        n => (ratios[n / 2 - 1] + ratios[n / 2]) / 2.0,
+    }
+}
+
 /// Whether a target was met, said plainly.
 pub(crate) fn verdict(met: bool) -> &'static str {
     if met { "met" } else { "MISSED" }
@@ -108,6 +121,13 @@ mod tests {
         assert_eq!(micros(45_600), "45.6 ms");
         assert_eq!(delta(-120), "-120 µs");
         assert_eq!(delta(2500), "+2.50 ms");
+    }
+
+    #[test]
+    fn ratios_are_taken_per_round_then_the_median() {
+        assert_eq!(median_of_ratios(&[1.0, 4.0, 9.0], &[1.0, 2.0, 3.0]), 2.0);
+        assert_eq!(median_of_ratios(&[1.0, 3.0], &[1.0, 1.0]), 2.0);
+        assert_eq!(median_of_ratios(&[], &[]), 0.0);
     }
 
     #[test]
