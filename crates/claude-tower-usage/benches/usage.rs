@@ -37,6 +37,33 @@ fn dense_stream(bytes: usize) -> Vec<u8> {
     s.into_bytes()
 }
 
+/// A long answer as the simulator streams it for `x-sim-stream-bytes`
+/// (the load harness's bulk check): 1 KiB of text per `content_block_delta`,
+/// a `ping` after every fourth, each event its own chunk, as hyper hands a
+/// chunked body over (one frame per chunk).
+fn text_events(bytes: usize) -> Vec<Vec<u8>> {
+    let text = "The quick brown fox jumps over the lazy dog while the simulator streams. "
+        .repeat(16)[..1024]
+        .to_owned();
+    let mut events = vec![
+        b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"claude-sonnet-4-5\",\"usage\":{\"input_tokens\":12,\"output_tokens\":1}}}\n\n".to_vec(),
+    ];
+    let mut len = 0;
+    while len < bytes {
+        let event = format!(
+            "event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"{text}\"}}}}\n\n"
+        );
+        len += event.len();
+        events.push(event.into_bytes());
+        if events.len() % 4 == 0 {
+            events.push(b"event: ping\ndata: {\"type\": \"ping\"}\n\n".to_vec());
+        }
+    }
+    events.push(b"event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":4000}}\n\n".to_vec());
+    events.push(b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n".to_vec());
+    events
+}
+
 fn json_message(text_bytes: usize) -> Vec<u8> {
     format!(
         r#"{{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{{"type":"text","text":"{}"}}],"stop_reason":"end_turn","stop_sequence":null,"usage":{{"input_tokens":2095,"cache_creation_input_tokens":0,"cache_read_input_tokens":51200,"output_tokens":503}}}}"#,
@@ -61,6 +88,22 @@ fn sse(c: &mut Criterion) {
             })
         });
     }
+    group.finish();
+
+    let events = text_events(1 << 20);
+    let mut group = c.benchmark_group("sse");
+    group.throughput(Throughput::Bytes(
+        events.iter().map(Vec::len).sum::<usize>() as u64,
+    ));
+    group.bench_function("reader/text-1MiB/event-per-chunk", |b| {
+        b.iter(|| {
+            let mut reader = SseUsageReader::new();
+            for event in &events {
+                reader.feed(black_box(event));
+            }
+            black_box(reader.usage())
+        })
+    });
     // What the machine gives right now: only finding every line end,
     // the least any SSE reader must do. Compare the reader against it when
     // the machine is shared.
@@ -131,5 +174,107 @@ fn layer(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, sse, layer);
+/// A streamed body handing over prepared frames one by one, as hyper hands
+/// over a chunked upstream answer: the first frame, the middle ones
+/// `repeat` times over, the last ones. The middle frames (1 MiB) stay in
+/// the cache, as a frame does in a proxy that has just read it from the
+/// socket.
+struct Frames {
+    events: std::sync::Arc<[Bytes]>,
+    repeat: usize,
+    at: usize,
+}
+
+impl Frames {
+    fn nth(&self, at: usize) -> Option<&Bytes> {
+        let n = self.events.len();
+        let middle = n - 3;
+        match at {
+            0 => self.events.first(),
+            k if k <= middle * self.repeat => self.events.get(1 + (k - 1) % middle),
+            k => self.events.get(k - middle * self.repeat + middle),
+        }
+    }
+}
+
+impl http_body::Body for Frames {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        let frame = self.nth(self.at).cloned();
+        self.at += 1;
+        std::task::Poll::Ready(frame.map(|b| Ok(http_body::Frame::data(b))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.nth(self.at).is_none()
+    }
+}
+
+/// The layer's whole cost on a 10 MiB stream shaped like the simulator's
+/// (the load harness's bulk check): the body wrapper's per-frame work and
+/// the reader, against the same frames without the layer. Frames are read
+/// and dropped, as a server writes them out.
+fn stream(c: &mut Criterion) {
+    let events: std::sync::Arc<[Bytes]> =
+        text_events(1 << 20).into_iter().map(Bytes::from).collect();
+    const REPEAT: usize = 10;
+    let check = Frames {
+        events: events.clone(),
+        repeat: REPEAT,
+        at: 0,
+    };
+    let total: usize = (0..).map_while(|k| check.nth(k)).map(Bytes::len).sum();
+    assert!(total >= 10 << 20, "{total}");
+    let mut group = c.benchmark_group("layer");
+    group.throughput(Throughput::Bytes(total as u64));
+    group.sample_size(20);
+    let make = move || {
+        let events = events.clone();
+        service_fn(move |_req: Request<()>| {
+            let mut res = Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(Frames {
+                    events: events.clone(),
+                    repeat: REPEAT,
+                    at: 0,
+                })
+                .unwrap();
+            res.extensions_mut().insert(RouteId::new("anthropic"));
+            std::future::ready(Ok::<_, Infallible>(res))
+        })
+    };
+    fn drain<B: http_body::Body<Data = Bytes> + Unpin>(mut body: B) -> usize {
+        let mut n = 0;
+        while let Some(Some(Ok(frame))) = body.frame().now_or_never() {
+            n += black_box(frame).data_ref().map_or(0, Bytes::len);
+        }
+        n
+    }
+    let mut bare = make();
+    group.bench_function("sse-10MiB-event-frames/bare", |b| {
+        b.iter(|| {
+            let res = bare.call(Request::new(())).now_or_never().unwrap().unwrap();
+            assert_eq!(drain(res.into_body()), total);
+        })
+    });
+    let mut with = UsageLayer::new()
+        .sink(|r: &_| {
+            black_box(r);
+        })
+        .layer(make());
+    group.bench_function("sse-10MiB-event-frames/usage", |b| {
+        b.iter(|| {
+            let res = with.call(Request::new(())).now_or_never().unwrap().unwrap();
+            assert_eq!(drain(Box::pin(res.into_body())), total);
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, sse, layer, stream);
 criterion_main!(benches);
