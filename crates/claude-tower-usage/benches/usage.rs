@@ -176,7 +176,7 @@ fn layer(c: &mut Criterion) {
 
 /// A streamed body handing over prepared frames one by one, as hyper hands
 /// over a chunked upstream answer: the first frame, the middle ones
-/// `repeat` times over, the last ones. The middle frames (1 MiB) stay in
+/// `repeat` times over, the last ones. The middle frames (256 KiB) stay in
 /// the cache, as a frame does in a proxy that has just read it from the
 /// socket.
 struct Frames {
@@ -220,9 +220,11 @@ impl http_body::Body for Frames {
 /// the reader, against the same frames without the layer. Frames are read
 /// and dropped, as a server writes them out.
 fn stream(c: &mut Criterion) {
-    let events: std::sync::Arc<[Bytes]> =
-        text_events(1 << 20).into_iter().map(Bytes::from).collect();
-    const REPEAT: usize = 10;
+    let events: std::sync::Arc<[Bytes]> = text_events(256 << 10)
+        .into_iter()
+        .map(Bytes::from)
+        .collect();
+    const REPEAT: usize = 40;
     let check = Frames {
         events: events.clone(),
         repeat: REPEAT,

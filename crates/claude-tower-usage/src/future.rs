@@ -123,7 +123,8 @@ impl Start {
         let hook = parts.extensions.remove::<UsageHook>();
 
         let success = parts.status.is_success();
-        record.streamed = is_event_stream(&parts.headers);
+        let kind = BodyKind::of(&parts.headers);
+        record.streamed = kind == BodyKind::EventStream;
         let watch = if record.local || !success {
             // Nothing billable: a local answer, or an upstream error.
             record.usage = Some(TokenUsage::default());
@@ -134,7 +135,7 @@ impl Start {
             Watch::Off
         } else if record.streamed {
             Watch::Sse(SseUsageReader::with_event_limit(self.config.event_limit))
-        } else if is_json(&parts.headers) {
+        } else if kind == BodyKind::Json {
             let expected = body.size_hint().exact().unwrap_or(0);
             Watch::Json(JsonWatcher::with_expected(self.config.json_limit, expected))
         } else {
@@ -218,16 +219,39 @@ fn find_claude_error<E: 'static>(err: &E) -> Option<&ClaudeError> {
     ClaudeError::find_in(boxed.as_ref())
 }
 
-fn is_event_stream(headers: &HeaderMap) -> bool {
-    content_type(headers).is_some_and(|ct| starts_with_ignore_case(ct, "text/event-stream"))
+/// What a response body is, from its `content-type` (one lookup).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BodyKind {
+    /// `text/event-stream`.
+    EventStream,
+    /// `application/json` or `*/*+json`, parameters allowed.
+    Json,
+    /// Anything else, or no `content-type`.
+    Other,
 }
 
-fn is_json(headers: &HeaderMap) -> bool {
-    content_type(headers).is_some_and(|ct| {
-        let essence = ct.split(';').next().unwrap_or_default().trim();
-        essence.eq_ignore_ascii_case("application/json")
-            || essence.len() > 5 && essence[essence.len() - 5..].eq_ignore_ascii_case("+json")
-    })
+impl BodyKind {
+    fn of(headers: &HeaderMap) -> BodyKind {
+        let Some(value) = headers.get(CONTENT_TYPE) else {
+            return BodyKind::Other;
+        };
+        let value = value.as_bytes();
+        if value.len() >= 17 && value[..17].eq_ignore_ascii_case(b"text/event-stream") {
+            return BodyKind::EventStream;
+        }
+        let essence = value
+            .split(|&c| c == b';')
+            .next()
+            .unwrap_or_default()
+            .trim_ascii();
+        if essence.eq_ignore_ascii_case(b"application/json")
+            || essence.len() > 5 && essence[essence.len() - 5..].eq_ignore_ascii_case(b"+json")
+        {
+            BodyKind::Json
+        } else {
+            BodyKind::Other
+        }
+    }
 }
 
 fn is_encoded(headers: &HeaderMap) -> bool {
@@ -237,14 +261,6 @@ fn is_encoded(headers: &HeaderMap) -> bool {
         .is_some_and(|v| !v.trim().is_empty() && !v.trim().eq_ignore_ascii_case("identity"))
 }
 
-fn content_type(headers: &HeaderMap) -> Option<&str> {
-    headers.get(CONTENT_TYPE)?.to_str().ok()
-}
-
-fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
-    s.len() >= prefix.len() && s.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
-}
-
 /// Hands a finished record to every sink, then to the hook.
 pub(crate) fn deliver(config: &Config, record: &UsageRecord, hook: Option<UsageHook>) {
     for sink in &config.sinks {
@@ -252,5 +268,32 @@ pub(crate) fn deliver(config: &Config, record: &UsageRecord, hook: Option<UsageH
     }
     if let Some(hook) = hook {
         hook.call(record);
+    }
+}
+
+#[cfg(test)]
+mod body_kind_tests {
+    use super::*;
+
+    #[test]
+    fn the_content_type_names_the_body() {
+        let kind = |ct: &[u8]| {
+            let mut headers = HeaderMap::new();
+            headers.insert(CONTENT_TYPE, http::HeaderValue::from_bytes(ct).unwrap());
+            BodyKind::of(&headers)
+        };
+        assert_eq!(kind(b"text/event-stream"), BodyKind::EventStream);
+        assert_eq!(
+            kind(b"Text/Event-Stream; charset=utf-8"),
+            BodyKind::EventStream
+        );
+        assert_eq!(kind(b"application/json"), BodyKind::Json);
+        assert_eq!(kind(b" Application/JSON ; charset=utf-8"), BodyKind::Json);
+        assert_eq!(kind(b"application/problem+json"), BodyKind::Json);
+        assert_eq!(kind(b"application/json; charset=\xff"), BodyKind::Json);
+        assert_eq!(kind(b"text/plain"), BodyKind::Other);
+        assert_eq!(kind(b"+json"), BodyKind::Other);
+        assert_eq!(kind(b"text/event"), BodyKind::Other);
+        assert_eq!(BodyKind::of(&HeaderMap::new()), BodyKind::Other);
     }
 }

@@ -175,7 +175,7 @@ fn read_ends(b: &[u8]) -> Option<Reading> {
         return None;
     }
     let stop_reason = stop_members(&b[..at])?;
-    let model = match Plain::new(b, 0).leading_string(b"model") {
+    let model = match leading_model(b).or_else(|| Plain::new(b, 0).leading_string(b"model")) {
         Some(model) => Some(model.into()),
         None => first_string(b, "model").map(Into::into),
     };
@@ -186,6 +186,55 @@ fn read_ends(b: &[u8]) -> Option<Reading> {
         stop_reason,
         ..Reading::default()
     })
+}
+
+/// How far into a message [`leading_model`] looks for its key.
+const LEADING_WINDOW: usize = 1024;
+
+/// The message's `model`, read by walking from string to string over its
+/// first [`LEADING_WINDOW`] bytes without parsing the members before it,
+/// when nothing there can hide structure: `b` is an object, and before the
+/// key there is no other `{`, no `[`, no escape and no control character.
+/// Without an escape every quote opens or closes a string, so the walk
+/// knows which strings are tokens; with no container opened since the first
+/// `{`, a string `"model"` followed by `:` right after the `{` or a `,` is
+/// a key of the message itself, and the first of that name. The value must
+/// be a plain string. `None` leaves the model to [`Plain::leading_string`]
+/// (the Messages API writes `id`, `type` and `role` first: this walk skips
+/// their six strings with one `special` search each and reads nothing else).
+fn leading_model(b: &[u8]) -> Option<&str> {
+    const KEY: &[u8] = br#""model":""#;
+    if b.first() != Some(&b'{') {
+        return None;
+    }
+    let head = &b[..b.len().min(LEADING_WINDOW)];
+    // From string to string: `special` stops at every quote, backslash and
+    // control character, so each stop outside a string must be a quote
+    // that opens one, and each stop inside must be the quote that closes it.
+    let mut pos = 1;
+    loop {
+        let open = special(head, pos)?;
+        if head[open] != b'"' || head[pos..open].iter().any(|&c| c == b'{' || c == b'[') {
+            return None;
+        }
+        if head[open + 1..].starts_with(b"model\"") {
+            // The first `"model"`: the key, after `{` or `,`, or nothing.
+            if !head[open..].starts_with(KEY) || !matches!(head[open - 1], b'{' | b',') {
+                return None;
+            }
+            let start = open + KEY.len();
+            let end = special(b, start)?;
+            if b[end] != b'"' {
+                return None;
+            }
+            return std::str::from_utf8(&b[start..end]).ok();
+        }
+        let close = special(head, open + 1)?;
+        if head[close] != b'"' {
+            return None;
+        }
+        pos = close + 1;
+    }
 }
 
 /// `,"usage":{` as the Messages API writes it before the last member.
@@ -398,6 +447,75 @@ mod tests {
                 proptest::prop_assert_eq!(ends.usage(), whole.usage());
                 proptest::prop_assert_eq!(&ends.model, &whole.model);
                 proptest::prop_assert_eq!(&ends.stop_reason, &whole.stop_reason);
+            }
+        }
+    }
+
+    #[test]
+    fn the_model_is_found_by_one_search_only_where_it_is_a_key() {
+        fn model(s: &str) -> Option<&str> {
+            leading_model(s.as_bytes())
+        }
+        assert_eq!(model(MESSAGE), Some("claude-sonnet-4-5"));
+        assert_eq!(model(r#"{"model":"m","x":1}"#), Some("m"));
+        assert_eq!(
+            model(r#"{"model":5,"model":"m"}"#),
+            None,
+            "the first model is not a string"
+        );
+        assert_eq!(model(r#"{"id":"a,b","n":1,"model":"m"}"#), Some("m"));
+        // Left to the member-by-member read:
+        for body in [
+            r#"{"x":{"model":"inner"},"model":"m"}"#,
+            r#"{"x":["model"],"model":"m"}"#,
+            r#"{"x":"\"","model":"m"}"#,
+            r#"{"x":"a,"model":"m"}"#,
+            r#"{ "model":"m"}"#,
+            r#"{"model":"m\u0041"}"#,
+            r#"{"x":1 "model":"m"}"#,
+            r#"["model":"m"]"#,
+        ] {
+            assert_eq!(model(body), None, "{body}");
+        }
+        let far = format!(r#"{{"id":"{}","model":"m"}}"#, "z".repeat(LEADING_WINDOW));
+        assert_eq!(model(&far), None, "past the window");
+    }
+
+    /// A member's value: a string with quotes, commas, colons, braces,
+    /// brackets and backslashes in it, an object or an array holding a
+    /// look-alike `model`, or a number; as JSON.
+    fn member_value() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::strategy::Strategy as _;
+        let json = |s: String| serde_json::to_string(&s).unwrap();
+        proptest::prop_oneof![
+            r#"[a-z,:"{}\[\]\\]{0,8}"#.prop_map(json),
+            r#"[a-z"]{0,4}"#.prop_map(move |s| format!(r#"{{"model":{}}}"#, json(s))),
+            "[a-z]{0,4}".prop_map(move |s| format!(r#"["model",{}]"#, json(s))),
+            (0u32..100).prop_map(|n| n.to_string()),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever members come first (strings with quotes, escapes and
+        /// look-alike keys, nested objects and arrays, another `model`),
+        /// the one search finds the same model as the general read, or
+        /// leaves it to it.
+        #[test]
+        fn the_one_search_agrees_with_the_general_read(
+            members in proptest::collection::vec((r#"(id|model|x|"model"|model\\)"#, member_value()), 0..5),
+            model in r#"[a-z"\\-]{0,6}"#,
+            last in proptest::prelude::any::<bool>(),
+        ) {
+            let mut parts: Vec<String> = members
+                .iter()
+                .map(|(k, v)| format!("{}:{}", serde_json::to_string(k).unwrap(), v))
+                .collect();
+            let at = if last { parts.len() } else { parts.len() / 2 };
+            parts.insert(at, format!(r#""model":{}"#, serde_json::to_string(&model).unwrap()));
+            let body = format!("{{{}}}", parts.join(","));
+            if let Some(found) = leading_model(body.as_bytes()) {
+                let general = first_string(body.as_bytes(), "model");
+                proptest::prop_assert_eq!(Some(found), general.as_deref(), "{}", body);
             }
         }
     }
