@@ -276,6 +276,9 @@ pub(crate) struct Paced {
     /// How late the client's timer fired for requests sent on time.
     pub(crate) timer_lag: Histogram<u64>,
     pub(crate) sent: u64,
+    /// Successful answers of the whole segment, warm-up included (what the
+    /// CPU read around it was spent on).
+    pub(crate) answers: u64,
     pub(crate) errors: u64,
     /// Requests that went out late because the previous answer on their
     /// connection had not come back by their due time.
@@ -290,6 +293,7 @@ impl Paced {
             ttfb: micros_histogram(),
             timer_lag: micros_histogram(),
             sent: 0,
+            answers: 0,
             errors: 0,
             held_up: 0,
         }
@@ -304,6 +308,7 @@ impl Paced {
         add(&mut self.ttfb, &other.ttfb);
         add(&mut self.timer_lag, &other.timer_lag);
         self.sent += other.sent;
+        self.answers += other.answers;
         self.errors += other.errors;
         self.held_up += other.held_up;
     }
@@ -353,6 +358,9 @@ pub(crate) async fn open_loop(
                     due
                 };
                 let result = conn.exchange(&spec).await;
+                if matches!(&result, Ok(x) if x.status.is_success()) {
+                    out.answers += 1;
+                }
                 if counted {
                     out.sent += 1;
                     match result {

@@ -373,6 +373,8 @@ struct WorkloadResult {
     paced: Vec<Paced>,
     /// Per target, the CPU of its closed-loop segments.
     cpu: Vec<CpuUse>,
+    /// Per target, the CPU of its open-loop segments.
+    paced_cpu: Vec<CpuUse>,
 }
 
 impl WorkloadResult {
@@ -499,6 +501,7 @@ async fn harness(args: Args) -> Result<(), client::BoxError> {
         let mut per_round: Vec<Vec<f64>> = vec![Vec::new(); n];
         let mut paced: Vec<_> = (0..n).map(|_| Paced::empty()).collect();
         let mut cpu = vec![CpuUse::default(); n];
+        let mut paced_cpu = vec![CpuUse::default(); n];
         for round in 0..args.rounds {
             let order: Vec<usize> = (0..n).map(|k| (k + round) % n).collect();
             for &t in &order {
@@ -515,6 +518,7 @@ async fn harness(args: Args) -> Result<(), client::BoxError> {
                 saturation[t].merge(s);
             }
             for &t in &order {
+                let before = processes[t].read()?;
                 let p = client::open_loop(
                     specs[t].clone(),
                     rate,
@@ -523,6 +527,7 @@ async fn harness(args: Args) -> Result<(), client::BoxError> {
                     args.open_measure,
                 )
                 .await?;
+                paced_cpu[t].add(before, processes[t].read()?, p.answers);
                 paced[t].merge(&p);
             }
         }
@@ -535,6 +540,7 @@ async fn harness(args: Args) -> Result<(), client::BoxError> {
             per_round,
             paced,
             cpu,
+            paced_cpu,
         };
         print_workload(&result, &args);
         results.push(result);
@@ -712,6 +718,13 @@ fn print_workload(r: &WorkloadResult, args: &Args) {
         ]);
     }
     t.print();
+    print_cpu(
+        &r.names,
+        &r.variants,
+        &r.paced_cpu,
+        1e3,
+        &format!("µs per answer at {:.0} req/s", r.rate),
+    );
     let b = &r.paced[1];
     for (i, c) in r.paced.iter().enumerate().skip(2) {
         let d = |q: f64, h: fn(&Paced) -> &hdrhistogram::Histogram<u64>| {
