@@ -129,3 +129,41 @@ async fn segment(
     }
     total
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every stream of every round is sent once, read whole and counted,
+    /// and the CPU is divided by the complete streams.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_stream_is_sent_once_and_read_whole() {
+        let sim = claude_tower_sim::Sim::start(claude_tower_sim::SimConfig::default())
+            .await
+            .expect("starts");
+        let target = Target {
+            name: "(a) direct",
+            addr: sim.addr(),
+            processes: Processes {
+                server: None,
+                simulator: std::process::id(),
+            },
+        };
+        let bytes = 64 * 1024;
+        // One stream's size on the wire (the text plus the SSE framing).
+        let spec = RequestSpec::with_body(sim.addr(), small_body(true), Some(bytes));
+        let one = Connection::new(sim.addr())
+            .exchange(&spec)
+            .await
+            .expect("answers")
+            .bytes as u64;
+        assert!(one >= bytes as u64);
+        let run = run(&[target], 5, bytes, 2, 2).await.expect("runs");
+        assert_eq!(run.failed, [0]);
+        assert_eq!(run.cpu[0].answers, 10, "5 streams x 2 rounds");
+        assert_eq!(run.per_round[0].len(), 2);
+        assert_eq!(run.received[0], 10 * one, "each stream once, whole");
+        assert!(run.cpu[0].simulator.ns > 0 && run.cpu[0].client.ns > 0);
+        assert!(run.mib_per_second(0) > 0.0);
+    }
+}

@@ -141,7 +141,7 @@ impl Args {
             faults: true,
             tls: false,
             bulk: true,
-            bulk_streams: 16,
+            bulk_streams: 24,
             bulk_stream_bytes: 10 << 20,
             bulk_concurrency: 4,
             tls_fresh_gateways: 5,

@@ -127,6 +127,7 @@ mod tests {
     fn ratios_are_taken_per_round_then_the_median() {
         assert_eq!(median_of_ratios(&[1.0, 4.0, 9.0], &[1.0, 2.0, 3.0]), 2.0);
         assert_eq!(median_of_ratios(&[1.0, 3.0], &[1.0, 1.0]), 2.0);
+        assert_eq!(median_of_ratios(&[2.0, 3.0, 10.0], &[1.0, 1.0, 1.0]), 3.0);
         assert_eq!(median_of_ratios(&[], &[]), 0.0);
     }
 

@@ -559,7 +559,10 @@ pub(crate) fn print(r: &TlsRun, args: &Args) {
             r.names[i].to_owned(),
             format!("{:.0}", s.per_second()),
             s.errors.to_string(),
-            format!("{:.2}", median_ratio(&r.per_round[i], &r.per_round[c])),
+            format!(
+                "{:.2}",
+                crate::report::median_of_ratios(&r.per_round[i], &r.per_round[c])
+            ),
         ]);
     }
     t.print();
@@ -660,18 +663,6 @@ fn median(samples: &[Duration]) -> Duration {
     }
 }
 
-/// The median over rounds of `a[k] / b[k]` (each round measures every
-/// target back to back, so a slow drift of the machine cancels out).
-fn median_ratio(a: &[f64], b: &[f64]) -> f64 {
-    let mut ratios: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y.max(1e-9)).collect();
-    ratios.sort_by(f64::total_cmp);
-    match ratios.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => ratios[n / 2],
-        n => (ratios[n / 2 - 1] + ratios[n / 2]) / 2.0,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -743,6 +734,5 @@ mod tests {
         };
         let opened = tls.opened(Counts::default(), after);
         assert_eq!(opened.describe(), "1 (h2)");
-        assert_eq!(median_ratio(&[2.0, 3.0, 10.0], &[1.0, 1.0, 1.0]), 3.0);
     }
 }
