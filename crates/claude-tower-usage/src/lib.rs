@@ -144,15 +144,18 @@
 //! - **A hand-written SSE reader**, not an SSE crate: those hand out every
 //!   event with its data as a `String`; we need to look at four events out
 //!   of thousands and must bound what one event can hold.
-//! - **Numbers** (`benches/usage.rs`, 2-core machine, quiet, 2026-11-30):
-//!   the reader runs an event-dense stream (about 150 bytes per event) at
-//!   2.20 GiB/s in 16 KiB chunks and 2.38 GiB/s in 1 KiB chunks, against
-//!   5.77 GiB/s for a bare `memchr2` scan of the same bytes for line ends;
-//!   one small request costs 0.93 µs more through the layer (JSON, 0.33 ->
-//!   1.26 µs; 1.5 µs before the two-ends read) and 1.97 µs for a 2 KiB
-//!   stream (0.29 -> 2.26 µs); a 256 KiB JSON answer costs 0.37 µs, as its
-//!   content is not read. In the gateway (callgrind) the layer with its
-//!   sinks is 9.6k instructions of a small request's 107.7k.
+//! - **Numbers** (`benches/usage.rs`, 2-core machine, 2026-12-07): the
+//!   reader runs an event-dense stream (about 150 bytes per event) at
+//!   9.9 GiB/s in 16 KiB chunks and 6.2 GiB/s in 1 KiB chunks, against
+//!   6.4 GiB/s for a bare `memchr2` scan of the same bytes for line ends
+//!   (content events are skipped whole, one search per line); the
+//!   simulator's long streams (1 KiB text deltas, one event per chunk) at
+//!   22 GiB/s. Through the layer, a small JSON request costs 0.56 µs more
+//!   (0.29 -> 0.85 µs), a 2 KiB stream 1.46 µs, a 256 KiB JSON answer
+//!   0.38 µs (its content is not read), and a 10 MiB stream 0.50 ms (1.0 %
+//!   of the gateway's CPU per such stream in the load harness). In the
+//!   gateway (callgrind) the layer with its four sinks is 6.6k instructions
+//!   of a small request's 96.0k.
 //! - **Sinks must not block.** They run on the task that finished the body:
 //!   atomics, a short lock, or a channel.
 //!
