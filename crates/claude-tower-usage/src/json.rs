@@ -194,7 +194,8 @@ const LEADING_WINDOW: usize = 1024;
 /// The message's `model`, read by walking from string to string over its
 /// first [`LEADING_WINDOW`] bytes without parsing the members before it,
 /// when nothing there can hide structure: `b` is an object, and before the
-/// key there is no other `{`, no `[`, no escape and no control character.
+/// key no container opens or closes and no string holds an escape or a
+/// control character.
 /// Without an escape every quote opens or closes a string, so the walk
 /// knows which strings are tokens; with no container opened since the first
 /// `{`, a string `"model"` followed by `:` right after the `{` or a `,` is
@@ -214,7 +215,11 @@ fn leading_model(b: &[u8]) -> Option<&str> {
     let mut pos = 1;
     loop {
         let open = special(head, pos)?;
-        if head[open] != b'"' || head[pos..open].iter().any(|&c| c == b'{' || c == b'[') {
+        if head[open] != b'"'
+            || head[pos..open]
+                .iter()
+                .any(|&c| matches!(c, b'{' | b'[' | b'}' | b']'))
+        {
             return None;
         }
         if head[open + 1..].starts_with(b"model\"") {
@@ -473,6 +478,7 @@ mod tests {
             r#"{ "model":"m"}"#,
             r#"{"model":"m\u0041"}"#,
             r#"{"x":1 "model":"m"}"#,
+            r#"{"x":1},"model":"m"}"#,
             r#"["model":"m"]"#,
         ] {
             assert_eq!(model(body), None, "{body}");
