@@ -1,19 +1,24 @@
-//! CPU time per answer, by process: what a configuration costs the machine,
-//! resolvable where throughput is not.
+//! CPU time per answer, by process: where a configuration's time goes, the
+//! kernel's share included.
 //!
 //! On this 2-core VM the client, the simulator and the proxy under test
 //! share the cores, so throughput at saturation follows the CPU every
-//! process spends per answer, and a closed-loop segment's throughput moves
-//! by ±5 % from run to run. The CPU a process spent over a segment, divided
-//! by the answers of the segment, moves far less: it is read from the
-//! kernel's own accounting ([`Cpu::of`]), not from a clock racing the other
-//! processes. A layer's cost is then the difference of two configurations'
-//! server CPU per answer, and its share of throughput that difference over
-//! all processes' CPU per answer.
+//! process spends per answer. Each process's CPU over a segment is read
+//! from the kernel's own accounting ([`Cpu::of`]) and divided by the
+//! segment's answers; a configuration's cost over another is the difference
+//! of their servers' figures, and its share of throughput that difference
+//! over all processes' CPU per answer.
 //!
-//! Instructions under callgrind (`scripts/instructions.sh`) count user space
-//! only; on loopback most of a proxy's CPU is the kernel's (socket writes,
-//! wake-ups), which these figures include, split into user and kernel time.
+//! What it resolves: whole configurations and the user/kernel split
+//! (instructions under callgrind, `scripts/instructions.sh`, count user
+//! space only, and on loopback half or more of a proxy's CPU is the
+//! kernel's). What it does not: a difference of a microsecond or two per
+//! small answer. At saturation a process that does more per request also
+//! batches more per wake-up, and at a fixed rate each answer's wake-ups
+//! dominate; on this VM the same two configurations differed by -0.9 to
+//! +6.1 µs at saturation and -8 to +13 µs at 1,000 req/s over ten runs
+//! (BENCHMARKS.md, "[usage] the budgets by CPU"). For those, count
+//! instructions or time the layer in criterion.
 
 use std::io;
 use std::path::Path;

@@ -994,29 +994,28 @@ fn print_targets(
                         ]);
                     }
                 }
-                // The same budgets read from CPU per answer, which resolves
-                // them where throughput's ±5 % cannot.
-                let by_cpu: [(Variant, Variant, f64, &str); 2] = [
+                // The same budgets read from CPU per answer, for reference:
+                // no verdict, as a run's figure moves by a few microseconds
+                // (see `cpu.rs`).
+                let by_cpu: [(Variant, Variant, &str); 2] = [
                     (
                         Variant::Default,
                         Variant::Plain,
-                        0.02,
-                        "small, by CPU: usage ((c) - (d)) <= 2 % of (c)'s CPU per answer",
+                        "small, by CPU: usage, (c) - (d), share of (c)'s CPU per answer (±3 µs)",
                     ),
                     (
                         Variant::Wave2,
                         Variant::Plain,
-                        0.05,
-                        "small, by CPU: identity + usage + quota ((e) - (d)) <= 5 % of (e)'s",
+                        "small, by CPU: identity + usage + quota, (e) - (d), share of (e)'s (±3 µs)",
                     ),
                 ];
-                for (of, over, most, what) in by_cpu {
+                for (of, over, what) in by_cpu {
                     if let (Some(i), Some(j)) = (r.of(of), r.of(over)) {
                         let (extra, share) = cpu_cost(&r.cpu[i], &r.cpu[j]);
                         t.row(vec![
                             what.to_owned(),
                             format!("{:.1} % ({:+.1} µs)", 100.0 * share, extra / 1e3),
-                            verdict(share <= most).to_owned(),
+                            "-".to_owned(),
                         ]);
                     }
                 }
@@ -1054,13 +1053,16 @@ fn print_targets(
                 format!("{:.1} %", 100.0 * x),
                 verdict(x >= 0.99).to_owned(),
             ]);
+            // For reference, no verdict: the pipeline's timing moves it by
+            // milliseconds (see `cpu.rs`); the criterion bench
+            // `layer/sse-10MiB-event-frames` times the layer itself.
             let (extra, share) = cpu_cost(&b.cpu[c], &b.cpu[d]);
             t.row(vec![
                 format!(
-                    "{mib} MiB streams, by CPU: usage ((c) - (d)) <= 1 % of (c)'s CPU per stream"
+                    "{mib} MiB streams, by CPU: usage, (c) - (d), share of (c)'s CPU per stream (±3 ms)"
                 ),
                 format!("{:.2} % ({:+.2} ms)", 100.0 * share, extra / 1e6),
-                verdict(share <= 0.01).to_owned(),
+                "-".to_owned(),
             ]);
         }
     }
