@@ -156,22 +156,9 @@ fn read_ends(b: &[u8]) -> Option<Reading> {
         return None;
     }
     let at = last_usage_key(&b[..close])?;
-    let mut usage = TokenUsage::default();
-    let mut object = Plain::new(b, at + USAGE_KEY.len() - 1);
-    object.object(0, |key, value| {
-        let field = match key {
-            b"input_tokens" => &mut usage.input,
-            b"output_tokens" => &mut usage.output,
-            b"cache_creation_input_tokens" => &mut usage.cache_creation_input,
-            b"cache_read_input_tokens" => &mut usage.cache_read_input,
-            _ => return Some(()),
-        };
-        if let Some(n) = count(value)? {
-            *field = n;
-        }
-        Some(())
-    })?;
-    if object.pos != close + 1 {
+    let object = at + USAGE_KEY.len() - 1;
+    let (usage, after) = compact_usage(b, object).or_else(|| plain_usage(b, object))?;
+    if after != close + 1 {
         return None;
     }
     let stop_reason = stop_members(&b[..at])?;
@@ -239,6 +226,87 @@ fn leading_model(b: &[u8]) -> Option<&str> {
             return None;
         }
         pos = close + 1;
+    }
+}
+
+/// The usage count a key names, if it is one of the four.
+fn count_field<'u>(usage: &'u mut TokenUsage, key: &[u8]) -> Option<&'u mut u64> {
+    match key {
+        b"input_tokens" => Some(&mut usage.input),
+        b"output_tokens" => Some(&mut usage.output),
+        b"cache_creation_input_tokens" => Some(&mut usage.cache_creation_input),
+        b"cache_read_input_tokens" => Some(&mut usage.cache_read_input),
+        _ => None,
+    }
+}
+
+/// The `usage` object at `pos` read with [`Plain::object`]: its counts and
+/// the index after its `}`.
+fn plain_usage(b: &[u8], pos: usize) -> Option<(TokenUsage, usize)> {
+    let mut usage = TokenUsage::default();
+    let mut object = Plain::new(b, pos);
+    object.object(0, |key, value| {
+        if let Some(field) = count_field(&mut usage, key)
+            && let Some(n) = count(value)?
+        {
+            *field = n;
+        }
+        Some(())
+    })?;
+    Some((usage, object.pos))
+}
+
+/// [`plain_usage`] for an object written without whitespace, as the
+/// Messages API writes it: the same counts and end, member by member with
+/// no whitespace skipped and each count parsed where it is found. `None`
+/// for anything else (whitespace included), and the caller reads it with
+/// [`plain_usage`]. Other members' values (`service_tier`, the nested
+/// `cache_creation` and `server_tool_use`) are skipped by [`Plain`].
+fn compact_usage(b: &[u8], pos: usize) -> Option<(TokenUsage, usize)> {
+    let mut usage = TokenUsage::default();
+    if b.get(pos) != Some(&b'{') {
+        return None;
+    }
+    let mut at = pos + 1;
+    if b.get(at) == Some(&b'}') {
+        return Some((usage, at + 1));
+    }
+    loop {
+        if b.get(at) != Some(&b'"') {
+            return None;
+        }
+        let end = special(b, at + 1)?;
+        if b[end] != b'"' || b.get(end + 1) != Some(&b':') {
+            return None;
+        }
+        let key = &b[at + 1..end];
+        at = end + 2;
+        match count_field(&mut usage, key) {
+            Some(field) => {
+                let digits = b[at..].iter().take_while(|c| c.is_ascii_digit()).count();
+                if digits > 0 {
+                    *field = count(&b[at..at + digits])??;
+                    at += digits;
+                } else if b[at..].starts_with(b"null") {
+                    at += 4;
+                } else {
+                    return None;
+                }
+            }
+            None => {
+                let mut value = Plain::new(b, at);
+                if matches!(b.get(at), Some(b' ' | b'\n' | b'\r' | b'\t')) {
+                    return None;
+                }
+                value.value(0)?;
+                at = value.pos;
+            }
+        }
+        match b.get(at)? {
+            b',' => at += 1,
+            b'}' => return Some((usage, at + 1)),
+            _ => return None,
+        }
     }
 }
 
@@ -536,6 +604,96 @@ mod tests {
         assert_eq!(key(r#","usage":{"#), Some(0));
         let far = format!(r#"{{"x":1,"usage":{{"y":"{}""#, "z".repeat(USAGE_WINDOW));
         assert_eq!(key(&far), None, "past the window: the whole read decides");
+    }
+
+    /// A usage object's members in the order given, as JSON; `spaced`
+    /// puts a space after each `:` and `,`.
+    fn usage_json(members: &[(String, String)], spaced: bool) -> String {
+        let (colon, comma) = if spaced { (": ", ", ") } else { (":", ",") };
+        let body: Vec<String> = members
+            .iter()
+            .map(|(k, v)| format!("{}{colon}{v}", serde_json::to_string(k).unwrap()))
+            .collect();
+        format!("{{{}}}", body.join(comma))
+    }
+
+    #[test]
+    fn the_compact_usage_read_agrees_with_the_member_walk() {
+        for body in [
+            r#"{"input_tokens":30,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":10}"#,
+            r#"{}"#,
+            r#"{"input_tokens":null,"output_tokens":7,"service_tier":"standard","cache_creation":{"ephemeral_5m_input_tokens":0},"server_tool_use":{"web_search_requests":1}}"#,
+        ] {
+            let compact = compact_usage(body.as_bytes(), 0);
+            assert!(compact.is_some(), "{body}");
+            assert_eq!(compact, plain_usage(body.as_bytes(), 0), "{body}");
+        }
+        // Left to the member walk (and from it, maybe, the whole read):
+        for body in [
+            r#"{ "input_tokens":1}"#,
+            r#"{"input_tokens": 1}"#,
+            r#"{"input_tokens":1 ,"output_tokens":2}"#,
+            r#"{"x": "y"}"#,
+            r#"{"input_tokens":1.0}"#,
+            r#"{"input_tokens":01}"#,
+            r#"{"input_tokens":-1}"#,
+            r#"{"input_tokens":"1"}"#,
+            r#"{"input_tokens":99999999999999999999}"#,
+            r#"{"input\u005ftokens":1}"#,
+            r#"{"input_tokens":1"#,
+        ] {
+            assert_eq!(compact_usage(body.as_bytes(), 0), None, "{body}");
+        }
+    }
+
+    /// A usage member's value: a count of any size, `null`, or something a
+    /// count must not be (a sign, a fraction, an exponent, a leading zero,
+    /// a string, a literal, an object, one past `u64`).
+    fn usage_value() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::strategy::Strategy as _;
+        proptest::prop_oneof![
+            proptest::prelude::any::<u64>().prop_map(|n| n.to_string()),
+            proptest::strategy::Just("null".to_owned()),
+            proptest::sample::select(vec![
+                "-1",
+                "1.5",
+                "01",
+                "1e3",
+                "\"1\"",
+                "true",
+                "\"standard\"",
+                "{\"a\":1}",
+                "{}",
+                "18446744073709551616",
+            ])
+            .prop_map(str::to_owned),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever the members, written without whitespace the compact
+        /// read gives exactly what the member walk gives (both `None` when a
+        /// count is not plain); spaced, it leaves the object to the walk.
+        #[test]
+        fn the_compact_usage_read_agrees_on_any_object(
+            members in proptest::collection::vec(
+                (
+                    "(input_tokens|output_tokens|cache_creation_input_tokens|cache_read_input_tokens|service_tier|cache_creation|x)",
+                    usage_value(),
+                ),
+                0..6,
+            ),
+            spaced in proptest::prelude::any::<bool>(),
+        ) {
+            let body = usage_json(&members, spaced);
+            let walk = plain_usage(body.as_bytes(), 0);
+            let compact = compact_usage(body.as_bytes(), 0);
+            if spaced && !members.is_empty() {
+                proptest::prop_assert_eq!(compact, None, "{}", body);
+            } else {
+                proptest::prop_assert_eq!(compact, walk, "{}", body);
+            }
+        }
     }
 
     #[test]

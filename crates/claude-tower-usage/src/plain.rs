@@ -86,7 +86,7 @@ impl<'a> Plain<'a> {
 
     /// A scalar or (when `depth` allows) an object at `pos`: its bytes as
     /// written.
-    fn value(&mut self, depth: u8) -> Option<&'a [u8]> {
+    pub(crate) fn value(&mut self, depth: u8) -> Option<&'a [u8]> {
         self.ws();
         let start = self.pos;
         match *self.b.get(self.pos)? {
