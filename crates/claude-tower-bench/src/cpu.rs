@@ -17,7 +17,7 @@
 //! batches more per wake-up, and at a fixed rate each answer's wake-ups
 //! dominate; on this VM the same two configurations differed by -0.9 to
 //! +6.1 µs at saturation and -8 to +13 µs at 1,000 req/s over ten runs
-//! (BENCHMARKS.md, "[usage] the budgets by CPU"). For those, count
+//! (BENCHMARKS.md, "\[usage\] the budgets by CPU"). For those, count
 //! instructions or time the layer in criterion.
 
 use std::io;
