@@ -27,8 +27,9 @@
 //!   connections) and latency at a fixed offered rate (open loop on a
 //!   timetable, corrected for coordinated omission; see [`client`]), into
 //!   HDR histograms; and the CPU every process spent per answer over the
-//!   closed-loop segments ([`cpu`]), which resolves a layer's cost where the
-//!   throughput's run-to-run spread cannot;
+//!   closed-loop and open-loop segments ([`cpu`]: where a configuration's
+//!   time goes, the kernel's share included; it does not resolve a
+//!   microsecond or two per answer);
 //! - the bulk check ([`bulk`]): 10 MiB streams back to back, MiB/s and CPU
 //!   per stream, through every target;
 //! - then the memory check ([`memory`]) and the fault runs ([`faults`]);
@@ -377,13 +378,16 @@ struct WorkloadResult {
     paced_cpu: Vec<CpuUse>,
 }
 
+/// The index of a gateway configuration's target among (a), (b), then the
+/// configurations in `variants` order.
+fn target_of(variants: &[Variant], variant: Variant) -> Option<usize> {
+    variants.iter().position(|v| *v == variant).map(|i| i + 2)
+}
+
 impl WorkloadResult {
     /// The index of a gateway configuration's target.
     fn of(&self, variant: Variant) -> Option<usize> {
-        self.variants
-            .iter()
-            .position(|v| *v == variant)
-            .map(|i| i + 2)
+        target_of(&self.variants, variant)
     }
 
     /// Throughput of `i` over throughput of `j`: the median of the rounds'
@@ -771,26 +775,27 @@ fn print_cpu(names: &[&str], variants: &[Variant], cpu: &[CpuUse], per: f64, uni
     ]);
     let fmt = |ns: f64| format!("{:.1}", ns / per);
     for (i, c) in cpu.iter().enumerate() {
-        let share = c.server.user_share();
+        // (a) is the simulator alone: no server in front of it.
+        let (server, split) = if i == 0 {
+            ("-".to_owned(), "-".to_owned())
+        } else {
+            let share = c.server.user_share();
+            (
+                fmt(c.server_ns()),
+                format!("{:.0} / {:.0} %", 100.0 * share, 100.0 * (1.0 - share)),
+            )
+        };
         t.row(vec![
             names[i].to_owned(),
-            if i == 0 {
-                "-".to_owned()
-            } else {
-                fmt(c.server_ns())
-            },
-            if i == 0 {
-                "-".to_owned()
-            } else {
-                format!("{:.0} / {:.0} %", 100.0 * share, 100.0 * (1.0 - share))
-            },
+            server,
+            split,
             fmt(c.simulator_ns()),
             fmt(c.client_ns()),
             fmt(c.all_ns()),
         ]);
     }
     t.print();
-    let at = |v: Variant| variants.iter().position(|x| *x == v).map(|i| i + 2);
+    let at = |v: Variant| target_of(variants, v);
     for (of, over) in [
         (Variant::Default, Variant::Plain),
         (Variant::Wave2, Variant::Plain),
@@ -1044,7 +1049,7 @@ fn print_targets(
         }
     }
     if let Some((b, variants)) = bulk {
-        let at = |v: Variant| variants.iter().position(|x| *x == v).map(|i| i + 2);
+        let at = |v: Variant| target_of(variants, v);
         if let (Some(c), Some(d)) = (at(Variant::Default), at(Variant::Plain)) {
             let mib = b.stream_bytes >> 20;
             let x = median_of_ratios(&b.per_round[c], &b.per_round[d]);
