@@ -294,10 +294,12 @@ fn compact_usage(b: &[u8], pos: usize) -> Option<(TokenUsage, usize)> {
                 }
             }
             None => {
-                let mut value = Plain::new(b, at);
+                // `Plain` would skip whitespace before the value; here it
+                // means the object is not compact.
                 if matches!(b.get(at), Some(b' ' | b'\n' | b'\r' | b'\t')) {
                     return None;
                 }
+                let mut value = Plain::new(b, at);
                 value.value(0)?;
                 at = value.pos;
             }
