@@ -391,12 +391,34 @@ async fn off_loopback_without_an_identity_does_not_start() {
 
 // === quota ===
 
-fn config_file(name: &str, text: &str) -> String {
+/// A config file in a directory of its own, removed with the directory when
+/// the test is done with it (passed or not).
+struct ConfigFile {
+    dir: std::path::PathBuf,
+    path: String,
+}
+
+impl ConfigFile {
+    fn as_str(&self) -> &str {
+        &self.path
+    }
+}
+
+impl Drop for ConfigFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn config_file(name: &str, text: &str) -> ConfigFile {
     let dir = std::env::temp_dir().join(format!("ct-wave2-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("gateway.toml");
     std::fs::write(&path, text).unwrap();
-    path.display().to_string()
+    ConfigFile {
+        path: path.display().to_string(),
+        dir,
+    }
 }
 
 /// One non-streaming Messages call on the Foundry prefix as `key`.
