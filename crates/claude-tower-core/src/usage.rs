@@ -11,6 +11,7 @@
 //! [`UsageHook`] into the response's extensions; the usage layer takes it out
 //! and calls it with the final record, after the configured sinks.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,14 +73,18 @@ pub struct UsageRecord {
     pub face: Option<Face>,
     /// Upstream attempts across all routes (0 when answered locally).
     pub attempts: u32,
-    /// The `model` the caller asked for.
-    pub requested_model: Option<Box<str>>,
-    /// The `model` the response named.
-    pub response_model: Option<Box<str>>,
+    /// The `model` the caller asked for (shared with the request's
+    /// [`RequestedModel`], not copied).
+    pub requested_model: Option<Arc<str>>,
+    /// The `model` the response named: the same allocation as
+    /// `requested_model` when the two are equal, as they mostly are.
+    pub response_model: Option<Arc<str>>,
     /// The tokens, as seen so far if the response was cut short.
     pub usage: Option<TokenUsage>,
-    /// `stop_reason`, when the response got that far.
-    pub stop_reason: Option<Box<str>>,
+    /// `stop_reason`, when the response got that far: borrowed for the
+    /// values the Messages API documents (see [`stop_reason`]), owned for
+    /// any other.
+    pub stop_reason: Option<Cow<'static, str>>,
     /// The response status sent to the caller.
     pub status: StatusCode,
     /// The failure class, for error statuses and for `event: error` in a stream.
@@ -194,6 +199,37 @@ impl RequestedModel {
     /// The model id.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// The `stop_reason` values the Messages API documents.
+pub const STOP_REASONS: [&str; 6] = [
+    "end_turn",
+    "max_tokens",
+    "stop_sequence",
+    "tool_use",
+    "pause_turn",
+    "refusal",
+];
+
+/// A `stop_reason` as a record holds it: one of [`STOP_REASONS`] borrowed
+/// (no allocation per record), anything else owned. `None` when `raw` is
+/// not UTF-8.
+///
+/// ```
+/// use std::borrow::Cow;
+/// use claude_tower_core::usage::stop_reason;
+///
+/// assert!(matches!(stop_reason(b"end_turn"), Some(Cow::Borrowed("end_turn"))));
+/// assert_eq!(stop_reason(b"a_new_reason").as_deref(), Some("a_new_reason"));
+/// assert_eq!(stop_reason(b"\xff"), None);
+/// ```
+pub fn stop_reason(raw: &[u8]) -> Option<Cow<'static, str>> {
+    match STOP_REASONS.iter().find(|known| known.as_bytes() == raw) {
+        Some(known) => Some(Cow::Borrowed(known)),
+        None => std::str::from_utf8(raw)
+            .ok()
+            .map(|text| Cow::Owned(text.to_owned())),
     }
 }
 

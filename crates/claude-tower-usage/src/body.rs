@@ -166,7 +166,8 @@ impl Recorder {
         let record = &mut self.record;
         let complete = end == End::Complete;
         let watch = std::mem::replace(&mut self.watch, Watch::Off);
-        if let Some(reading) = watch.finish(complete, &self.config.stats) {
+        let requested = record.requested_model.as_ref();
+        if let Some(reading) = watch.finish(complete, &self.config.stats, requested) {
             record.usage = reading.usage();
             record.response_model = reading.model;
             record.stop_reason = reading.stop_reason;

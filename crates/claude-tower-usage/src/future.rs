@@ -32,7 +32,7 @@ pub const CLIENT_CLOSED_REQUEST: u16 = 499;
 pub(crate) struct Start {
     pub(crate) config: Arc<Config>,
     pub(crate) caller: Option<Caller>,
-    pub(crate) requested_model: Option<Box<str>>,
+    pub(crate) requested_model: Option<Arc<str>>,
     pub(crate) at: Instant,
 }
 
@@ -205,7 +205,7 @@ fn fill_from_head(record: &mut UsageRecord, parts: &Parts, config: &Config) {
     if record.requested_model.is_none() {
         record.requested_model = ext
             .get::<RequestedModel>()
-            .map(|RequestedModel(m)| m.as_ref().into());
+            .map(|RequestedModel(m)| Arc::clone(m));
     }
 }
 

@@ -1,14 +1,17 @@
 //! Reads `model`, `stop_reason` and `usage` from a non-streaming JSON body.
 
+use std::borrow::Cow;
+use std::sync::Arc;
+
 use bytes::Bytes;
-use claude_tower_core::usage::TokenUsage;
+use claude_tower_core::usage::{TokenUsage, stop_reason};
 use claude_tower_toolpair::skim::{decode_string, first_string, top_level_members};
 
 use crate::plain::{Plain, special};
 
 use crate::payload::UsageFields;
 use crate::stats::ReadStats;
-use crate::watch::Reading;
+use crate::watch::{Reading, model_of};
 
 /// The largest JSON body read for usage (1 MiB). A `message` with the
 /// longest output Claude writes stays well under it; a longer body is
@@ -69,7 +72,14 @@ impl JsonWatcher {
         self.buf.extend_from_slice(chunk);
     }
 
-    pub(crate) fn finish(self, complete: bool, stats: &ReadStats) -> Reading {
+    /// The reading of the body; `requested` is the model asked for, shared
+    /// when the message names the same.
+    pub(crate) fn finish(
+        self,
+        complete: bool,
+        stats: &ReadStats,
+        requested: Option<&Arc<str>>,
+    ) -> Reading {
         let mut reading = Reading::default();
         if self.over {
             stats.count_oversized_json();
@@ -85,7 +95,7 @@ impl JsonWatcher {
             reading.usage_seen = true;
             return reading;
         }
-        match read_message(bytes) {
+        match read_message(bytes, requested) {
             Some(message) => reading = message,
             None => {
                 // A body cut short by a disconnect is unread, not malformed.
@@ -109,27 +119,33 @@ impl JsonWatcher {
 /// between them not looked at. Anything else, and any doubt, goes the whole
 /// way: the body is skimmed (the tool-pairing scanner: structure checked,
 /// strings skipped unparsed) and the three members parsed strictly.
-pub(crate) fn read_message(bytes: &[u8]) -> Option<Reading> {
-    match read_ends(bytes) {
+///
+/// `requested` is the model the request asked for: a message naming the
+/// same model shares it instead of holding a copy.
+pub(crate) fn read_message(bytes: &[u8], requested: Option<&Arc<str>>) -> Option<Reading> {
+    match read_ends(bytes, requested) {
         Some(reading) => Some(reading),
-        None => read_whole(bytes),
+        None => read_whole(bytes, requested),
     }
 }
 
 /// The whole-body read.
-fn read_whole(bytes: &[u8]) -> Option<Reading> {
-    let [model, stop_reason, usage] = top_level_members(bytes, ["model", "stop_reason", "usage"])?;
-    let string = |raw: Option<&[u8]>| -> Option<Option<Box<str>>> {
+fn read_whole(bytes: &[u8], requested: Option<&Arc<str>>) -> Option<Reading> {
+    let [model, reason, usage] = top_level_members(bytes, ["model", "stop_reason", "usage"])?;
+    // A member that is `null` or absent is `None`; any other value must be
+    // a string.
+    fn string(raw: Option<&[u8]>) -> Option<Option<Cow<'_, str>>> {
         match raw {
-            None => Some(None),
-            Some(b"null") => Some(None),
-            Some(raw) => decode_string(raw).map(|s| Some(s.into())),
+            None | Some(b"null") => Some(None),
+            Some(raw) => decode_string(raw).map(Some),
         }
-    };
+    }
+    let model = string(model)?;
+    let reason = string(reason)?;
     let mut reading = Reading {
         usage_seen: true,
-        model: string(model)?,
-        stop_reason: string(stop_reason)?,
+        model: model.and_then(|m| model_of(m.as_bytes(), requested)),
+        stop_reason: reason.and_then(|r| stop_reason(r.as_bytes())),
         ..Reading::default()
     };
     if let Some(raw) = usage {
@@ -149,7 +165,7 @@ fn read_whole(bytes: &[u8]) -> Option<Reading> {
 /// followed by exactly one `}` and the end of the body, so the object that
 /// `}` closes is the body itself. `stop_reason` and `stop_sequence` are then
 /// its siblings by adjacency.
-fn read_ends(b: &[u8]) -> Option<Reading> {
+fn read_ends(b: &[u8], requested: Option<&Arc<str>>) -> Option<Reading> {
     let end = last_non_ws(b, b.len())?;
     let close = last_non_ws(b, end)?;
     if b[end] != b'}' || b[close] != b'}' || b.first() != Some(&b'{') {
@@ -162,9 +178,12 @@ fn read_ends(b: &[u8]) -> Option<Reading> {
         return None;
     }
     let stop_reason = stop_members(&b[..at])?;
-    let model = match leading_model(b).or_else(|| Plain::new(b, 0).leading_string(b"model")) {
-        Some(model) => Some(model.into()),
-        None => first_string(b, "model").map(Into::into),
+    let model = match leading_model(b).and_then(|raw| model_of(raw, requested)) {
+        Some(model) => Some(model),
+        None => match Plain::new(b, 0).leading_string(b"model") {
+            Some(model) => model_of(model.as_bytes(), requested),
+            None => first_string(b, "model").and_then(|m| model_of(m.as_bytes(), requested)),
+        },
     };
     Some(Reading {
         usage_seen: true,
@@ -190,12 +209,15 @@ const LEADING_WINDOW: usize = 1024;
 /// be a plain string. `None` leaves the model to [`Plain::leading_string`]
 /// (the Messages API writes `id`, `type` and `role` first: this walk skips
 /// their six strings with one `special` search each and reads nothing else).
-fn leading_model(b: &[u8]) -> Option<&str> {
+fn leading_model(b: &[u8]) -> Option<&[u8]> {
     const KEY: &[u8] = br#""model":""#;
     if b.first() != Some(&b'{') {
         return None;
     }
     let head = &b[..b.len().min(LEADING_WINDOW)];
+    if let Some(model) = api_leading_model(b, head) {
+        return Some(model);
+    }
     // From string to string: `special` stops at every quote, backslash and
     // control character, so each stop outside a string must be a quote
     // that opens one, and each stop inside must be the quote that closes it.
@@ -219,7 +241,9 @@ fn leading_model(b: &[u8]) -> Option<&str> {
             if b[end] != b'"' {
                 return None;
             }
-            return std::str::from_utf8(&b[start..end]).ok();
+            // Not yet UTF-8 checked: `model_of` shares the requested
+            // model when the bytes are the same, and checks otherwise.
+            return Some(&b[start..end]);
         }
         let close = special(head, open + 1)?;
         if head[close] != b'"' {
@@ -227,6 +251,26 @@ fn leading_model(b: &[u8]) -> Option<&str> {
         }
         pos = close + 1;
     }
+}
+
+/// [`leading_model`] for a message that starts exactly as the Messages API
+/// writes one, `{"id":"…","type":"message","role":"assistant","model":"…"`,
+/// with plain id and model strings: two string searches and one comparison
+/// instead of a walk over six strings. The `model` there is a key of the
+/// message itself and the first of that name, as the walk would conclude.
+fn api_leading_model<'a>(b: &'a [u8], head: &[u8]) -> Option<&'a [u8]> {
+    const START: &[u8] = br#"{"id":""#;
+    const AFTER_ID: &[u8] = br#"","type":"message","role":"assistant","model":""#;
+    if !head.starts_with(START) {
+        return None;
+    }
+    let id_end = special(head, START.len())?;
+    if !head[id_end..].starts_with(AFTER_ID) {
+        return None;
+    }
+    let start = id_end + AFTER_ID.len();
+    let end = special(b, start)?;
+    (b[end] == b'"').then(|| &b[start..end])
 }
 
 /// The usage count a key names, if it is one of the four.
@@ -271,22 +315,49 @@ fn compact_usage(b: &[u8], pos: usize) -> Option<(TokenUsage, usize)> {
     if b.get(at) == Some(&b'}') {
         return Some((usage, at + 1));
     }
+    // The counts in the order the API writes them: the next one expected is
+    // recognised by one comparison, without searching for the key's end.
+    let mut expected = 0;
     loop {
-        if b.get(at) != Some(&b'"') {
-            return None;
-        }
-        let end = special(b, at + 1)?;
-        if b[end] != b'"' || b.get(end + 1) != Some(&b':') {
-            return None;
-        }
-        let key = &b[at + 1..end];
-        at = end + 2;
-        match count_field(&mut usage, key) {
+        let field = match COUNT_KEYS.get(expected) {
+            Some(key) if b[at..].starts_with(key) => {
+                at += key.len();
+                expected += 1;
+                Some(match expected {
+                    1 => &mut usage.input,
+                    2 => &mut usage.cache_creation_input,
+                    3 => &mut usage.cache_read_input,
+                    _ => &mut usage.output,
+                })
+            }
+            _ => {
+                if b.get(at) != Some(&b'"') {
+                    return None;
+                }
+                let end = special(b, at + 1)?;
+                if b[end] != b'"' || b.get(end + 1) != Some(&b':') {
+                    return None;
+                }
+                let key = &b[at + 1..end];
+                at = end + 2;
+                count_field(&mut usage, key)
+            }
+        };
+        match field {
             Some(field) => {
-                let digits = b[at..].iter().take_while(|c| c.is_ascii_digit()).count();
-                if digits > 0 {
-                    *field = count(&b[at..at + digits])??;
-                    at += digits;
+                // Digits parsed as they are passed: a count that fits a
+                // `u64`, without a leading zero (`count`'s rules).
+                let start = at;
+                let mut n: u64 = 0;
+                while let Some(&c) = b.get(at).filter(|c| c.is_ascii_digit()) {
+                    n = n.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+                    at += 1;
+                }
+                if at > start {
+                    if at - start > 1 && b[start] == b'0' {
+                        return None;
+                    }
+                    *field = n;
                 } else if b[at..].starts_with(b"null") {
                     at += 4;
                 } else {
@@ -311,6 +382,15 @@ fn compact_usage(b: &[u8], pos: usize) -> Option<(TokenUsage, usize)> {
         }
     }
 }
+
+/// The four counts' keys, quoted and with their colon, in the order the
+/// Messages API writes them.
+const COUNT_KEYS: [&[u8]; 4] = [
+    br#""input_tokens":"#,
+    br#""cache_creation_input_tokens":"#,
+    br#""cache_read_input_tokens":"#,
+    br#""output_tokens":"#,
+];
 
 /// `,"usage":{` as the Messages API writes it before the last member.
 const USAGE_KEY: &[u8] = br#","usage":{"#;
@@ -358,19 +438,28 @@ fn count(raw: &[u8]) -> Option<Option<u64>> {
 
 /// `"stop_reason":S,"stop_sequence":Q` right before `,"usage"` (the end of
 /// `head`), values plain strings (no escapes) or `null`: the stop reason.
-fn stop_members(head: &[u8]) -> Option<Option<Box<str>>> {
-    let (head, _sequence) = plain_member(head, b"stop_sequence")?;
+fn stop_members(head: &[u8]) -> Option<Option<Cow<'static, str>>> {
+    let (head, sequence) = plain_member(head, b"stop_sequence")?;
     let (head, reason) = plain_member(head.strip_suffix(b",")?, b"stop_reason")?;
     // The member before is anything but must end at a `,`.
     if last_non_ws(head, head.len()).map(|i| head[i]) != Some(b',') {
         return None;
     }
-    Some(reason.map(Into::into))
+    // Both values must be UTF-8 (else the whole read decides); a documented
+    // stop reason is, and is kept without a copy.
+    if let Some(sequence) = sequence {
+        std::str::from_utf8(sequence).ok()?;
+    }
+    match reason {
+        Some(reason) => Some(Some(stop_reason(reason)?)),
+        None => Some(None),
+    }
 }
 
 /// Splits `,"name":value` off the end of `head`: what is before it, and the
-/// value (a string without escapes or quotes, or `null`).
-fn plain_member<'a>(head: &'a [u8], name: &[u8]) -> Option<(&'a [u8], Option<&'a str>)> {
+/// value (a string's bytes, without escapes or quotes, not yet checked to be
+/// UTF-8; or `None` for `null`).
+fn plain_member<'a>(head: &'a [u8], name: &[u8]) -> Option<(&'a [u8], Option<&'a [u8]>)> {
     let (rest, value) = if let Some(rest) = head.strip_suffix(b"null") {
         (rest, None)
     } else {
@@ -382,7 +471,7 @@ fn plain_member<'a>(head: &'a [u8], name: &[u8]) -> Option<(&'a [u8], Option<&'a
         if special(text, 0).is_some() {
             return None;
         }
-        (&inner[..open], Some(std::str::from_utf8(text).ok()?))
+        (&inner[..open], Some(text))
     };
     let rest = rest.strip_suffix(b":")?.strip_suffix(b"\"")?;
     let rest = rest.strip_suffix(name)?.strip_suffix(b"\"")?;
@@ -406,7 +495,7 @@ mod tests {
         for c in chunks {
             w.feed(&Bytes::copy_from_slice(c));
         }
-        (w.finish(complete, &stats), stats)
+        (w.finish(complete, &stats, None), stats)
     }
 
     const MESSAGE: &str = r#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"text","text":"hi \"usage\": {\"input_tokens\": 9}"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":11,"cache_creation_input_tokens":2,"cache_read_input_tokens":3,"output_tokens":7}}"#;
@@ -441,8 +530,8 @@ mod tests {
     #[test]
     fn the_ends_read_agrees_with_the_whole_read() {
         let same = |body: &str| {
-            let ends = read_ends(body.as_bytes());
-            let whole = read_whole(body.as_bytes());
+            let ends = read_ends(body.as_bytes(), None);
+            let whole = read_whole(body.as_bytes(), None);
             if let Some(ends) = &ends {
                 let whole = whole
                     .as_ref()
@@ -461,7 +550,7 @@ mod tests {
         assert!(same(
             r#"{"model":"m","content":[],"stop_reason":null,"stop_sequence":"STOP","usage":{"output_tokens":0}}"#
         ));
-        let r = read_ends(MESSAGE.as_bytes()).unwrap();
+        let r = read_ends(MESSAGE.as_bytes(), None).unwrap();
         assert_eq!(r.stop_reason.as_deref(), Some("end_turn"));
         assert_eq!(r.model.as_deref(), Some("claude-sonnet-4-5"));
         assert_eq!(r.usage().map(|u| u.total_input()), Some(16));
@@ -512,9 +601,9 @@ mod tests {
                 if nested { r#""server_tool_use":{"web_search_requests":0},"cache_creation":{"ephemeral_5m_input_tokens":0},"# } else { "" },
                 n(counts[3]),
             );
-            let whole = read_whole(body.as_bytes()).expect("a valid message reads whole");
+            let whole = read_whole(body.as_bytes(), None).expect("a valid message reads whole");
             let plain = |s: &str| !s.contains(['"', '\\']) && !s.chars().any(|c| c < ' ');
-            let ends = read_ends(body.as_bytes());
+            let ends = read_ends(body.as_bytes(), None);
             if sequence.as_deref().is_none_or(plain) {
                 proptest::prop_assert!(ends.is_some(), "{}", body);
             }
@@ -527,9 +616,51 @@ mod tests {
     }
 
     #[test]
+    fn the_requested_model_is_shared_and_documented_stop_reasons_are_not_copied() {
+        let asked: Arc<str> = Arc::from("claude-sonnet-4-5");
+        let other: Arc<str> = Arc::from("claude-opus-4-1");
+        // Both ends, and the whole read (spaced: not read from the ends).
+        let spaced = MESSAGE.replace(r#""usage":{"#, r#""usage": {"#);
+        for body in [MESSAGE, spaced.as_str()] {
+            let r = read_message(body.as_bytes(), Some(&asked)).unwrap();
+            let model = r.model.as_ref().unwrap();
+            assert!(Arc::ptr_eq(model, &asked), "{body}");
+            assert!(
+                matches!(r.stop_reason, Some(Cow::Borrowed("end_turn"))),
+                "{body}"
+            );
+            let r = read_message(body.as_bytes(), Some(&other)).unwrap();
+            assert_eq!(r.model.as_deref(), Some("claude-sonnet-4-5"), "{body}");
+            assert!(!Arc::ptr_eq(r.model.as_ref().unwrap(), &other));
+        }
+        assert!(read_whole(spaced.as_bytes(), None).is_some());
+        assert!(read_ends(spaced.as_bytes(), None).is_none());
+        // An undocumented stop reason is kept, owned.
+        let novel = MESSAGE.replace("end_turn", "a_new_reason");
+        let r = read_message(novel.as_bytes(), None).unwrap();
+        assert!(matches!(r.stop_reason, Some(Cow::Owned(ref s)) if s == "a_new_reason"));
+        // Bytes that are not UTF-8: a model is left out (the usage is still
+        // read); a stop reason leaves the body to the whole read, which
+        // refuses it.
+        let replaced = |from: &[u8], to: &[u8]| {
+            let mut body = MESSAGE.as_bytes().to_vec();
+            let at = body.windows(from.len()).position(|w| w == from).unwrap();
+            body.splice(at..at + from.len(), to.iter().copied());
+            body
+        };
+        let body = replaced(b"claude-sonnet-4-5", b"claude-\xff");
+        let r = read_message(&body, Some(&asked)).unwrap();
+        assert_eq!(r.model, None);
+        assert_eq!(r.usage().map(|u| u.output), Some(7));
+        let body = replaced(b"end_turn", b"end_\xff");
+        assert!(read_ends(&body, Some(&asked)).is_none());
+        assert!(read_message(&body, Some(&asked)).is_none());
+    }
+
+    #[test]
     fn the_model_is_found_by_one_search_only_where_it_is_a_key() {
         fn model(s: &str) -> Option<&str> {
-            leading_model(s.as_bytes())
+            leading_model(s.as_bytes()).map(|raw| std::str::from_utf8(raw).unwrap())
         }
         assert_eq!(model(MESSAGE), Some("claude-sonnet-4-5"));
         assert_eq!(model(r#"{"model":"m","x":1}"#), Some("m"));
@@ -555,6 +686,31 @@ mod tests {
         }
         let far = format!(r#"{{"id":"{}","model":"m"}}"#, "z".repeat(LEADING_WINDOW));
         assert_eq!(model(&far), None, "past the window");
+    }
+
+    #[test]
+    fn the_api_start_is_read_by_one_comparison() {
+        let api = |id: &str, model: &str| {
+            format!(
+                r#"{{"id":{id},"type":"message","role":"assistant","model":{model},"content":[]}}"#
+            )
+        };
+        fn found(body: &str) -> Option<&[u8]> {
+            api_leading_model(body.as_bytes(), body.as_bytes())
+        }
+        assert_eq!(found(MESSAGE), Some(&b"claude-sonnet-4-5"[..]));
+        assert_eq!(found(&api(r#""""#, r#""m""#)), Some(&b"m"[..]));
+        assert_eq!(found(&api(r#""""#, r#""""#)), Some(&b""[..]));
+        for body in [
+            api(r#""a\"b""#, r#""m""#),
+            api(r#""a""#, r#""m\u0041""#),
+            api(r#""a""#, "null"),
+            api("1", r#""m""#),
+            MESSAGE.replace("assistant", "user"),
+            r#"{"id":"a","type":"message","role":"assistant","model":"m"#.to_owned(),
+        ] {
+            assert_eq!(found(&body), None, "{body}");
+        }
     }
 
     /// A member's value: a string with quotes, commas, colons, braces,
@@ -591,7 +747,33 @@ mod tests {
             let body = format!("{{{}}}", parts.join(","));
             if let Some(found) = leading_model(body.as_bytes()) {
                 let general = first_string(body.as_bytes(), "model");
-                proptest::prop_assert_eq!(Some(found), general.as_deref(), "{}", body);
+                proptest::prop_assert_eq!(Some(found), general.as_deref().map(str::as_bytes), "{}", body);
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// A message that starts as the API writes one, with any id and
+        /// model (quotes and backslashes escaped): the model found is the
+        /// general read's, and it is found whenever neither string has an
+        /// escape.
+        #[test]
+        fn the_api_start_agrees_with_the_general_read(
+            id in r#"[a-z_"\\]{0,8}"#,
+            model in r#"[a-z\-"\\]{0,8}"#,
+            role in "(assistant|user)",
+        ) {
+            let json = |s: &str| serde_json::to_string(s).unwrap();
+            let body = format!(
+                r#"{{"id":{},"type":"message","role":{},"model":{},"content":[]}}"#,
+                json(&id), json(&role), json(&model)
+            );
+            let general = first_string(body.as_bytes(), "model");
+            match leading_model(body.as_bytes()) {
+                Some(found) => {
+                    proptest::prop_assert_eq!(Some(found), general.as_deref().map(str::as_bytes), "{}", body);
+                }
+                None => proptest::prop_assert!(id.contains(['"', '\\']) || model.contains(['"', '\\']), "{}", body),
             }
         }
     }
@@ -686,7 +868,23 @@ mod tests {
                 0..6,
             ),
             spaced in proptest::prelude::any::<bool>(),
+            in_order in proptest::prelude::any::<bool>(),
         ) {
+            let mut members = members;
+            if in_order {
+                // As the API writes them, so the expected-key comparisons
+                // carry the read from one count to the next.
+                const ORDER: [&str; 7] = [
+                    "input_tokens",
+                    "cache_creation_input_tokens",
+                    "cache_read_input_tokens",
+                    "cache_creation",
+                    "output_tokens",
+                    "service_tier",
+                    "x",
+                ];
+                members.sort_by_key(|(k, _)| ORDER.iter().position(|o| o == k));
+            }
             let body = usage_json(&members, spaced);
             let walk = plain_usage(body.as_bytes(), 0);
             let compact = compact_usage(body.as_bytes(), 0);

@@ -195,9 +195,9 @@ where
 
 /// The request's model: a [`RequestedModel`] hint, else the top-level
 /// `model` of a [`ReplayBody`].
-fn requested_model<B: 'static>(req: &Request<B>) -> Option<Box<str>> {
+fn requested_model<B: 'static>(req: &Request<B>) -> Option<Arc<str>> {
     if let Some(RequestedModel(model)) = req.extensions().get::<RequestedModel>() {
-        return Some(model.as_ref().into());
+        return Some(Arc::clone(model));
     }
     let body = (req.body() as &dyn Any).downcast_ref::<ReplayBody>()?;
     claude_tower_toolpair::model_map::requested_model(body.as_bytes()).map(Into::into)

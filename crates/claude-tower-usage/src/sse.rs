@@ -2,7 +2,7 @@
 //! that carry usage, their `data`, across any chunking.
 
 use claude_tower_core::ErrorClass;
-use claude_tower_core::usage::TokenUsage;
+use claude_tower_core::usage::{TokenUsage, stop_reason};
 use memchr::{memchr, memchr2};
 
 use crate::payload::{ErrorEvent, MessageDelta, MessageStart, Typed, class_of_error_type};
@@ -483,7 +483,7 @@ impl SseUsageReader {
             Kind::Delta => match serde_json::from_slice::<MessageDelta<'_>>(&self.data) {
                 Ok(delta) => {
                     if let Some(reason) = delta.delta.and_then(|d| d.stop_reason) {
-                        reading.stop_reason = Some(reason.into());
+                        reading.stop_reason = stop_reason(reason.as_bytes());
                     }
                     if let Some(usage) = delta.usage {
                         usage.merge_into(&mut reading.usage);

@@ -1,6 +1,9 @@
 //! What a watcher learned from a response body, and which watcher a
 //! response gets.
 
+use std::borrow::Cow;
+use std::sync::Arc;
+
 use bytes::Bytes;
 use claude_tower_core::ErrorClass;
 use claude_tower_core::usage::TokenUsage;
@@ -18,8 +21,8 @@ pub(crate) struct Reading {
     /// An event or body that should carry usage could not be read: the
     /// usage is unknown.
     pub(crate) unreadable: bool,
-    pub(crate) model: Option<Box<str>>,
-    pub(crate) stop_reason: Option<Box<str>>,
+    pub(crate) model: Option<Arc<str>>,
+    pub(crate) stop_reason: Option<Cow<'static, str>>,
     /// The class of an `event: error` inside a stream.
     pub(crate) error: Option<ErrorClass>,
     /// `message_stop` was seen.
@@ -64,8 +67,15 @@ impl Watch {
     }
 
     /// Ends the watch. `complete` is whether the body reached its end (a
-    /// JSON body cut short is not malformed, only unread).
-    pub(crate) fn finish(self, complete: bool, stats: &ReadStats) -> Option<Reading> {
+    /// JSON body cut short is not malformed, only unread); `requested` is
+    /// the model asked for, shared by the reading when the response names
+    /// the same one.
+    pub(crate) fn finish(
+        self,
+        complete: bool,
+        stats: &ReadStats,
+        requested: Option<&Arc<str>>,
+    ) -> Option<Reading> {
         match self {
             Watch::Sse(sse) => {
                 for _ in 0..sse.malformed_events() {
@@ -76,8 +86,18 @@ impl Watch {
                 }
                 Some(sse.into_reading())
             }
-            Watch::Json(json) => Some(json.finish(complete, stats)),
+            Watch::Json(json) => Some(json.finish(complete, stats, requested)),
             Watch::Off => None,
         }
+    }
+}
+
+/// A response's `model` as a record holds it: `requested` itself (one
+/// allocation shared) when the bytes are the same, else a new one; `None`
+/// when `raw` is not UTF-8.
+pub(crate) fn model_of(raw: &[u8], requested: Option<&Arc<str>>) -> Option<Arc<str>> {
+    match requested {
+        Some(requested) if requested.as_bytes() == raw => Some(Arc::clone(requested)),
+        _ => std::str::from_utf8(raw).ok().map(Arc::from),
     }
 }
