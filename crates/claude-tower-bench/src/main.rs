@@ -44,6 +44,10 @@
 //! `--gateway-nodelay` swaps (c) for a diagnostic: the gateway's own router
 //! served by this binary with `TCP_NODELAY` on accepted sockets ([`nodelay`]).
 //!
+//! `load drive --target ADDR` runs the closed loop alone against a server
+//! started by hand, and reports the CPU per answer of the processes named
+//! ([`drive`]): a steady load under an outside profiler.
+//!
 //! Each workload runs `--rounds` rounds; each round visits every target in a
 //! rotated order, closed loop then open loop, and the rounds' figures are
 //! added up, so slow drifts in the machine's load fall on every target alike.
@@ -69,6 +73,7 @@
 mod bulk;
 mod client;
 mod cpu;
+mod drive;
 mod faults;
 mod memory;
 mod nodelay;
@@ -89,14 +94,17 @@ use report::{Table, delta, median_of_ratios, micros, quantile, spread, verdict};
 use variants::Variant;
 use workload::Workload;
 
-const USAGE: &str =
+pub(crate) const USAGE: &str =
     "usage: load [--quick] [--workloads small,large,stream,bulk,memory,faults,tls] \
 [--rounds N] [--connections N] [--rate-small R] [--rate-large R] [--rate-stream R] [--no-build]
        [--gateway-nodelay] [--gateways default,plain,wave2,redis,quota] [--fresh-gateways N]
        (tls: upstream HTTP/1.1 vs HTTP/2 over TLS; only when named in --workloads)
        load passthrough --listen ADDR --upstream ADDR
        load gateway-nodelay   (configured by the gateway's environment variables)
-       load print-body small|large|stream";
+       load print-body small|large|stream
+       load drive --target ADDR [--workload small|large|stream] [--connections N] [--seconds S]
+                  [--warm-up S] [--server-pid PID --simulator-pid PID]
+                  (a closed loop against a server started by hand, for a profiler)";
 
 /// The run's settings.
 #[derive(Debug, Clone)]
@@ -270,6 +278,7 @@ fn main() -> ExitCode {
     let mut argv = std::env::args().skip(1).peekable();
     match argv.peek().map(String::as_str) {
         Some("passthrough") => return run_passthrough(argv.skip(1)),
+        Some("drive") => return drive::main(argv.skip(1)),
         Some("gateway-nodelay") => return serve_on_runtime("gateway-nodelay", nodelay::serve()),
         Some("print-body") => {
             // For profiling with an outside client (curl --data-binary @file).
