@@ -101,7 +101,7 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         ResponseFuture {
-            inner: self.inner.call(req),
+            inner: Box::pin(self.inner.call(req)),
             deadline: self.deadline.map(tokio::time::sleep),
             report_headers: self.report_headers.clone(),
         }
@@ -110,13 +110,21 @@ where
 
 pin_project! {
     /// Response future of [`StackService`] (and so of a [`ClaudeService`]
-    /// without layers of its own). Nothing in it is boxed.
+    /// without layers of its own).
+    ///
+    /// The stack's own future (the request's replay, tool pairing, failover
+    /// and retry state, about 2 KB) is boxed, once per request, here: every
+    /// layer and server wrapping outside the stack moves the future it
+    /// wraps, and the gateway has seven such moves (usage, quota, identity,
+    /// dispatch, the server's service call and tracing). One allocation
+    /// costs less than copying 2 KB seven times: 1.4k instructions per
+    /// small request less through the gateway (callgrind), BENCHMARKS.md
+    /// "[usage] pass 6".
     pub struct ResponseFuture<B, T>
     where
         Routes<T>: Service<Request<ReplayBody>>,
     {
-        #[pin]
-        inner: replay::ResponseFuture<B, Routes<T>>,
+        inner: Pin<Box<replay::ResponseFuture<B, Routes<T>>>>,
         #[pin]
         deadline: Option<Sleep>,
         report_headers: Option<Arc<ReportHeaders>>,
@@ -136,7 +144,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        if let Poll::Ready(result) = this.inner.poll(cx) {
+        if let Poll::Ready(result) = this.inner.as_mut().poll(cx) {
             let response = match result {
                 Ok(response) => response,
                 Err(never) => match never {},
