@@ -9,7 +9,7 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use claude_tower_core::usage::UsageRecord;
+use claude_tower_core::usage::{RequestedModel, UsageRecord};
 use claude_tower_core::{Face, RouteId};
 use claude_tower_usage::{SseUsageReader, UsageLayer};
 use futures_util::FutureExt;
@@ -49,7 +49,11 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(whole.is_stopped(), cut.is_stopped());
 
     // Through the layer.
-    let content_type = if kind & 1 == 0 { "text/event-stream" } else { "application/json" };
+    let content_type = if kind & 1 == 0 {
+        "text/event-stream"
+    } else {
+        "application/json"
+    };
     let frames: Vec<Result<Frame<Bytes>, Infallible>> = chunks
         .iter()
         .map(|c| Ok(Frame::data(Bytes::copy_from_slice(c))))
@@ -68,14 +72,28 @@ fuzz_target!(|data: &[u8]| {
         .with_json_limit(4096)
         .with_event_limit(512)
         .sink(move |r: &UsageRecord| sink.lock().unwrap().push(r.clone()));
+    // The request names a model (bit 2): a response naming the same one
+    // shares it.
+    let mut request = Request::new(());
+    if kind & 4 != 0 {
+        request
+            .extensions_mut()
+            .insert(RequestedModel(Arc::from("m")));
+    }
     let response = layer
         .layer(inner)
-        .oneshot(Request::new(()))
+        .oneshot(request)
         .now_or_never()
         .expect("ready")
         .expect("a response");
     if kind & 2 == 0 {
-        let out = response.into_body().collect().now_or_never().unwrap().unwrap().to_bytes();
+        let out = response
+            .into_body()
+            .collect()
+            .now_or_never()
+            .unwrap()
+            .unwrap()
+            .to_bytes();
         assert_eq!(&out[..], body);
     } else {
         // The client goes away halfway.
@@ -89,5 +107,8 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(records.len(), 1);
     if content_type == "text/event-stream" && kind & 2 == 0 {
         assert_eq!(records[0].usage, whole.usage());
+    }
+    if kind & 4 != 0 {
+        assert_eq!(records[0].requested_model.as_deref(), Some("m"));
     }
 });
