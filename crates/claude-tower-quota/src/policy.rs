@@ -88,7 +88,10 @@ impl Rate {
 
     /// Microseconds one unit takes to refill.
     pub(crate) fn interval_micros(&self) -> f64 {
-        self.per.as_micros() as f64 / self.amount as f64
+        // Through `u64` (any period under 584,000 years): the same value as
+        // from the `u128`, without the software `u128` to `f64` conversion.
+        let micros = u64::try_from(self.per.as_micros()).unwrap_or(u64::MAX);
+        micros as f64 / self.amount as f64
     }
 
     /// The bucket's depth in microseconds.
