@@ -150,12 +150,13 @@
 //!   6.4 GiB/s for a bare `memchr2` scan of the same bytes for line ends
 //!   (content events are skipped whole, one search per line); the
 //!   simulator's long streams (1 KiB text deltas, one event per chunk) at
-//!   22 GiB/s. Through the layer, a small JSON request costs 0.56 µs more
-//!   (0.29 -> 0.85 µs), a 2 KiB stream 1.46 µs, a 256 KiB JSON answer
+//!   22 GiB/s. Through the layer, a small JSON request costs 0.48 µs more
+//!   (0.26 -> 0.74 µs), a 2 KiB stream 1.5 µs, a 256 KiB JSON answer
 //!   0.38 µs (its content is not read), and a 10 MiB stream 0.50 ms (1.0 %
 //!   of the gateway's CPU per such stream in the load harness). In the
-//!   gateway (callgrind) the layer with its four sinks is about 7k
-//!   instructions of a small request's ~96k.
+//!   gateway at saturation the layer with its four sinks is 3.0 % of the
+//!   gateway's CPU samples, 1.1 µs of the 66 µs every process spends per
+//!   small answer (BENCHMARKS.md, "[usage] pass 6"); about 5k instructions.
 //! - **Sinks must not block.** They run on the task that finished the body:
 //!   atomics, a short lock, or a channel.
 //!
