@@ -73,19 +73,24 @@ impl Service<Request<Full<Bytes>>> for SimRoute {
 type Stack = claude_tower_quota::Quota<SimRoute>;
 type StackResponse = Response<ResponseBody<Incoming>>;
 
+/// The callers of `leases_taken_by_busy_replicas_keep_the_limit`, one per
+/// run of it.
+const LEASE_CALLERS: [&str; 3] = ["fay", "fay-2", "fay-3"];
+
 fn limits() -> Limits {
     let per_minute = |n| Rate::new(n, MINUTE).unwrap();
-    Limits::new(Policy::unlimited().with_tokens(per_minute(TPM).with_burst(0).unwrap()))
+    let limits =
+        Limits::new(Policy::unlimited().with_tokens(per_minute(TPM).with_burst(0).unwrap()));
+    // The default burst (a minute's worth): busy replicas take leases from
+    // the headroom.
+    let limits = LEASE_CALLERS.iter().fold(limits, |limits, caller| {
+        limits.with_caller(*caller, Policy::unlimited().with_tokens(per_minute(TPM)))
+    });
+    limits
         .with_caller(
             "carol",
             Policy::unlimited()
                 .with_quota(TokenQuota::new(20_000, claude_tower_quota::Period::Day).unwrap()),
-        )
-        .with_caller(
-            // The default burst (a minute's worth): busy replicas take
-            // leases from the headroom.
-            "fay",
-            Policy::unlimited().with_tokens(per_minute(TPM)),
         )
         .with_caller(
             "dave",
@@ -371,37 +376,55 @@ async fn three_replicas_64_streaming_clients_one_redis() {
 /// The same 64 clients against a caller with the default burst (a minute's
 /// worth): the busy replicas take leases from the headroom, and the limit
 /// holds as tightly as request by request.
+///
+/// Whether a lease is granted depends on timing: a replica asks when it sees
+/// the key again within a second, and Redis grants one only while a quarter
+/// of the headroom is at least an eighth of what was asked, which under 64
+/// clients lasts for the first few admissions. A run on a loaded machine can
+/// drain the bucket before any replica asks, so the run is repeated with a
+/// fresh caller (up to three times) until a lease was taken; the limit must
+/// hold in every run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leases_taken_by_busy_replicas_keep_the_limit() {
     let redis = RedisServer::start();
     let sim = Sim::start(SimConfig::default()).await.unwrap();
     let stacks = Arc::new(stacks(&redis.url(), &sim));
-    let (ledger, start) = saturate(&stacks, "fay", async {}).await;
-    let admitted: u64 = ledger.admitted.iter().map(|a| a.1).sum();
-    let largest = ledger.admitted.iter().map(|a| a.1).max().unwrap();
-    let last = ledger.admitted.iter().map(|a| a.0).max().unwrap();
-    let elapsed = last.duration_since(start).max(MINUTE);
-    // The full bucket (the burst) plus the rate over the run.
-    let allowed = TPM + (TPM as f64 * elapsed.as_secs_f64() / MINUTE.as_secs_f64()) as u64;
-    let leased: u64 = stacks
-        .iter()
-        .map(|(l, _)| l.health().store.leased_checks)
-        .sum();
-    eprintln!(
-        "fay: {} admitted ({admitted} tokens, largest {largest}), {} refused, {leased} from leases; \
-         allowed over {elapsed:?} = {allowed} tokens",
-        ledger.admitted.len(),
-        ledger.refused,
-    );
-    assert!(leased > 0, "no lease was taken");
-    assert!(
-        admitted <= allowed + largest,
-        "{admitted} > {allowed} + {largest}"
-    );
-    assert!(
-        admitted as f64 >= 0.95 * (2 * TPM) as f64,
-        "only {admitted} of {} used",
-        2 * TPM
-    );
-    assert!(ledger.refused > 0);
+    let leased_so_far = |stacks: &[(QuotaLayer, Stack)]| -> u64 {
+        stacks
+            .iter()
+            .map(|(l, _)| l.health().store.leased_checks)
+            .sum()
+    };
+    let mut leased = 0;
+    for caller in LEASE_CALLERS {
+        let before = leased_so_far(&stacks);
+        let (ledger, start) = saturate(&stacks, caller, async {}).await;
+        let admitted: u64 = ledger.admitted.iter().map(|a| a.1).sum();
+        let largest = ledger.admitted.iter().map(|a| a.1).max().unwrap();
+        let last = ledger.admitted.iter().map(|a| a.0).max().unwrap();
+        let elapsed = last.duration_since(start).max(MINUTE);
+        // The full bucket (the burst) plus the rate over the run.
+        let allowed = TPM + (TPM as f64 * elapsed.as_secs_f64() / MINUTE.as_secs_f64()) as u64;
+        leased = leased_so_far(&stacks) - before;
+        eprintln!(
+            "{caller}: {} admitted ({admitted} tokens, largest {largest}), {} refused, {leased} from leases; \
+             allowed over {elapsed:?} = {allowed} tokens",
+            ledger.admitted.len(),
+            ledger.refused,
+        );
+        assert!(
+            admitted <= allowed + largest,
+            "{admitted} > {allowed} + {largest}"
+        );
+        assert!(
+            admitted as f64 >= 0.95 * (2 * TPM) as f64,
+            "only {admitted} of {} used",
+            2 * TPM
+        );
+        assert!(ledger.refused > 0);
+        if leased > 0 {
+            break;
+        }
+    }
+    assert!(leased > 0, "no lease was taken in three runs");
 }
