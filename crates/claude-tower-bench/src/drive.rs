@@ -97,23 +97,7 @@ pub(crate) fn main(args: impl Iterator<Item = String>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("load drive: cannot start a runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(&drive)) {
-        Ok(_) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("load drive: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    crate::client_runtime("load drive", run(&drive))
 }
 
 /// The closed loop, its report printed; an error when nothing answered.

@@ -303,21 +303,30 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // One thread for the client: it must not take the servers' cores.
+    client_runtime("load", harness(args))
+}
+
+/// Runs client-side `work` on one thread (the client must not take the
+/// servers' cores); its error, or a runtime that cannot start, is printed
+/// after `name` and fails the process.
+pub(crate) fn client_runtime<T, E: std::fmt::Display>(
+    name: &str,
+    work: impl std::future::Future<Output = Result<T, E>>,
+) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("load: cannot start a runtime: {e}");
+            eprintln!("{name}: cannot start a runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(harness(args)) {
-        Ok(()) => ExitCode::SUCCESS,
+    match runtime.block_on(work) {
+        Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("load: {e}");
+            eprintln!("{name}: {e}");
             ExitCode::FAILURE
         }
     }
