@@ -156,7 +156,7 @@
 //!   of the gateway's CPU per such stream in the load harness). In the
 //!   gateway at saturation the layer with its four sinks is 3.0 % of the
 //!   gateway's CPU samples, 1.1 µs of the 66 µs every process spends per
-//!   small answer (BENCHMARKS.md, "[usage] pass 6"); about 5k instructions.
+//!   small answer (BENCHMARKS.md, "\[usage\] pass 6"); about 5k instructions.
 //! - **Sinks must not block.** They run on the task that finished the body:
 //!   atomics, a short lock, or a channel.
 //!

@@ -119,7 +119,7 @@ pin_project! {
     /// dispatch, the server's service call and tracing). One allocation
     /// costs less than copying 2 KB seven times: 1.4k instructions per
     /// small request less through the gateway (callgrind), BENCHMARKS.md
-    /// "[usage] pass 6".
+    /// "\[usage\] pass 6".
     pub struct ResponseFuture<B, T>
     where
         Routes<T>: Service<Request<ReplayBody>>,
