@@ -273,15 +273,31 @@ fn api_leading_model<'a>(b: &'a [u8], head: &[u8]) -> Option<&'a [u8]> {
     (b[end] == b'"').then(|| &b[start..end])
 }
 
-/// The usage count a key names, if it is one of the four.
-fn count_field<'u>(usage: &'u mut TokenUsage, key: &[u8]) -> Option<&'u mut u64> {
-    match key {
-        b"input_tokens" => Some(&mut usage.input),
-        b"output_tokens" => Some(&mut usage.output),
-        b"cache_creation_input_tokens" => Some(&mut usage.cache_creation_input),
-        b"cache_read_input_tokens" => Some(&mut usage.cache_read_input),
-        _ => None,
+/// The four counts' keys, quoted and with their colon, in the order the
+/// Messages API writes them; [`count_at`] gives the field of each.
+const COUNT_KEYS: [&[u8]; 4] = [
+    br#""input_tokens":"#,
+    br#""cache_creation_input_tokens":"#,
+    br#""cache_read_input_tokens":"#,
+    br#""output_tokens":"#,
+];
+
+/// The field of the `i`-th of [`COUNT_KEYS`].
+fn count_at(usage: &mut TokenUsage, i: usize) -> &mut u64 {
+    match i {
+        0 => &mut usage.input,
+        1 => &mut usage.cache_creation_input,
+        2 => &mut usage.cache_read_input,
+        _ => &mut usage.output,
     }
+}
+
+/// The usage count a key (unquoted) names, if it is one of the four.
+fn count_field<'u>(usage: &'u mut TokenUsage, key: &[u8]) -> Option<&'u mut u64> {
+    let i = COUNT_KEYS
+        .iter()
+        .position(|quoted| &quoted[1..quoted.len() - 2] == key)?;
+    Some(count_at(usage, i))
 }
 
 /// The `usage` object at `pos` read with [`Plain::object`]: its counts and
@@ -323,12 +339,7 @@ fn compact_usage(b: &[u8], pos: usize) -> Option<(TokenUsage, usize)> {
             Some(key) if b[at..].starts_with(key) => {
                 at += key.len();
                 expected += 1;
-                Some(match expected {
-                    1 => &mut usage.input,
-                    2 => &mut usage.cache_creation_input,
-                    3 => &mut usage.cache_read_input,
-                    _ => &mut usage.output,
-                })
+                Some(count_at(&mut usage, expected - 1))
             }
             _ => {
                 if b.get(at) != Some(&b'"') {
@@ -382,15 +393,6 @@ fn compact_usage(b: &[u8], pos: usize) -> Option<(TokenUsage, usize)> {
         }
     }
 }
-
-/// The four counts' keys, quoted and with their colon, in the order the
-/// Messages API writes them.
-const COUNT_KEYS: [&[u8]; 4] = [
-    br#""input_tokens":"#,
-    br#""cache_creation_input_tokens":"#,
-    br#""cache_read_input_tokens":"#,
-    br#""output_tokens":"#,
-];
 
 /// `,"usage":{` as the Messages API writes it before the last member.
 const USAGE_KEY: &[u8] = br#","usage":{"#;
