@@ -5,8 +5,8 @@
 //! simulator had no TLS. (Since then HTTP/1.1 is the default and HTTP/2 is
 //! `--upstream-http2 on`, which the gateways here run with: see the
 //! transport's docs for the stream-limit wait that decided it.) This run
-//! generates a throwaway CA and a leaf for
-//! `localhost` / `127.0.0.1` (rcgen, into a temp dir, removed afterwards),
+//! generates a throwaway CA and a leaf for `localhost` / `127.0.0.1`
+//! (rcgen, into a temp dir, removed afterwards),
 //! starts two TLS simulators, one offering only `http/1.1` and one only `h2`,
 //! and in front of each a default gateway whose upstream is
 //! `https://localhost:PORT`. The gateways trust the CA through
