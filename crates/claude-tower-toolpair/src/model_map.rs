@@ -251,7 +251,7 @@ pub fn requested_model(body: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
 /// The body with its top-level `"model"` mapped, or `None` to send it as is.
 pub fn rewrite_model(body: &[u8], mapping: &ModelMapping) -> Option<Bytes> {
     let span = crate::scan::top_level_string(body, "model")?;
-    let decoded = requested_model(body)?;
+    let decoded = crate::scan::decode(&body[span.start + 1..span.end - 1])?;
     let to = mapping.resolve(&decoded)?;
     let mut out = Vec::with_capacity(body.len() - (span.end - span.start) + to.len() + 2);
     out.extend_from_slice(&body[..span.start]);
