@@ -25,7 +25,8 @@
 //!
 //! # Cost
 //!
-//! One pass over the names present (a few enum comparisons each), then a
+//! One pass over the names present (a length test each, comparisons only
+//! for a name as long as a hop-by-hop one), then a
 //! removal only for a hop-by-hop header that is there: a message without
 //! any costs no hashing at all. A `Connection` that names only the usual
 //! options (`keep-alive`, `close`, `upgrade`, `te`: what Node's and Python's
@@ -71,24 +72,67 @@ pub const RESPONSE_HOP_HEADERS: [HeaderName; 7] = [
     SET_COOKIE,
 ];
 
+/// Bit `n` set: some name in `names` (or `connection`) is `n` bytes long.
+/// Every name here is shorter than 64 bytes.
+const fn length_mask(names: &[&str]) -> u64 {
+    let mut mask = 1 << "connection".len();
+    let mut i = 0;
+    while i < names.len() {
+        mask |= 1 << names[i].len();
+        i += 1;
+    }
+    mask
+}
+
+/// The lengths of `Connection` and [`REQUEST_HOP_HEADERS`] (a test checks).
+const REQUEST_HOP_LENGTHS: u64 = length_mask(&[
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "cookie",
+]);
+
+/// The lengths of `Connection` and [`RESPONSE_HOP_HEADERS`] (a test checks).
+const RESPONSE_HOP_LENGTHS: u64 = length_mask(&[
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+    "proxy-authentication-info",
+    "set-cookie",
+]);
+
 /// Drops the hop-by-hop headers of a request about to go upstream.
 #[inline]
 pub(crate) fn strip_request(headers: &mut HeaderMap) {
-    strip(headers, &REQUEST_HOP_HEADERS);
+    strip(headers, &REQUEST_HOP_HEADERS, REQUEST_HOP_LENGTHS);
 }
 
 /// Drops the hop-by-hop headers of a response from upstream.
 #[inline]
 pub(crate) fn strip_response(headers: &mut HeaderMap) {
-    strip(headers, &RESPONSE_HOP_HEADERS);
+    strip(headers, &RESPONSE_HOP_HEADERS, RESPONSE_HOP_LENGTHS);
 }
 
-fn strip(headers: &mut HeaderMap, fixed: &[HeaderName]) {
+/// `lengths`: the names' lengths as a bit set, `Connection`'s included.
+fn strip(headers: &mut HeaderMap, fixed: &[HeaderName], lengths: u64) {
     // One pass over the names present, usually none of them hop-by-hop: a
-    // removal is a hash and a probe, so only what is there is removed.
+    // removal is a hash and a probe, so only what is there is removed. A
+    // name whose length no hop-by-hop name has (most of them: `x-api-key`,
+    // `content-type`, `anthropic-version`...) costs a length and a bit
+    // test instead of a comparison with each.
     let mut present = 0u32;
     let mut connection = false;
     for name in headers.keys() {
+        let len = name.as_str().len();
+        if len >= 64 || lengths & (1 << len) == 0 {
+            continue;
+        }
         if *name == CONNECTION {
             connection = true;
         } else if let Some(i) = fixed.iter().position(|hop| hop == name) {
@@ -158,6 +202,20 @@ mod tests {
             headers.append(*name, HeaderValue::from_static(value));
         }
         headers
+    }
+
+    #[test]
+    fn length_masks_cover_every_name() {
+        for (names, mask) in [
+            (&REQUEST_HOP_HEADERS[..], REQUEST_HOP_LENGTHS),
+            (&RESPONSE_HOP_HEADERS[..], RESPONSE_HOP_LENGTHS),
+        ] {
+            let expected = names
+                .iter()
+                .chain([&CONNECTION])
+                .fold(0u64, |m, name| m | 1 << name.as_str().len());
+            assert_eq!(mask, expected);
+        }
     }
 
     #[test]
