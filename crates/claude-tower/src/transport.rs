@@ -25,19 +25,83 @@
 //! number of streams open at once to one upstream host stays well under
 //! its limit.
 
+use std::ops::Deref;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use claude_tower_core::ReplayBody;
+use http::{Request, Response};
+use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use tower_service::Service;
 
 /// The largest read buffer a pooled HTTP/1 connection grows to.
 pub const READ_BUFFER_MAX: usize = 64 * 1024;
 
-/// The client type the default stack sends requests with.
-pub type HttpsClient = Client<HttpsConnector<HttpConnector>, ReplayBody>;
+/// hyper-util's pooled client as [`https_client`] builds it.
+pub type PooledClient = Client<HttpsConnector<HttpConnector>, ReplayBody>;
+
+/// The client the default stack sends requests with: hyper-util's pooled
+/// [`Client`] behind an [`Arc`], a cheap handle to share.
+///
+/// The stack keeps a clone of its transport in every layer that holds a
+/// service, and the futures of a retry and a failover each hold one (a
+/// `Retry` clones itself into its future; a failover clones the route's
+/// service for each route it tries). hyper-util's client is 336 bytes with
+/// seven reference counts inside; this handle is one pointer and one
+/// count, so every future that holds a service is 328 bytes smaller and
+/// every clone one atomic increment instead of seven. Sending costs what it
+/// did: [`Client::request`] takes `&self`.
+///
+/// It dereferences to the [`Client`], whose methods (`request`, ...) stay
+/// at hand.
+#[derive(Clone, Debug)]
+pub struct HttpsClient {
+    client: Arc<PooledClient>,
+}
+
+impl HttpsClient {
+    /// Shares `client`.
+    pub fn new(client: PooledClient) -> Self {
+        Self {
+            client: Arc::new(client),
+        }
+    }
+}
+
+impl From<PooledClient> for HttpsClient {
+    fn from(client: PooledClient) -> Self {
+        Self::new(client)
+    }
+}
+
+impl Deref for HttpsClient {
+    type Target = PooledClient;
+
+    fn deref(&self) -> &PooledClient {
+        &self.client
+    }
+}
+
+impl Service<Request<ReplayBody>> for HttpsClient {
+    type Response = Response<Incoming>;
+    type Error = hyper_util::client::legacy::Error;
+    type Future = hyper_util::client::legacy::ResponseFuture;
+
+    /// Always ready: the pool opens or waits for a connection inside the
+    /// response future, as hyper-util's own `Service` does.
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<ReplayBody>) -> Self::Future {
+        self.client.request(request)
+    }
+}
 
 /// The HTTP versions the transport offers an `https://` upstream (ALPN).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -116,11 +180,14 @@ pub fn https_client_with(http: UpstreamHttp) -> Result<HttpsClient, std::io::Err
         UpstreamHttp::Http1 => builder.wrap_connector(connector),
         UpstreamHttp::Http2 => builder.enable_http2().wrap_connector(connector),
     };
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        // hyper grows a connection's read buffer up to ~400 KiB while a fast
-        // upstream streams; with a hundred concurrent streams that is tens of
-        // MiB held for nothing. 64 KiB still reads a whole SSE burst at once.
-        .http1_max_buf_size(READ_BUFFER_MAX)
-        .build(https))
+    Ok(HttpsClient::new(
+        Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            // hyper grows a connection's read buffer up to ~400 KiB while a
+            // fast upstream streams; with a hundred concurrent streams that
+            // is tens of MiB held for nothing. 64 KiB still reads a whole SSE
+            // burst at once.
+            .http1_max_buf_size(READ_BUFFER_MAX)
+            .build(https),
+    ))
 }
