@@ -363,7 +363,7 @@ impl<'a> Parser<'a> {
             std::cmp::Ordering::Less => false,
             std::cmp::Ordering::Equal => raw == lit.as_bytes(),
             std::cmp::Ordering::Greater => {
-                memchr(b'\\', raw).is_some() && decode(raw).is_some_and(|d| d == lit)
+                has_backslash(raw) && decode(raw).is_some_and(|d| d == lit)
             }
         }
     }
@@ -822,10 +822,25 @@ pub(crate) fn encode_string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
+/// Whether `raw` holds a backslash. Keys, types, roles and ids are short,
+/// and for them a plain loop is cheaper than the `memchr` crate's call (its
+/// dispatch and set-up cost more than they save below a few dozen bytes;
+/// through the gateway, 44k instructions less for the harness's 200 KB
+/// tool-use conversation, callgrind).
+#[inline]
+fn has_backslash(raw: &[u8]) -> bool {
+    const SHORT: usize = 32;
+    if raw.len() <= SHORT {
+        raw.iter().any(|&c| c == b'\\')
+    } else {
+        memchr(b'\\', raw).is_some()
+    }
+}
+
 /// Decodes a JSON string's inner bytes strictly: valid escapes, no raw
 /// control characters or quotes, valid UTF-8, no lone surrogates.
 pub(crate) fn decode(raw: &[u8]) -> Option<Cow<'_, str>> {
-    if memchr(b'\\', raw).is_none() {
+    if !has_backslash(raw) {
         if raw.iter().any(|&c| c < 0x20 || c == b'"') {
             return None;
         }

@@ -1,4 +1,5 @@
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fmt;
 use std::sync::LazyLock;
 
@@ -330,7 +331,10 @@ pub(crate) fn validate_with_model(
 pub(crate) fn check(conv: &Conversation<'_>) -> Result<Report, PairingError> {
     let mut report = Report::unchecked(BodyKind::Messages);
     report.messages = conv.messages.len();
-    let mut seen_ids: HashMap<&str, (usize, usize)> = HashMap::new();
+    // Sized for every block up front (a bound on the tool uses, and as
+    // large as the body allows): no rehash of the ids seen so far as a
+    // long conversation's ids go in.
+    let mut seen_ids: HashMap<&str, (usize, usize)> = HashMap::with_capacity(conv.blocks.len());
     // Scratch lists, reused per message.
     let mut results: Vec<&str> = Vec::new();
     let mut server_uses: Vec<&str> = Vec::new();
@@ -359,15 +363,21 @@ pub(crate) fn check(conv: &Conversation<'_>) -> Result<Report, PairingError> {
                         report.server_tool_uses += 1;
                         server_uses.push(id);
                     }
-                    if let Some(&first) = seen_ids.get(id) {
-                        return Err(PairingError::DuplicateToolUseId {
-                            message: i,
-                            block: k,
-                            id: id.to_owned(),
-                            first,
-                        });
+                    // One hash per id: the entry either is the first use or
+                    // says where it was.
+                    match seen_ids.entry(id) {
+                        Entry::Occupied(first) => {
+                            return Err(PairingError::DuplicateToolUseId {
+                                message: i,
+                                block: k,
+                                id: id.to_owned(),
+                                first: *first.get(),
+                            });
+                        }
+                        Entry::Vacant(slot) => {
+                            slot.insert((i, k));
+                        }
                     }
-                    seen_ids.insert(id, (i, k));
                 }
                 Kind::ToolResult => {
                     report.tool_results += 1;
