@@ -28,15 +28,26 @@ pub struct RequestIds {
 }
 
 impl RequestIds {
-    /// Reads every known request id header.
+    /// Reads every known request id header (the first value of each, as
+    /// [`HeaderMap::get`] would).
     pub fn from_headers(headers: &HeaderMap) -> Self {
-        let get = |name: &http::HeaderName| headers.get(name).cloned();
-        Self {
-            request_id: get(&headers::REQUEST_ID),
-            apim_request_id: get(&headers::APIM_REQUEST_ID),
-            x_ms_request_id: get(&headers::X_MS_REQUEST_ID),
-            x_request_id: get(&headers::X_REQUEST_ID),
+        // One pass over the names, most turned away by their length, costs
+        // less than four hashed lookups of names that are not standard
+        // headers (a response carries one or two of the four).
+        let mut ids = Self::default();
+        for (name, value) in headers {
+            let slot = match name.as_str().len() {
+                10 if *name == headers::REQUEST_ID => &mut ids.request_id,
+                12 if *name == headers::X_REQUEST_ID => &mut ids.x_request_id,
+                15 if *name == headers::APIM_REQUEST_ID => &mut ids.apim_request_id,
+                15 if *name == headers::X_MS_REQUEST_ID => &mut ids.x_ms_request_id,
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = Some(value.clone());
+            }
         }
+        ids
     }
 
     /// Sets Anthropic's `request-id`, e.g. from an error body's `request_id`.
@@ -139,6 +150,25 @@ mod tests {
         let mut out = HeaderMap::new();
         ids.write_to(&mut out);
         assert_eq!(out, h);
+    }
+
+    #[test]
+    fn reads_like_get_among_other_headers() {
+        let mut h = HeaderMap::new();
+        // Names as long as the ids' names, and a repeated id: the first
+        // value counts, as with `HeaderMap::get`.
+        h.insert("user-agent", HeaderValue::from_static("ua"));
+        h.insert("content-length", HeaderValue::from_static("1"));
+        h.insert("x-ratelimit-foo", HeaderValue::from_static("9"));
+        h.append("x-request-id", HeaderValue::from_static("first"));
+        h.append("x-request-id", HeaderValue::from_static("second"));
+        h.insert("x-ms-request-id", HeaderValue::from_static("ms"));
+        let ids = RequestIds::from_headers(&h);
+        assert_eq!(ids.request_id(), None);
+        assert_eq!(ids.apim_request_id(), None);
+        assert_eq!(ids.x_ms_request_id(), Some("ms"));
+        assert_eq!(ids.x_request_id(), Some("first"));
+        assert_eq!(ids.primary(), Some("ms"));
     }
 
     #[test]
