@@ -27,6 +27,7 @@
 //! `serve` returns when the last one has.
 
 use std::convert::Infallible;
+use std::future::{Future, poll_fn};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::{Pin, pin};
@@ -50,6 +51,10 @@ use tower::Service;
 use tower::ServiceExt;
 
 use crate::config::ConnectionLimits;
+
+mod gate;
+
+use gate::Gate;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -245,27 +250,46 @@ where
         let mut tick = tokio::time::interval(period);
         let mut last_seen = activity.events();
         let mut quiet_ticks = 0u32;
+        let mut stop = pin!(self.stop.changed());
         // Set once a graceful shutdown was asked: the time after which a
         // connection with nothing in flight is dropped outright.
         let mut closing: Option<tokio::time::Instant> = None;
+        // The watchdog (shutdown, first request, idle tick) is polled only
+        // when one of its own wakers fired, not on each of hyper's wakes.
+        let gate = Gate::new();
         loop {
-            tokio::select! {
-                done = conn.as_mut() => {
+            let event = poll_fn(|cx| {
+                if let Poll::Ready(done) = conn.as_mut().poll(cx) {
+                    return Poll::Ready(Watch::Done(done));
+                }
+                gate.poll_with(cx, |cx| {
+                    // Shutdown (or the server gone): finish what is in flight.
+                    if closing.is_none() && stop.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Watch::Stop);
+                    }
+                    if !activity.started() && first_request.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Watch::NoRequest);
+                    }
+                    tick.poll_tick(cx).map(|_| Watch::Tick)
+                })
+            })
+            .await;
+            match event {
+                Watch::Done(done) => {
                     if let Err(err) = done {
                         tracing::debug!(%err, "connection ended with an error");
                     }
                     return;
                 }
-                // Shutdown (or the server gone): finish what is in flight.
-                _ = self.stop.changed(), if closing.is_none() => {
+                Watch::Stop => {
                     conn.as_mut().graceful_shutdown();
                     closing = Some(tokio::time::Instant::now() + CLOSE_GRACE);
                 }
-                () = &mut first_request, if !activity.started() => {
+                Watch::NoRequest => {
                     tracing::debug!("no request within the header-read timeout; closing");
                     return;
                 }
-                _ = tick.tick() => {
+                Watch::Tick => {
                     let idle = activity.in_flight() == 0;
                     if let Some(deadline) = closing {
                         if idle && tokio::time::Instant::now() >= deadline {
@@ -274,7 +298,11 @@ where
                         continue;
                     }
                     let seen = activity.events();
-                    quiet_ticks = if idle && seen == last_seen { quiet_ticks + 1 } else { 0 };
+                    quiet_ticks = if idle && seen == last_seen {
+                        quiet_ticks + 1
+                    } else {
+                        0
+                    };
                     last_seen = seen;
                     if quiet_ticks >= 4 {
                         tracing::debug!("idle connection; closing");
@@ -285,6 +313,18 @@ where
             }
         }
     }
+}
+
+/// What ended one wait of a connection's loop.
+enum Watch<E> {
+    /// hyper's connection finished.
+    Done(Result<(), E>),
+    /// The server is shutting down (or gone).
+    Stop,
+    /// No request began within the header-read timeout.
+    NoRequest,
+    /// The idle watchdog's tick.
+    Tick,
 }
 
 /// Per-connection counters the idle watchdog reads. Only requests count:
