@@ -12,6 +12,13 @@
 //! hyper's own body; its future and body (`http_body_util::Either`) are
 //! enums over the two ways, so nothing is boxed on that path.
 //!
+//! The server keeps one service per connection and calls it for each of the
+//! connection's requests in turn (`server::Reuse`): [`Dispatch`] is ready
+//! when the stack is, and calls it in place. A clone per request would
+//! clone the whole stack's service, whose reference counts every connection
+//! shares: a dozen atomic increments and decrements on cache lines the
+//! other cores keep taking back.
+//!
 //! The router still serves every path, the Messages paths included (a
 //! trailing slash, another method: the 405, and [`Gateway::router`] for
 //! embedding), so both ways answer alike; only the fast one is checked by
@@ -24,18 +31,17 @@ use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
+use axum::routing::future::RouteFuture;
 use bytes::Bytes;
 use http::{Method, Request, Response};
 use http_body_util::Either;
 use pin_project_lite::pin_project;
 use tower::Service;
-use tower::ServiceExt;
-use tower::util::Oneshot;
 
 use crate::gateway::{MESSAGES_PATHS, PREFIXES};
 
@@ -100,23 +106,25 @@ where
     type Error = Infallible;
     type Future = ResponseFuture<S, B>;
 
-    /// Always ready: each request drives its own clone of the service it
-    /// goes to to readiness, as axum's routes do.
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
+    /// Ready when the stack and the router both are (the router always is).
+    /// The server keeps one `Dispatch` per connection and calls it for each
+    /// request in turn, so a request does not clone the stack's service.
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        ready!(self.messages.poll_ready(cx))?;
+        Service::<Request<Body>>::poll_ready(&mut self.router, cx)
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let kind = if req.method() == Method::POST && is_messages_path(req.uri().path()) {
             Kind::Messages {
-                call: self.messages.clone().oneshot(req),
+                call: self.messages.call(req),
             }
         } else {
             if let Some(peer) = self.peer {
                 req.extensions_mut().insert(ConnectInfo(peer));
             }
             Kind::Router {
-                call: self.router.clone().oneshot(req.map(Body::new)),
+                call: self.router.call(req.map(Body::new)),
             }
         };
         ResponseFuture { kind }
@@ -140,8 +148,8 @@ pin_project! {
     where
         S: Service<Request<B>>,
     {
-        Messages { #[pin] call: Oneshot<S, Request<B>> },
-        Router { #[pin] call: Oneshot<Router, Request<Body>> },
+        Messages { #[pin] call: S::Future },
+        Router { #[pin] call: RouteFuture<Infallible> },
     }
 }
 

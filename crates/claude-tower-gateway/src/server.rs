@@ -31,8 +31,8 @@ use std::future::{Future, poll_fn};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::{Pin, pin};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -48,7 +48,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 use tower::Service;
-use tower::ServiceExt;
 
 use crate::config::ConnectionLimits;
 
@@ -70,8 +69,9 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// Serves on `listener` until `shutdown` resolves; see the module docs.
 ///
 /// `make` is called once per accepted connection with the client's address,
-/// and the service it returns answers that connection's requests (a clone
-/// per request). An axum [`Router`](axum::Router) that reads
+/// and the service it returns answers that connection's requests, one after
+/// another on the same instance (driven to readiness before each call); a
+/// request that finds it busy, on an HTTP/2 connection, gets a clone. An axum [`Router`](axum::Router) that reads
 /// `ConnectInfo<SocketAddr>` gets it from
 /// [`Dispatch::for_peer`](crate::dispatch::Dispatch::for_peer), or:
 ///
@@ -228,13 +228,13 @@ where
     {
         let activity = Arc::new(Activity::default());
         let io = TokioIo::new(io);
-        let app = self.service;
+        let app = Arc::new(Reuse::new(self.service));
         let counted = activity.clone();
         let service = hyper::service::service_fn(move |req: Request<Incoming>| {
             let guard = InFlight::begin(counted.clone());
-            let call = app.clone().oneshot(req);
+            let app = app.clone();
             async move {
-                let res = call.await?;
+                let res = app.call(req).await?;
                 Ok::<_, Infallible>(res.map(|body| CountedBody {
                     body,
                     _guard: guard,
@@ -312,6 +312,69 @@ where
                 }
             }
         }
+    }
+}
+
+/// One connection's service, reused by its requests in turn.
+///
+/// tower's way is a clone of the service per request (hyper-util's adapter
+/// does so), and the gateway's service is the whole stack: its clone and
+/// drop touch a dozen reference counts that every connection shares, from
+/// whichever core runs it. An HTTP/1 connection's requests come one after
+/// another, so the connection's own service is taken for a request, driven
+/// to readiness, called, and put back before the response is awaited. Only
+/// a request that finds it taken (HTTP/2 streams at once) clones it.
+struct Reuse<S> {
+    slot: Mutex<Slot<S>>,
+}
+
+struct Slot<S> {
+    /// The service, when no request holds it.
+    idle: Option<S>,
+    /// What a request that finds it taken clones.
+    template: S,
+}
+
+impl<S> Reuse<S> {
+    fn new(service: S) -> Self {
+        Self {
+            slot: Mutex::new(Slot {
+                idle: None,
+                template: service,
+            }),
+        }
+    }
+
+    fn slot(&self) -> MutexGuard<'_, Slot<S>> {
+        // NOTE: nothing runs under the lock that could leave a slot half-set.
+        self.slot.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The connection's service if no request holds it, else a clone.
+    fn take(&self) -> S
+    where
+        S: Clone,
+    {
+        let mut slot = self.slot();
+        match slot.idle.take() {
+            Some(service) => service,
+            None => slot.template.clone(),
+        }
+    }
+
+    fn put_back(&self, service: S) {
+        self.slot().idle = Some(service);
+    }
+
+    async fn call<R>(self: Arc<Self>, request: R) -> Result<S::Response, S::Error>
+    where
+        S: Service<R> + Clone,
+    {
+        let mut service = self.take();
+        poll_fn(|cx| service.poll_ready(cx)).await?;
+        let response = service.call(request);
+        self.put_back(service);
+        response.await
     }
 }
 
@@ -396,5 +459,56 @@ impl<B: http_body::Body<Data = Bytes>> http_body::Body for CountedBody<B> {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    /// Answers with the number of clones made so far.
+    struct Counted(Arc<AtomicUsize>);
+
+    impl Clone for Counted {
+        fn clone(&self) -> Self {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            Self(self.0.clone())
+        }
+    }
+
+    impl Service<()> for Counted {
+        type Response = usize;
+        type Error = Infallible;
+        type Future = std::future::Ready<Result<usize, Infallible>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, (): ()) -> Self::Future {
+            std::future::ready(Ok(self.0.load(Ordering::Relaxed)))
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_in_turn_share_one_service_and_overlapping_ones_clone_it() {
+        let clones = Arc::new(AtomicUsize::new(0));
+        let reuse = Arc::new(Reuse::new(Counted(clones.clone())));
+        for _ in 0..3 {
+            assert_eq!(
+                reuse.clone().call(()).await,
+                Ok(1),
+                "the first takes a clone"
+            );
+        }
+        assert_eq!(clones.load(Ordering::Relaxed), 1);
+        // One request holds the service: the next clones the template.
+        let held = reuse.take();
+        assert_eq!(reuse.clone().call(()).await, Ok(2));
+        reuse.put_back(held);
+        assert_eq!(reuse.clone().call(()).await, Ok(2));
+        assert_eq!(clones.load(Ordering::Relaxed), 2);
     }
 }
