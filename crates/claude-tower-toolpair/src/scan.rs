@@ -140,13 +140,65 @@ pub(crate) fn scan_with_model(body: &[u8]) -> (Result<Conversation<'_>, Unchecke
 struct Parser<'a> {
     b: &'a [u8],
     pos: usize,
-    stack: Vec<bool>,
+    stack: Nesting,
     /// The first way the body departs from the Messages shape.
     shape: Option<&'static str>,
     found: bool,
     conv: Conversation<'a>,
     /// The first top-level `model` member's string value (quotes included).
     model: Option<Span>,
+}
+
+/// The containers [`Parser::skip`] is inside, innermost last (`true`: an
+/// object): a bit per level for the first 64 levels, a vector beyond. A
+/// request's JSON is a few levels deep, so skipping it allocates nothing.
+#[derive(Debug, Default)]
+struct Nesting {
+    bits: u64,
+    depth: usize,
+    deeper: Vec<bool>,
+}
+
+impl Nesting {
+    const INLINE: usize = u64::BITS as usize;
+
+    fn push(&mut self, is_object: bool) {
+        if self.depth < Self::INLINE {
+            let bit = 1u64 << self.depth;
+            if is_object {
+                self.bits |= bit;
+            } else {
+                self.bits &= !bit;
+            }
+        } else {
+            self.deeper.push(is_object);
+        }
+        self.depth += 1;
+    }
+
+    fn last(&self) -> Option<bool> {
+        match self.depth {
+            0 => None,
+            d if d <= Self::INLINE => Some(self.bits >> (d - 1) & 1 == 1),
+            _ => self.deeper.last().copied(),
+        }
+    }
+
+    fn pop(&mut self) {
+        if self.depth > Self::INLINE {
+            self.deeper.pop();
+        }
+        self.depth = self.depth.saturating_sub(1);
+    }
+
+    fn clear(&mut self) {
+        self.depth = 0;
+        self.deeper.clear();
+    }
+
+    fn is_empty(&self) -> bool {
+        self.depth == 0
+    }
 }
 
 /// A JSON string as written: the span between the quotes.
@@ -160,7 +212,7 @@ impl<'a> Parser<'a> {
         Self {
             b,
             pos: 0,
-            stack: Vec::new(),
+            stack: Nesting::default(),
             shape: None,
             found: false,
             conv: Conversation::default(),
@@ -324,7 +376,7 @@ impl<'a> Parser<'a> {
             }
             // A value is complete: close containers until one wants more.
             loop {
-                let Some(&is_object) = self.stack.last() else {
+                let Some(is_object) = self.stack.last() else {
                     return Ok(());
                 };
                 self.ws();
@@ -1043,6 +1095,38 @@ mod tests {
                 top_level_string(body, "model"),
                 "{}",
                 String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    /// Objects and arrays alternate across the 64 levels kept in a word and
+    /// the ones beyond: every close must match its open.
+    #[test]
+    fn skip_matches_closes_to_opens_past_64_levels() {
+        for depth in [1, 63, 64, 65, 130] {
+            let (mut open, mut close) = (String::new(), String::new());
+            for level in 0..depth {
+                if level % 3 == 0 {
+                    open.push_str("{\"k\":");
+                    close.insert(0, '}');
+                } else {
+                    open.push('[');
+                    close.insert(0, ']');
+                }
+            }
+            let body = format!("{{\"x\":{open}1{close},\"model\":\"m\"}}");
+            let span = top_level_string(body.as_bytes(), "model").expect("well formed");
+            assert_eq!(&body[span.start..span.end], "\"m\"", "depth {depth}");
+            // The innermost close swapped for the other kind: broken.
+            let swapped = match close.as_bytes()[0] {
+                b'}' => close.replacen('}', "]", 1),
+                _ => close.replacen(']', "}", 1),
+            };
+            let broken = format!("{{\"x\":{open}1{swapped},\"model\":\"m\"}}");
+            assert_eq!(
+                top_level_string(broken.as_bytes(), "model"),
+                None,
+                "depth {depth}"
             );
         }
     }
