@@ -46,7 +46,10 @@ struct Ctx<S, B> {
     /// Bit `k` set: route `k` was tried (each route at most once).
     tried: u64,
     report: FailoverReport,
-    best: Option<Best<B>>,
+    /// Boxed: only a failed route fills it, and inline its response would
+    /// make every request's future (moved by each layer around it) 264
+    /// bytes larger.
+    best: Option<Box<Best<B>>>,
 }
 
 /// A failed outcome kept as a candidate for "the most informative".
@@ -281,7 +284,7 @@ where
             Best::Response(_) => self.report.answer_with_last(false),
             Best::Error(..) => self.report.answer_with_error(),
         }
-        self.best = Some(failed);
+        self.best = Some(Box::new(failed));
     }
 }
 
@@ -299,7 +302,7 @@ where
                 StateProj::Calling { call } => ready!(call.poll(cx)),
                 StateProj::Exhausted => {
                     let ctx = &mut *this.ctx;
-                    return Poll::Ready(finish(&mut ctx.report, ctx.best.take()));
+                    return Poll::Ready(finish(&mut ctx.report, ctx.best.take().map(|b| *b)));
                 }
             };
             match this.ctx.judge(outcome) {

@@ -45,11 +45,21 @@ pin_project! {
         },
         // A successful stream: reading its first events.
         Holding {
-            #[pin]
-            deadline: Sleep,
-            held: Option<Held<B>>,
+            hold: Pin<Box<Holding<B>>>,
         },
         Done,
+    }
+}
+
+pin_project! {
+    /// A hold in progress. Boxed, once per held stream: inline, its 456
+    /// bytes would make every request's future, streamed or not (and each
+    /// layer around this one moves it), that much larger.
+    #[project = HoldingProj]
+    struct Holding<B> {
+        #[pin]
+        deadline: Sleep,
+        held: Option<Held<B>>,
     }
 }
 
@@ -131,17 +141,20 @@ where
                     // State transition: Called -> Holding (a successful stream).
                     let (parts, body) = response.into_parts();
                     this.state.set(State::Holding {
-                        deadline: tokio::time::sleep(config.time_limit),
-                        held: Some(Held {
-                            parts,
-                            body,
-                            frames: VecDeque::new(),
-                            bytes: 0,
-                            scanner: Scanner::new(config.error_data_limit),
+                        hold: Box::pin(Holding {
+                            deadline: tokio::time::sleep(config.time_limit),
+                            held: Some(Held {
+                                parts,
+                                body,
+                                frames: VecDeque::new(),
+                                bytes: 0,
+                                scanner: Scanner::new(config.error_data_limit),
+                            }),
                         }),
                     });
                 }
-                StateProj::Holding { deadline, held } => {
+                StateProj::Holding { hold } => {
+                    let HoldingProj { deadline, held } = hold.as_mut().project();
                     let Some(hold) = held.as_mut() else {
                         panic!("ResponseFuture polled after completion");
                     };
