@@ -137,13 +137,23 @@ impl std::fmt::Display for RequestIds {
 mod tests {
     use super::*;
 
+    /// The headers `pairs`, in order (a repeated name appends).
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for &(name, value) in pairs {
+            h.append(name, HeaderValue::from_static(value));
+        }
+        h
+    }
+
     #[test]
     fn keeps_every_id() {
-        let mut h = HeaderMap::new();
-        h.insert("request-id", HeaderValue::from_static("req_1"));
-        h.insert("apim-request-id", HeaderValue::from_static("apim"));
-        h.insert("x-ms-request-id", HeaderValue::from_static("ms"));
-        h.insert("x-request-id", HeaderValue::from_static("proxy"));
+        let h = headers(&[
+            ("request-id", "req_1"),
+            ("apim-request-id", "apim"),
+            ("x-ms-request-id", "ms"),
+            ("x-request-id", "proxy"),
+        ]);
         let ids = RequestIds::from_headers(&h);
         assert_eq!(ids.primary(), Some("req_1"));
         assert_eq!(ids.iter().count(), 4);
@@ -154,15 +164,16 @@ mod tests {
 
     #[test]
     fn reads_like_get_among_other_headers() {
-        let mut h = HeaderMap::new();
         // Names as long as the ids' names, and a repeated id: the first
         // value counts, as with `HeaderMap::get`.
-        h.insert("user-agent", HeaderValue::from_static("ua"));
-        h.insert("content-length", HeaderValue::from_static("1"));
-        h.insert("x-ratelimit-foo", HeaderValue::from_static("9"));
-        h.append("x-request-id", HeaderValue::from_static("first"));
-        h.append("x-request-id", HeaderValue::from_static("second"));
-        h.insert("x-ms-request-id", HeaderValue::from_static("ms"));
+        let h = headers(&[
+            ("user-agent", "ua"),
+            ("content-length", "1"),
+            ("x-ratelimit-foo", "9"),
+            ("x-request-id", "first"),
+            ("x-request-id", "second"),
+            ("x-ms-request-id", "ms"),
+        ]);
         let ids = RequestIds::from_headers(&h);
         assert_eq!(ids.request_id(), None);
         assert_eq!(ids.apim_request_id(), None);
