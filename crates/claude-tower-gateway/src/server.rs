@@ -71,9 +71,9 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// `make` is called once per accepted connection with the client's address,
 /// and the service it returns answers that connection's requests, one after
 /// another on the same instance (driven to readiness before each call); a
-/// request that finds it busy, on an HTTP/2 connection, gets a clone. An axum [`Router`](axum::Router) that reads
-/// `ConnectInfo<SocketAddr>` gets it from
-/// [`Dispatch::for_peer`](crate::dispatch::Dispatch::for_peer), or:
+/// request that finds it busy, on an HTTP/2 connection, gets a clone. An
+/// axum [`Router`](axum::Router) that reads `ConnectInfo<SocketAddr>` gets
+/// it from [`Dispatch::for_peer`](crate::dispatch::Dispatch::for_peer), or:
 ///
 /// ```no_run
 /// # async fn run(listener: tokio::net::TcpListener) -> std::io::Result<()> {
