@@ -52,9 +52,9 @@ pub type PooledClient = Client<HttpsConnector<HttpConnector>, ReplayBody>;
 /// service, and the futures of a retry and a failover each hold one (a
 /// `Retry` clones itself into its future; a failover clones the route's
 /// service for each route it tries). hyper-util's client is 336 bytes with
-/// seven reference counts inside; this handle is one pointer and one
+/// six reference counts inside; this handle is one pointer and one
 /// count, so every future that holds a service is 328 bytes smaller and
-/// every clone one atomic increment instead of seven. Sending costs what it
+/// every clone one atomic increment instead of six. Sending costs what it
 /// did: [`Client::request`] takes `&self`.
 ///
 /// It dereferences to the [`Client`], whose methods (`request`, ...) stay
