@@ -33,12 +33,12 @@
 //! HTTP/1.1 clients send) costs one removal; one that names other headers
 //! also costs a small vector of its values and a parse per name.
 
+use std::sync::LazyLock;
+
 use http::header::{
     CONNECTION, COOKIE, Entry, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, SET_COOKIE, TE,
     TRANSFER_ENCODING, UPGRADE,
 };
-use std::sync::LazyLock;
-
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// `keep-alive`: a connection option of HTTP/1.0 and early 1.1.

@@ -322,8 +322,9 @@ where
 /// drop touch a dozen reference counts that every connection shares, from
 /// whichever core runs it. An HTTP/1 connection's requests come one after
 /// another, so the connection's own service is taken for a request, driven
-/// to readiness, called, and put back before the response is awaited. Only
-/// a request that finds it taken (HTTP/2 streams at once) clones it.
+/// to readiness, called, and put back before the response is awaited. The
+/// connection's first request clones it from the template once; after that
+/// only a request that finds it taken (HTTP/2 streams at once) clones it.
 struct Reuse<S> {
     slot: Mutex<Slot<S>>,
 }

@@ -876,10 +876,9 @@ pub(crate) fn encode_string(s: &str, out: &mut Vec<u8>) {
 
 /// Whether `raw` holds a backslash. Keys, types, roles and ids are short,
 /// and for them the standard library's search (a plain loop at that length)
-/// is cheaper than the `memchr` crate's call (its dispatch and set-up cost
-/// more than they save below a few dozen bytes;
-/// through the gateway, 44k instructions less for the harness's 200 KB
-/// tool-use conversation, callgrind).
+/// is cheaper than the `memchr` crate's call, whose dispatch and set-up cost
+/// more than they save below a few dozen bytes: 44k instructions less for
+/// the harness's 200 KB tool-use conversation (callgrind).
 #[inline]
 fn has_backslash(raw: &[u8]) -> bool {
     const SHORT: usize = 32;

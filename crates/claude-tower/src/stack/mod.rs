@@ -22,12 +22,11 @@
 //!
 //! The result, [`ClaudeService`], is `Clone + Send + Sync`; without layers
 //! of the user's it is infallible, its future is the named
-//! [`ResponseFuture`] (which holds the stack's own state in one box, so
-//! that the layers outside it move a few hundred bytes, not 2 KB), and its
-//! body [`ClaudeBody`] implements `Default`. It mounts as an axum
-//! `Router::fallback_service` / `route_service` (also
-//! under tower-http's `TimeoutLayer`) and works as a plain tower service for
-//! client use.
+//! [`ResponseFuture`] (which holds the stack's own state, about 900
+//! bytes, in one box, so that the layers outside it move a pointer), and
+//! its body [`ClaudeBody`] implements `Default`. It mounts as an axum
+//! `Router::fallback_service` / `route_service` (also under tower-http's
+//! `TimeoutLayer`) and works as a plain tower service for client use.
 //!
 //! # Defaults
 //!

@@ -113,13 +113,16 @@ pin_project! {
     /// without layers of its own).
     ///
     /// The stack's own future (the request's replay, tool pairing, failover
-    /// and retry state, about 2 KB) is boxed, once per request, here: every
-    /// layer and server wrapping outside the stack moves the future it
-    /// wraps, and the gateway has seven such moves (usage, quota, identity,
-    /// dispatch, the server's service call and tracing). One allocation
-    /// costs less than copying 2 KB seven times: 1.4k instructions per
-    /// small request less through the gateway (callgrind), BENCHMARKS.md
-    /// "\[usage\] pass 6".
+    /// and retry state) is boxed, once per request, here: every layer and
+    /// server wrapping outside the stack moves the future it wraps, and the
+    /// gateway has seven such moves (usage, quota, identity, dispatch, the
+    /// server's service call and tracing). One allocation costs less than
+    /// those copies: 1.4k instructions per small request less through the
+    /// gateway when the state was 2 KB (callgrind, BENCHMARKS.md "\[usage\]
+    /// pass 6"). The states only failures, held streams and Redis checks
+    /// reach are boxed where they start, which keeps this state at 920
+    /// bytes, inside what glibc's per-thread cache serves (1,032 bytes;
+    /// "\[perf\] pass 7").
     pub struct ResponseFuture<B, T>
     where
         Routes<T>: Service<Request<ReplayBody>>,
