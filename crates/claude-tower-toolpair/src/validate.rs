@@ -477,6 +477,8 @@ mod tool_free_tests {
         r#"{"type":"server_\u0074ool_use","id":"s1","name":"web_search","input":{}}"#,
         r#"{"type":"image","source":{"type":"base64","data":"\\u"}}"#,
         r#"{"type":"text","text":"tool\n_use \" tool\\_result"}"#,
+        r#"{"type":"thinking","thinking":"t","signature":"s"}"#,
+        r#"{"type":"t\u0068inking","thinking":"t","signature":"s"}"#,
     ];
 
     /// Top-level `model` members, good and bad.
@@ -489,12 +491,14 @@ mod tool_free_tests {
 
     /// Messages bodies of random conversations, some cut short.
     fn body() -> impl Strategy<Value = String> {
+        // Roles written plainly and through escapes.
+        let roles = ["user", "assistant", r"\u0075ser", r"\u0061ssistant"];
         let message = (
-            any::<bool>(),
+            0..roles.len(),
             proptest::collection::vec(0..BLOCKS.len(), 0..4),
         )
-            .prop_map(|(user, blocks)| {
-                let role = if user { "user" } else { "assistant" };
+            .prop_map(move |(role, blocks)| {
+                let role = roles[role];
                 let blocks: Vec<&str> = blocks.into_iter().map(|i| BLOCKS[i]).collect();
                 format!(r#"{{"role":"{role}","content":[{}]}}"#, blocks.join(","))
             });
@@ -534,6 +538,32 @@ mod tool_free_tests {
                 prop_assert!(checked.is_ok(), "{} -> {:?}", body, checked);
                 prop_assert_eq!(requested_model(bytes), model);
             }
+        }
+    }
+
+    #[test]
+    fn roles_and_types_read_the_same_written_plainly_or_escaped() {
+        let turn = |assistant: &str, user: &str, thinking: &str, result_id: &str| {
+            format!(
+                r#"{{"messages":[{{"role":"{assistant}","content":[{{"type":"{thinking}","thinking":"t","signature":"s"}},{{"type":"tool_use","id":"a","name":"n","input":{{}}}}]}},{{"role":"{user}","content":[{{"type":"tool_result","tool_use_id":"{result_id}"}}]}}]}}"#
+            )
+        };
+        for (assistant, user, thinking) in [
+            ("assistant", "user", "thinking"),
+            (r"\u0061ssistant", r"\u0075ser", r"t\u0068inking"),
+        ] {
+            let paired = validate(turn(assistant, user, thinking, "a").as_bytes()).unwrap();
+            assert!(paired.is_checked(), "{assistant}");
+            assert_eq!(
+                (paired.messages(), paired.tool_uses(), paired.tool_results()),
+                (2, 1, 1)
+            );
+            assert!(validate(turn(assistant, user, thinking, "b").as_bytes()).is_err());
+        }
+        // A role that is neither, escaped or not, leaves the body unchecked.
+        for role in ["system", r"\u0073ystem", r"\u0075sers"] {
+            let body = turn("assistant", role, "thinking", "a");
+            assert!(!validate(body.as_bytes()).unwrap().is_checked(), "{role}");
         }
     }
 
