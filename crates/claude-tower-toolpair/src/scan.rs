@@ -811,7 +811,7 @@ fn has_quote(block: &[u8; 64]) -> bool {
     let quote = u8x16::splat(b'"');
     let mut any = u8x16::splat(0);
     for bytes in block.as_chunks::<16>().0 {
-        any = any | u8x16::new(*bytes).simd_eq(quote);
+        any |= u8x16::new(*bytes).simd_eq(quote);
     }
     any.to_bitmask() != 0
 }
