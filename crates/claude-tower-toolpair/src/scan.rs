@@ -540,6 +540,12 @@ impl<'a> Parser<'a> {
             self.shape("`messages` is not an array");
             return self.skip();
         }
+        // Room for a message per 4 KB and a block per KB of what is left
+        // (a Claude Code conversation has fewer): growing one at a time cost
+        // eleven reallocations for the load harness's 221 KB body.
+        let left = self.b.len() - self.pos;
+        self.conv.messages = Vec::with_capacity((left / 4096).clamp(4, 256));
+        self.conv.blocks = Vec::with_capacity((left / 1024).clamp(8, 1024));
         self.conv.open = self.pos;
         self.conv.close = self.array(|p| p.message())?;
         Ok(())
