@@ -442,8 +442,7 @@ impl<'a> Parser<'a> {
     }
 
     fn decoded(&self, s: RawStr) -> R<Cow<'a, str>> {
-        let body: &'a [u8] = self.b;
-        decode(&body[s.inner.start..s.inner.end]).ok_or(crate::JsonError {
+        decode(self.raw(s)).ok_or(crate::JsonError {
             offset: s.inner.start,
             what: "invalid string",
         })
@@ -934,11 +933,13 @@ pub(crate) fn encode_string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
-/// Whether `raw` holds a backslash. Keys, types, roles and ids are short,
-/// and for them the standard library's search (a plain loop at that length)
-/// is cheaper than the `memchr` crate's call, whose dispatch and set-up cost
-/// more than they save below a few dozen bytes: 44k instructions less for
-/// the harness's 200 KB tool-use conversation (callgrind).
+/// Whether `raw` (a key [`Parser::is`] may have to decode) holds a
+/// backslash. Keys are short, and for them the standard library's search (a
+/// plain loop at that length) is cheaper than the `memchr` crate's call,
+/// whose dispatch and set-up cost more than they save below a few dozen
+/// bytes (44k instructions less for the harness's 200 KB tool-use
+/// conversation when types, roles and ids were searched this way too;
+/// [`decode`] now asks in its own pass).
 #[inline]
 fn has_backslash(raw: &[u8]) -> bool {
     const SHORT: usize = 32;
