@@ -432,13 +432,16 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// The first of `names` that the string `s` is, compared byte for byte:
-    /// a string written as one of them is valid and means it, so decoding
-    /// (and checking) is left to the strings that are none of them.
+    /// The string `s`, decoded, where `names` are the values it most often
+    /// has: one written exactly as a name is valid and means it, so only a
+    /// string that is none of them pays for decoding (and checking).
     #[inline]
-    fn written_as(&self, s: RawStr, names: &[&str]) -> Option<usize> {
+    fn text(&self, s: RawStr, names: &[&'static str]) -> R<Cow<'a, str>> {
         let raw = self.raw(s);
-        names.iter().position(|name| raw == name.as_bytes())
+        match names.iter().find(|name| raw == name.as_bytes()) {
+            Some(&name) => Ok(Cow::Borrowed(name)),
+            None => self.decoded(s),
+        }
     }
 
     fn decoded(&self, s: RawStr) -> R<Cow<'a, str>> {
@@ -562,14 +565,10 @@ impl<'a> Parser<'a> {
             if p.is(key, "role") {
                 if p.peek() == Some(b'"') {
                     let s = p.string()?;
-                    role = match p.written_as(s, &["user", "assistant"]) {
-                        Some(0) => Some(Role::User),
-                        Some(_) => Some(Role::Assistant),
-                        None => match &*p.decoded(s)? {
-                            "user" => Some(Role::User),
-                            "assistant" => Some(Role::Assistant),
-                            _ => None,
-                        },
+                    role = match &*p.text(s, &["user", "assistant"])? {
+                        "user" => Some(Role::User),
+                        "assistant" => Some(Role::Assistant),
+                        _ => None,
                     };
                     if role.is_none() {
                         p.shape("a message has an unknown `role`");
@@ -662,18 +661,13 @@ impl<'a> Parser<'a> {
             self.shape("a content block has no `type`");
             return Ok(());
         };
-        // The common types, as written, without decoding them.
-        let kind = match self.written_as(kind, &["text", "tool_use", "tool_result", "thinking"]) {
-            Some(0 | 3) => Kind::Other,
-            Some(1) => Kind::ToolUse,
-            Some(_) => Kind::ToolResult,
-            None => match &*self.decoded(kind)? {
-                "tool_use" => Kind::ToolUse,
-                "server_tool_use" | "mcp_tool_use" => Kind::ServerToolUse,
-                "tool_result" => Kind::ToolResult,
-                t if t.ends_with("_tool_result") => Kind::ServerToolResult(self.decoded(kind)?),
-                _ => Kind::Other,
-            },
+        let common = ["text", "tool_use", "tool_result", "thinking"];
+        let kind = match &*self.text(kind, &common)? {
+            "tool_use" => Kind::ToolUse,
+            "server_tool_use" | "mcp_tool_use" => Kind::ServerToolUse,
+            "tool_result" => Kind::ToolResult,
+            t if t.ends_with("_tool_result") => Kind::ServerToolResult(self.decoded(kind)?),
+            _ => Kind::Other,
         };
         let raw = match kind {
             Kind::Other => None,
