@@ -31,6 +31,13 @@ use claude_tower_gateway::settings::{Cli, Command};
 use claude_tower_gateway::{Gateway, GatewayError, shutdown_signal};
 use tracing_subscriber::EnvFilter;
 
+/// The allocator: jemalloc with the feature `jemalloc` (default), measured
+/// against glibc's malloc and others in the library's docs ("The
+/// allocator"); the system's otherwise.
+#[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const NAME: &str = "claude-tower-gateway";
 
 fn main() -> ExitCode {
