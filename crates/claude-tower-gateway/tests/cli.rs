@@ -237,3 +237,16 @@ fn check_says_simulator_mode_loudly() {
     assert!(stdout.contains("SIMULATOR MODE"), "{stdout}");
     assert!(stdout.contains("mode = \"simulator\""), "{stdout}");
 }
+
+/// With the `jemalloc` feature (default) the binary allocates with jemalloc:
+/// jemalloc reads its configuration variable (prefixed `_RJEM_`, as
+/// tikv-jemallocator builds it) and prints its statistics at exit. The
+/// system allocator would ignore the variable.
+#[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
+#[test]
+fn the_binary_allocates_with_jemalloc() {
+    let out = run(&["--help"], &[("_RJEM_MALLOC_CONF", "stats_print:true")]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("jemalloc statistics"), "{stderr}");
+}
