@@ -50,9 +50,9 @@
 //!
 //! # The allocator
 //!
-//! The binary allocates with jemalloc ([`tikv-jemallocator`], feature
-//! `jemalloc`, on by default; MSVC targets keep the system's allocator). The
-//! library leaves the choice to whatever embeds it.
+//! On Unix the binary allocates with jemalloc ([`tikv-jemallocator`],
+//! feature `jemalloc`, on by default); on Windows it keeps the system
+//! allocator. The library leaves the choice to whatever embeds it.
 //!
 //! Why: a small request through the gateway allocates about 35 times (49
 //! with identity and a quota), and tokio runs a connection's task and the

@@ -31,10 +31,10 @@ use claude_tower_gateway::settings::{Cli, Command};
 use claude_tower_gateway::{Gateway, GatewayError, shutdown_signal};
 use tracing_subscriber::EnvFilter;
 
-/// The allocator: jemalloc with the feature `jemalloc` (default), measured
-/// against glibc's malloc and others in the library's docs ("The
+/// The allocator: jemalloc on Unix with the feature `jemalloc` (default),
+/// measured against glibc's malloc and others in the library's docs ("The
 /// allocator"); the system's otherwise.
-#[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
+#[cfg(all(feature = "jemalloc", unix))]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

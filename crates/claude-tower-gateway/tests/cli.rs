@@ -242,7 +242,7 @@ fn check_says_simulator_mode_loudly() {
 /// jemalloc reads its configuration variable (prefixed `_RJEM_`, as
 /// tikv-jemallocator builds it) and prints its statistics at exit. The
 /// system allocator would ignore the variable.
-#[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
+#[cfg(all(feature = "jemalloc", unix))]
 #[test]
 fn the_binary_allocates_with_jemalloc() {
     let out = run(&["--help"], &[("_RJEM_MALLOC_CONF", "stats_print:true")]);
