@@ -65,7 +65,7 @@
 //! `scripts/ab.sh` (the glibc build and the candidate in alternating 4 s
 //! drives on one simulator, 8–10 rounds; medians of the paired ratios):
 //!
-//! | allocator | small requests: throughput, server CPU per answer | |
+//! | allocator | small requests: throughput, server CPU per answer | other workloads |
 //! |---|---|---|
 //! | jemalloc, [`tikv-jemallocator`] 0.6 | 1.048, 0.921 | 200 KB: 1.025, 0.937; identity + quota: 1.049, 0.925 |
 //! | gperftools' tcmalloc (`LD_PRELOAD`) | 1.077, 0.890; 1.025, 0.924 | |
