@@ -106,6 +106,102 @@ async fn a_slow_header_client_is_dropped_after_the_header_read_timeout() {
 }
 
 #[tokio::test]
+async fn a_slow_second_head_on_a_kept_alive_connection_is_cut_at_the_timeout() {
+    // After a first request the first-request guard is spent and the idle
+    // timeout is far off: only hyper's header-read timer can end this.
+    let gw = start(&[
+        ("CLAUDE_TOWER_HEADER_READ_TIMEOUT", "300ms"),
+        ("CLAUDE_TOWER_IDLE_TIMEOUT", "30s"),
+    ])
+    .await;
+    let mut tcp = TcpStream::connect(gw.addr).await.unwrap();
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nhost: gw\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = tcp.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
+    // Twice over, so a second head's timer (a fresh one) is what is tested.
+    for round in 0..2 {
+        let began = Instant::now();
+        let (mut rd, mut wr) = tcp.split();
+        let trickle = async {
+            wr.write_all(b"POST /v1/messages HTTP/1.1\r\nhost: gw\r\n")
+                .await
+                .ok();
+            for i in 0.. {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                if wr
+                    .write_all(format!("x-slow-{i}: a\r\n").as_bytes())
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        };
+        let closed = async {
+            let mut buf = [0u8; 256];
+            while let Ok(n) = rd.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        };
+        tokio::select! {
+            () = closed => {},
+            () = trickle => {},
+            () = tokio::time::sleep(Duration::from_secs(5)) => panic!("still open after 5 s"),
+        }
+        let took = began.elapsed();
+        assert!(
+            took >= Duration::from_millis(250),
+            "closed too early: {took:?}"
+        );
+        if round == 0 {
+            // The next round on a new connection that also served a request.
+            tcp = TcpStream::connect(gw.addr).await.unwrap();
+            tcp.write_all(b"GET /healthz HTTP/1.1\r\nhost: gw\r\n\r\n")
+                .await
+                .unwrap();
+            let n = tcp.read(&mut buf).await.unwrap();
+            assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+            tcp.write_all(b"GET /healthz HTTP/1.1\r\nhost: gw\r\n\r\n")
+                .await
+                .unwrap();
+            let n = tcp.read(&mut buf).await.unwrap();
+            assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        }
+    }
+    assert!(gw.requests().is_empty(), "no head was ever completed");
+}
+
+#[tokio::test]
+async fn a_kept_alive_http1_connection_waits_for_its_next_request_up_to_the_header_read_timeout() {
+    let gw = start(&[
+        ("CLAUDE_TOWER_HEADER_READ_TIMEOUT", "300ms"),
+        ("CLAUDE_TOWER_IDLE_TIMEOUT", "30s"),
+    ])
+    .await;
+    let mut tcp = TcpStream::connect(gw.addr).await.unwrap();
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nhost: gw\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = tcp.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    let began = Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), until_closed(&mut tcp))
+        .await
+        .expect("closed within 5 s");
+    let took = began.elapsed();
+    assert!(
+        took >= Duration::from_millis(250),
+        "closed too early: {took:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_silent_client_is_dropped_after_the_header_read_timeout() {
     // Not a byte, so not even the HTTP/2 preface check completes: hyper's own
     // timer never starts; the gateway's does.
