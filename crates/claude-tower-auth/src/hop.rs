@@ -35,8 +35,9 @@
 
 use std::sync::LazyLock;
 
+use claude_tower_core::headers::{API_KEY, AUTHORIZATION, X_API_KEY};
 use http::header::{
-    CONNECTION, COOKIE, Entry, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, SET_COOKIE, TE,
+    CONNECTION, COOKIE, Entry, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, SET_COOKIE, TE,
     TRANSFER_ENCODING, UPGRADE,
 };
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -62,6 +63,30 @@ pub const REQUEST_HOP_HEADERS: [HeaderName; 8] = [
     COOKIE,
 ];
 
+/// What [`Auth`](crate::Auth) drops from a request on its way to the route,
+/// found in one pass: [`REQUEST_HOP_HEADERS`], `Host` (it names the gateway,
+/// not the route), then the caller's credentials
+/// ([`CREDENTIAL_HEADERS`](claude_tower_core::headers::CREDENTIAL_HEADERS)),
+/// which a passthrough route keeps.
+const REQUEST_DROPPED: [HeaderName; 12] = [
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+    TE,
+    TRANSFER_ENCODING,
+    UPGRADE,
+    PROXY_AUTHORIZATION,
+    PROXY_AUTHENTICATE,
+    COOKIE,
+    HOST,
+    X_API_KEY,
+    API_KEY,
+    AUTHORIZATION,
+];
+
+/// [`REQUEST_DROPPED`] up to the credentials: the hop-by-hop headers and
+/// `Host` (checked by a test).
+const REQUEST_DROPPED_KEEPING_CREDENTIALS: usize = 9;
+
 /// Dropped from every upstream response (besides `Connection` and what it
 /// names).
 pub const RESPONSE_HOP_HEADERS: [HeaderName; 7] = [
@@ -84,15 +109,43 @@ fn length_mask(names: &[HeaderName]) -> u64 {
 }
 
 /// The lengths of `Connection` and [`REQUEST_HOP_HEADERS`].
+#[cfg(test)]
 static REQUEST_HOP_LENGTHS: LazyLock<u64> = LazyLock::new(|| length_mask(&REQUEST_HOP_HEADERS));
+
+/// The lengths of `Connection` and [`REQUEST_DROPPED`], credentials kept
+/// and dropped.
+static REQUEST_DROPPED_LENGTHS: LazyLock<[u64; 2]> = LazyLock::new(|| {
+    [
+        length_mask(&REQUEST_DROPPED[..REQUEST_DROPPED_KEEPING_CREDENTIALS]),
+        length_mask(&REQUEST_DROPPED),
+    ]
+});
 
 /// The lengths of `Connection` and [`RESPONSE_HOP_HEADERS`].
 static RESPONSE_HOP_LENGTHS: LazyLock<u64> = LazyLock::new(|| length_mask(&RESPONSE_HOP_HEADERS));
 
 /// Drops the hop-by-hop headers of a request about to go upstream.
-#[inline]
-pub(crate) fn strip_request(headers: &mut HeaderMap) {
+#[cfg(test)]
+fn strip_request(headers: &mut HeaderMap) {
     strip(headers, &REQUEST_HOP_HEADERS, *REQUEST_HOP_LENGTHS);
+}
+
+/// Drops what a request about to go to the route must not carry: its
+/// hop-by-hop headers, `Host` and, unless `keep_credentials`, the caller's
+/// credentials. One pass finds them; a removal is paid only for a header
+/// that is there (a `remove` of an absent name still hashes and probes).
+#[inline]
+pub(crate) fn strip_request_for_route(headers: &mut HeaderMap, keep_credentials: bool) {
+    let [kept, dropped] = *REQUEST_DROPPED_LENGTHS;
+    if keep_credentials {
+        strip(
+            headers,
+            &REQUEST_DROPPED[..REQUEST_DROPPED_KEEPING_CREDENTIALS],
+            kept,
+        );
+    } else {
+        strip(headers, &REQUEST_DROPPED, dropped);
+    }
 }
 
 /// Drops the hop-by-hop headers of a response from upstream.
@@ -208,6 +261,46 @@ mod tests {
         let mut left: Vec<_> = headers.keys().map(HeaderName::as_str).collect();
         left.sort_unstable();
         assert_eq!(left, ["anthropic-beta", "content-type"]);
+    }
+
+    #[test]
+    fn for_the_route_host_and_credentials_go_too_unless_kept() {
+        assert_eq!(
+            REQUEST_DROPPED[..REQUEST_HOP_HEADERS.len()],
+            REQUEST_HOP_HEADERS
+        );
+        assert_eq!(REQUEST_DROPPED[REQUEST_HOP_HEADERS.len()], HOST);
+        assert_eq!(
+            REQUEST_DROPPED[REQUEST_DROPPED_KEEPING_CREDENTIALS..],
+            claude_tower_core::headers::CREDENTIAL_HEADERS
+        );
+        let before = map(&[
+            ("connection", "keep-alive, x-hop"),
+            ("x-hop", "1"),
+            ("te", "trailers"),
+            ("host", "gateway.example"),
+            ("x-api-key", "caller-key"),
+            ("api-key", "caller-key"),
+            ("authorization", "Bearer caller-token"),
+            ("cookie", "session=abc"),
+            ("anthropic-beta", "context-management-2025-06-27"),
+        ]);
+        let mut headers = before.clone();
+        strip_request_for_route(&mut headers, false);
+        let left: Vec<_> = headers.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["anthropic-beta"]);
+        let mut headers = before;
+        strip_request_for_route(&mut headers, true);
+        let mut left: Vec<_> = headers.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(
+            left,
+            ["anthropic-beta", "api-key", "authorization", "x-api-key"]
+        );
+        // A credential `Connection` names goes even when credentials stay.
+        let mut headers = map(&[("connection", "x-api-key"), ("x-api-key", "k")]);
+        strip_request_for_route(&mut headers, true);
+        assert!(headers.is_empty());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use claude_tower_core::headers::{
     ANTHROPIC_VERSION, ANTHROPIC_VERSION_VALUE, AUTHORIZATION, CREDENTIAL_HEADERS,
 };
 use claude_tower_core::{ClaudeError, ErrorClass, Face};
-use http::{HeaderValue, Request, Response, Version, header::HOST};
+use http::{HeaderValue, Request, Response, Version};
 use tower_service::Service;
 
 use crate::BoxError;
@@ -100,14 +100,9 @@ impl<S> Auth<S> {
         // speak 1.0 (no chunked bodies, no keep-alive).
         *req.version_mut() = Version::HTTP_11;
         let headers = req.headers_mut();
-        hop::strip_request(headers);
-        if !keep_credentials {
-            for name in CREDENTIAL_HEADERS {
-                headers.remove(name);
-            }
-        }
-        // The inbound Host names us (or the caller's gateway), not the route.
-        headers.remove(HOST);
+        // Hop-by-hop headers; the inbound Host, which names us (or the
+        // caller's gateway), not the route; the caller's credentials.
+        hop::strip_request_for_route(headers, keep_credentials);
         headers
             .entry(ANTHROPIC_VERSION)
             .or_insert(HeaderValue::from_static(ANTHROPIC_VERSION_VALUE));
