@@ -3,6 +3,7 @@
 use std::fmt;
 
 use aws_lc_rs::digest;
+use claude_tower_core::headers::{API_KEY, X_API_KEY};
 use claude_tower_core::{AuthMethod, Caller};
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
@@ -46,7 +47,8 @@ pub(crate) fn extract(headers: &HeaderMap) -> Result<Credential<'_>, RejectionKi
             None => bad_authorization = true,
         }
     }
-    for name in ["x-api-key", "api-key"] {
+    // NOTE: by `HeaderName`: a `&str` name is parsed again on every lookup.
+    for name in [&X_API_KEY, &API_KEY] {
         if let Some(value) = headers.get(name) {
             let v = header_str(value).ok_or(RejectionKind::MalformedHeader)?;
             return classify(v.trim());

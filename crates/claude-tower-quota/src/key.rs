@@ -1,7 +1,10 @@
 //! Which bucket a request is counted in.
 
+use std::cmp::Ordering;
+use std::collections::hash_map::RandomState;
 use std::fmt;
-use std::sync::Arc;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::{Arc, LazyLock};
 
 use claude_tower_core::Caller;
 use http::{HeaderMap, HeaderName};
@@ -14,8 +17,19 @@ use http::{HeaderMap, HeaderName};
 /// 10 KB id of odd characters costs 46 bytes and can never forge a Redis hash
 /// tag (`{`, `}`). SHA-1 is enough here: merging two keys needs a collision
 /// with a *given* id (a second preimage), which no one can compute.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct QuotaKey(Arc<str>);
+///
+/// A key carries its hash, computed once when it is built: a request's key
+/// is looked up twice (check and settle), each time to pick a shard and a
+/// slot in it. The hash is SipHash under a key random per process (std's
+/// `RandomState`), as a `HashMap`'s is: ids come from clients.
+#[derive(Clone)]
+pub struct QuotaKey {
+    text: Arc<str>,
+    hash: u64,
+}
+
+/// The process's hashing key for [`QuotaKey`]s.
+static HASHER: LazyLock<RandomState> = LazyLock::new(RandomState::new);
 
 const MAX_PLAIN: usize = 128;
 
@@ -42,7 +56,12 @@ impl QuotaKey {
 
     /// The one key of requests with neither a caller nor a key header.
     pub fn global() -> Self {
-        Self(Arc::from("global"))
+        Self::new(Arc::from("global"))
+    }
+
+    fn new(text: Arc<str>) -> Self {
+        let hash = HASHER.hash_one(&*text);
+        Self { text, hash }
     }
 
     fn build(kind: &str, id: &str) -> Self {
@@ -52,40 +71,67 @@ impl QuotaKey {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"._@+=-".contains(&b));
         if plain {
-            Self(joined(kind, ':', id))
+            Self::new(joined(kind, ':', id))
         } else {
             let digest = sha1_smol::Sha1::from(id.as_bytes()).digest();
-            Self(Arc::from(format!("{kind}#{digest}")))
+            Self::new(Arc::from(format!("{kind}#{digest}")))
         }
     }
 
     /// A key read back from a store, as it was stored.
     #[cfg(feature = "redis")]
     pub(crate) fn from_stored(s: &str) -> Self {
-        Self(Arc::from(s))
+        Self::new(Arc::from(s))
     }
 
     /// The key as stored.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.text
+    }
+
+    /// The hash the key carries (see the type's docs).
+    pub(crate) fn carried_hash(&self) -> u64 {
+        self.hash
     }
 }
 
-impl std::borrow::Borrow<str> for QuotaKey {
-    fn borrow(&self) -> &str {
-        &self.0
+impl PartialEq for QuotaKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.text == other.text
+    }
+}
+
+impl Eq for QuotaKey {}
+
+impl Hash for QuotaKey {
+    /// The carried hash: the stores' maps take it as it is, hashing
+    /// nothing again.
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl PartialOrd for QuotaKey {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for QuotaKey {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.text.cmp(&other.text)
     }
 }
 
 impl fmt::Debug for QuotaKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
+        fmt::Debug::fmt(&*self.text, f)
     }
 }
 
 impl fmt::Display for QuotaKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.text)
     }
 }
 
@@ -160,6 +206,27 @@ impl<'a> Id<'a> {
 mod tests {
     use super::*;
     use claude_tower_core::AuthMethod;
+
+    #[test]
+    fn a_key_carries_one_hash_for_one_text() {
+        let a = QuotaKey::caller("ada");
+        let b = QuotaKey::caller("ada");
+        assert_eq!(a, b);
+        assert_eq!(a.carried_hash(), b.carried_hash());
+        assert_ne!(a, QuotaKey::header("ada"), "the kind is part of the key");
+        assert_ne!(a, QuotaKey::caller("bob"));
+        assert!(
+            QuotaKey::caller("ada") < QuotaKey::caller("bob"),
+            "ordered by text"
+        );
+        let mut map = crate::store::KeyMap::default();
+        for i in 0..1_000 {
+            map.insert(QuotaKey::caller(&format!("u{i}")), i);
+        }
+        assert_eq!(map.len(), 1_000);
+        assert_eq!(map.get(&QuotaKey::caller("u417")), Some(&417));
+        assert_eq!(map.get(&QuotaKey::header("u417")), None);
+    }
 
     #[test]
     fn odd_and_long_ids_are_hashed() {

@@ -16,12 +16,11 @@
 //! [`LEASE_TTL`]. A key near its limit gets no lease (no headroom) and is
 //! checked in Redis request by request, as before.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use super::{Admission, Reservation, Standing, Verdict};
+use super::{Admission, KeyMap, Reservation, Standing, Verdict};
 use crate::time::duration_micros;
 use crate::{Policy, QuotaKey};
 
@@ -43,7 +42,7 @@ pub(crate) const MAX_KEYS: usize = 10_000;
 /// This replica's leases, one per key.
 #[derive(Default)]
 pub(crate) struct Leases {
-    map: Mutex<HashMap<QuotaKey, Lease>>,
+    map: Mutex<KeyMap<Lease>>,
     next_id: AtomicU64,
     admitted: AtomicU64,
 }

@@ -1,15 +1,12 @@
 //! The in-memory store: sharded maps, one short lock per check.
 
-use std::collections::HashMap;
-use std::collections::hash_map::RandomState;
 use std::fmt;
-use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{
-    Admission, BucketState, QuotaStore, Reservation, Standing, StoreFuture, StoreHealth, Verdict,
-    check_state, settle_state, standing_of,
+    Admission, BucketState, KeyMap, QuotaStore, Reservation, Standing, StoreFuture, StoreHealth,
+    Verdict, check_state, settle_state, standing_of,
 };
 use crate::time::Clock;
 use crate::{Policy, QuotaKey};
@@ -31,13 +28,12 @@ pub struct MemoryStore {
 
 struct Inner {
     shards: Box<[Mutex<Shard>]>,
-    hasher: RandomState,
     clock: Clock,
     checks: AtomicU64,
 }
 
 struct Shard {
-    map: HashMap<QuotaKey, Entry>,
+    map: KeyMap<Entry>,
     sweep_at: usize,
 }
 
@@ -58,18 +54,18 @@ impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
         let cpus = std::thread::available_parallelism().map_or(4, |n| n.get());
-        let n = (cpus * 4).next_power_of_two().max(16);
+        // At most 2^16: `shard` takes the index from 16 bits of the hash.
+        let n = (cpus * 4).next_power_of_two().clamp(16, 1 << 16);
         Self {
             inner: Arc::new(Inner {
                 shards: (0..n)
                     .map(|_| {
                         Mutex::new(Shard {
-                            map: HashMap::new(),
+                            map: KeyMap::default(),
                             sweep_at: SWEEP_MIN,
                         })
                     })
                     .collect(),
-                hasher: RandomState::new(),
                 clock: Clock::new(),
                 checks: AtomicU64::new(0),
             }),
@@ -77,7 +73,9 @@ impl MemoryStore {
     }
 
     fn shard(&self, key: &QuotaKey) -> MutexGuard<'_, Shard> {
-        let i = self.inner.hasher.hash_one(key) as usize & (self.inner.shards.len() - 1);
+        // The hash's top bits: the map inside the shard indexes by its low
+        // bits, and a shard of keys alike in those would crowd its slots.
+        let i = (key.carried_hash() >> 48) as usize & (self.inner.shards.len() - 1);
         // A panic while holding a shard cannot leave a bucket half-written
         // (every update is a plain store), so a poisoned lock is still good.
         self.inner.shards[i]
@@ -94,7 +92,7 @@ impl MemoryStore {
     pub fn check_now(&self, key: &QuotaKey, policy: &Policy, cost: u64) -> Admission {
         let now = self.now_micros();
         let mut shard = self.shard(key);
-        if shard.map.len() >= shard.sweep_at && !shard.map.contains_key(key.as_str()) {
+        if shard.map.len() >= shard.sweep_at && !shard.map.contains_key(key) {
             sweep(&mut shard, now);
         }
         let entry = shard.map.entry(key.clone()).or_insert_with(|| Entry {
@@ -128,7 +126,7 @@ impl MemoryStore {
             return;
         }
         let mut shard = self.shard(&reservation.key);
-        if let Some(e) = shard.map.get_mut(reservation.key.as_str()) {
+        if let Some(e) = shard.map.get_mut(&reservation.key) {
             settle_state(
                 &mut e.state,
                 &reservation.policy,
@@ -144,7 +142,7 @@ impl MemoryStore {
         let shard = self.shard(key);
         shard
             .map
-            .get(key.as_str())
+            .get(key)
             .map(|e| standing_of(key, &e.state, &e.policy, now))
     }
 

@@ -1,8 +1,10 @@
 //! Where buckets live: the [`QuotaStore`] trait, the in-memory store and the
 //! Redis store.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -13,6 +15,31 @@ use crate::time::{Timestamp, micros};
 use crate::{Period, Policy, QuotaKey, TokenQuota};
 
 #[cfg(feature = "redis")]
+/// A map of [`QuotaKey`]s that uses the hash each key carries.
+pub(crate) type KeyMap<V> = HashMap<QuotaKey, V, BuildHasherDefault<CarriedHash>>;
+
+/// The [`Hasher`] of a [`KeyMap`]: [`QuotaKey`]'s `Hash` writes the key's
+/// carried hash as one `u64`, which is kept as it is.
+#[derive(Default)]
+pub(crate) struct CarriedHash(u64);
+
+impl Hasher for CarriedHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+
+    /// Not reached by a [`QuotaKey`]; anything else is folded in (FNV-1a).
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
 pub(crate) mod lease;
 pub(crate) mod memory;
 #[cfg(feature = "redis")]
