@@ -280,22 +280,23 @@ where
         let id = shared.keys.id(caller, req.headers());
         let policy = shared.limits.resolve(id.as_str().unwrap_or(""), caller);
         if policy.is_unlimited() {
-            return ResponseFuture::calling(self.inner.call(req), None, Arc::clone(shared));
+            return ResponseFuture::calling(self.inner.call(req), None, shared.headers);
         }
         let key = id.key();
         let cost = shared.estimate.tokens(body_bytes(&req));
         match shared.store.check(&key, &policy, cost).into_ready() {
-            Ok(admission) => admit(admission, &mut self.inner, req, Arc::clone(shared)),
+            Ok(admission) => admit(admission, &mut self.inner, req, shared),
             Err(check) => {
                 // The ready service goes with the request; this one keeps a
                 // clone that will be polled ready before its next call.
                 let clone = self.inner.clone();
                 let inner = std::mem::replace(&mut self.inner, clone);
                 ResponseFuture {
-                    shared: Arc::clone(shared),
+                    headers: shared.headers,
                     state: State::Checking {
                         pending: Box::new(Pending {
                             check,
+                            shared: Arc::clone(shared),
                             inner: Some(inner),
                             request: Some(req),
                         }),
@@ -310,7 +311,7 @@ fn admit<S, ReqB>(
     admission: Admission,
     inner: &mut S,
     req: Request<ReqB>,
-    shared: Arc<Shared>,
+    shared: &Arc<Shared>,
 ) -> ResponseFuture<S::Future, S, ReqB>
 where
     S: Service<Request<ReqB>>,
@@ -325,15 +326,15 @@ where
             let admitted = Admitted {
                 standing,
                 settlement: Settlement {
-                    shared: Arc::clone(&shared),
+                    shared: Arc::clone(shared),
                     reservation,
                     done: AtomicBool::new(false),
                 },
             };
-            ResponseFuture::calling(inner.call(req), Some(admitted), shared)
+            ResponseFuture::calling(inner.call(req), Some(admitted), shared.headers)
         }
         (verdict, _) => ResponseFuture {
-            shared,
+            headers: shared.headers,
             state: State::Local {
                 answer: Some(LocalAnswer { verdict, standing }),
             },
@@ -349,8 +350,12 @@ pin_project! {
     /// Unlike most of our layers it names the service and request body
     /// types too (`ResponseFuture<S::Future, S, ReqB>`): while Redis answers
     /// it holds the ready service and the request.
+    ///
+    /// It holds no reference to the layer's shared state: a count taken
+    /// and dropped per request, from every core, costs more than the one
+    /// setting the answer needs (see BENCHMARKS.md "\[perf\] pass 10").
     pub struct ResponseFuture<F, S, ReqB> {
-        shared: Arc<Shared>,
+        headers: HeaderPrecedence,
         #[pin]
         state: State<F, S, ReqB>,
     }
@@ -379,14 +384,15 @@ pin_project! {
 /// future, which each layer around this one moves, 200 bytes larger.
 struct Pending<S, ReqB> {
     check: StoreFuture<Admission>,
+    shared: Arc<Shared>,
     inner: Option<S>,
     request: Option<Request<ReqB>>,
 }
 
 impl<F, S, ReqB> ResponseFuture<F, S, ReqB> {
-    fn calling(future: F, admitted: Option<Admitted>, shared: Arc<Shared>) -> Self {
+    fn calling(future: F, admitted: Option<Admitted>, headers: HeaderPrecedence) -> Self {
         Self {
-            shared,
+            headers,
             state: State::Calling { future, admitted },
         }
     }
@@ -419,6 +425,7 @@ where
                 StateProj::Checking { pending } => {
                     let Pending {
                         check,
+                        shared,
                         inner,
                         request,
                     } = &mut **pending;
@@ -426,13 +433,13 @@ where
                     let (Some(mut svc), Some(req)) = (inner.take(), request.take()) else {
                         panic!("quota ResponseFuture polled after completion");
                     };
-                    let next = admit(admission, &mut svc, req, Arc::clone(this.shared));
+                    let next = admit(admission, &mut svc, req, shared);
                     let next = next.state;
                     self.as_mut().project().state.set(next);
                 }
                 StateProj::Calling { future, admitted } => {
                     return Poll::Ready(match ready!(future.poll(cx)) {
-                        Ok(res) => Ok(finish(res, admitted.take(), this.shared.headers)),
+                        Ok(res) => Ok(finish(res, admitted.take(), *this.headers)),
                         Err(e) => {
                             // No response: the request failed below us and
                             // billed nothing.
@@ -447,7 +454,7 @@ where
                     let answer = answer
                         .take()
                         .expect("quota ResponseFuture polled after completion");
-                    return Poll::Ready(Ok(answer.render(this.shared.headers)));
+                    return Poll::Ready(Ok(answer.render(*this.headers)));
                 }
             }
         }
