@@ -264,6 +264,17 @@ impl MetricsSink {
 impl UsageSink for MetricsSink {
     fn record(&self, record: &UsageRecord) {
         let key = Key::of(record);
+        // NOTE: a known series is recorded under the read lock, not through
+        // a clone of its `Arc`: a reference count every request on every
+        // core takes and drops.
+        let hash = self.hasher.hash_one(key);
+        {
+            let table = self.series.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(series) = table.find(hash, |s| s.key.borrow() == key) {
+                series.record(&self.instruments, record);
+                return;
+            }
+        }
         match self.series(&key) {
             Some(series) => series.record(&self.instruments, record),
             None => Series::new(&key, self.attributes(&key)).record(&self.instruments, record),
