@@ -77,28 +77,6 @@ impl Caller {
         }))
     }
 
-    /// An equal caller that shares no reference count with `self`.
-    ///
-    /// A clone only counts a reference, and every clone of one caller counts
-    /// on the same cache line. An identity layer that keeps its callers in a
-    /// table (client keys, cached tokens) and hands each request a clone
-    /// makes concurrent requests of one caller, on different cores, take
-    /// turns with that line at every clone and drop along the stack (a
-    /// request's extensions are copied for retries and failover). A request
-    /// given a copy of its own pays an allocation per string instead, once.
-    ///
-    /// ```
-    /// use claude_tower_core::{AuthMethod, Caller};
-    ///
-    /// let kept = Caller::new("ada", AuthMethod::ClientKey);
-    /// let own = kept.unshared();
-    /// assert_eq!(own, kept);
-    /// ```
-    #[must_use]
-    pub fn unshared(&self) -> Self {
-        Self(Arc::new((*self.0).clone()))
-    }
-
     /// A human-readable name (`upn`, `preferred_username`, `name`).
     pub fn with_display_name(mut self, name: impl Into<Box<str>>) -> Self {
         Arc::make_mut(&mut self.0).display_name = Some(name.into());
@@ -224,23 +202,5 @@ mod tests {
         assert!(caller.in_group("g2") && !caller.in_group("g3"));
         assert!(caller.has_role("r1") && !caller.has_role("r2"));
         assert_eq!(caller.to_string(), "u1");
-    }
-
-    #[test]
-    fn an_unshared_copy_is_equal_and_counts_its_own_references() {
-        let kept = Caller::new("u1", AuthMethod::Token)
-            .with_display_name("Ada")
-            .with_groups(["g1"]);
-        let own = kept.unshared();
-        assert_eq!(own, kept);
-        assert_eq!(own.display_name(), Some("Ada"));
-        assert!(!Arc::ptr_eq(&own.0, &kept.0));
-        let clones: Vec<_> = (0..3).map(|_| own.clone()).collect();
-        assert_eq!(
-            Arc::strong_count(&kept.0),
-            1,
-            "the kept caller is untouched"
-        );
-        assert_eq!(Arc::strong_count(&own.0), 1 + clones.len());
     }
 }

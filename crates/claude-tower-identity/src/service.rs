@@ -119,15 +119,13 @@ impl Authenticator {
         let hash = sha256(value.as_bytes());
         // A client key may look like a JWT (an `apiKeyHelper` printing one):
         // keys are checked first, with the hash the token cache uses anyway.
-        // NOTE: `unshared`: the request's own copy of a caller kept in a table
-        // (see `Caller::unshared`).
         if let Some(caller) = self.keys.check_hash(&hash) {
-            return Outcome::Ready(Ok(caller.unshared()));
+            return Outcome::Ready(Ok(caller));
         }
         match credential {
             Credential::Token(token) if !self.verifier.is_empty() => {
                 match self.verifier.check(token, hash) {
-                    Step::Done(result) => Outcome::Ready(result.map(|c| c.unshared())),
+                    Step::Done(result) => Outcome::Ready(result),
                     Step::Fetch(pending) => Outcome::Pending(pending),
                 }
             }
