@@ -9,9 +9,6 @@
 //!   sending a byte a second were all still connected after 65 s). hyper
 //!   starts that clock whenever it waits for a request head, so it is also
 //!   how long a kept-alive HTTP/1 connection may sit between requests. The
-//!   timer is the connection's own, expired by its watchdog's tick (see
-//!   `head.rs`: a tokio timer per request cost more than a thousand
-//!   instructions), so a head is cut between 1x and 1.25x the timeout. The
 //!   same bound covers what hyper does not time: a connection must have
 //!   started its first request within it (a client that never finishes the
 //!   24-byte HTTP/2 preface, or a TLS handshake).
@@ -55,10 +52,8 @@ use tower::Service;
 use crate::config::ConnectionLimits;
 
 mod gate;
-mod head;
 
 use gate::Gate;
-use head::HeadTimer;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -114,10 +109,9 @@ where
     B::Error: Into<BoxError>,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    // NOTE: the HTTP/1 timer is each connection's own `HeadTimer`, set in
-    // `Conn::run`; hyper panics at `serve_connection` on a timeout without one.
     builder
         .http1()
+        .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
     builder
         .http2()
@@ -247,20 +241,12 @@ where
                 }))
             }
         });
-        let head = HeadTimer::default();
-        let mut builder = (*self.builder).clone();
-        builder.http1().timer(head.clone());
-        let mut conn = pin!(builder.serve_connection(io, service));
+        let mut conn = pin!(self.builder.serve_connection(io, service));
 
         let first_request = tokio::time::sleep(self.limits.header_read_timeout);
         let mut first_request = pin!(first_request);
-        // Four looks per the shorter timeout: a head or an idle connection is
-        // cut between 1x and 1.25x its timeout.
-        let limits = &self.limits;
-        let period =
-            (limits.idle_timeout.min(limits.header_read_timeout) / 4).max(Duration::from_millis(1));
-        let idle_ticks = u32::try_from(limits.idle_timeout.as_nanos().div_ceil(period.as_nanos()))
-            .unwrap_or(u32::MAX);
+        // Four looks per idle period: closed between 1x and 1.25x the timeout.
+        let period = (self.limits.idle_timeout / 4).max(Duration::from_millis(1));
         let mut tick = tokio::time::interval(period);
         let mut last_seen = activity.events();
         let mut quiet_ticks = 0u32;
@@ -304,9 +290,6 @@ where
                     return;
                 }
                 Watch::Tick => {
-                    // hyper sees the expiry on its next poll and ends the
-                    // connection (`Watch::Done`).
-                    head.expire_due(tokio::time::Instant::now().into_std());
                     let idle = activity.in_flight() == 0;
                     if let Some(deadline) = closing {
                         if idle && tokio::time::Instant::now() >= deadline {
@@ -321,7 +304,7 @@ where
                         0
                     };
                     last_seen = seen;
-                    if quiet_ticks >= idle_ticks {
+                    if quiet_ticks >= 4 {
                         tracing::debug!("idle connection; closing");
                         conn.as_mut().graceful_shutdown();
                         closing = Some(tokio::time::Instant::now() + CLOSE_GRACE);
