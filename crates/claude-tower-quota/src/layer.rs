@@ -351,9 +351,9 @@ pin_project! {
     /// types too (`ResponseFuture<S::Future, S, ReqB>`): while Redis answers
     /// it holds the ready service and the request.
     ///
-    /// It holds no reference to the layer's shared state: a count taken
-    /// and dropped per request, from every core, costs more than the one
-    /// setting the answer needs (see BENCHMARKS.md "\[perf\] pass 10").
+    /// It holds the one setting the answer needs (where the
+    /// `anthropic-ratelimit-*` headers come from), not the layer's shared
+    /// state: an admitted request's settlement holds that.
     pub struct ResponseFuture<F, S, ReqB> {
         headers: HeaderPrecedence,
         #[pin]

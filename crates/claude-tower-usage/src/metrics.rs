@@ -264,9 +264,8 @@ impl MetricsSink {
 impl UsageSink for MetricsSink {
     fn record(&self, record: &UsageRecord) {
         let key = Key::of(record);
-        // NOTE: a known series is recorded under the read lock, not through
-        // a clone of its `Arc`: a reference count every request on every
-        // core takes and drops.
+        // NOTE: a known series is recorded under the read lock: nothing
+        // outlives the record, so no clone of its `Arc` is needed.
         let hash = self.hasher.hash_one(key);
         {
             let table = self.series.read().unwrap_or_else(PoisonError::into_inner);
