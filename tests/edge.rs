@@ -62,17 +62,20 @@ async fn an_h2_prior_knowledge_client_gets_200_and_no_breaker_moves() {
 
 // === timeouts and limits ===
 
-#[tokio::test]
-async fn a_slow_header_client_is_dropped_after_the_header_read_timeout() {
-    let gw = start(&[("CLAUDE_TOWER_HEADER_READ_TIMEOUT", "300ms")]).await;
-    let mut tcp = TcpStream::connect(gw.addr).await.unwrap();
+/// Starts a Messages head and sends one more header line every 50 ms, never
+/// the blank line that ends them, until the gateway closes the connection;
+/// how long that took. Panics after 5 s.
+async fn trickle_a_head_until_closed(tcp: &mut TcpStream) -> Duration {
     let began = Instant::now();
-    tcp.write_all(b"POST /v1/messages HTTP/1.1\r\nhost: gw\r\n")
-        .await
-        .unwrap();
     let (mut rd, mut wr) = tcp.split();
     let trickle = async {
-        // A header line every 50 ms, never the blank line that ends them.
+        if wr
+            .write_all(b"POST /v1/messages HTTP/1.1\r\nhost: gw\r\n")
+            .await
+            .is_err()
+        {
+            return;
+        }
         for i in 0.. {
             tokio::time::sleep(Duration::from_millis(50)).await;
             if wr
@@ -97,7 +100,24 @@ async fn a_slow_header_client_is_dropped_after_the_header_read_timeout() {
         () = trickle => {},
         () = tokio::time::sleep(Duration::from_secs(5)) => panic!("still open after 5 s"),
     }
-    let took = began.elapsed();
+    began.elapsed()
+}
+
+/// One `GET /healthz` on `tcp`, answered 200.
+async fn healthz(tcp: &mut TcpStream) {
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nhost: gw\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = tcp.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
+}
+
+#[tokio::test]
+async fn a_slow_header_client_is_dropped_after_the_header_read_timeout() {
+    let gw = start(&[("CLAUDE_TOWER_HEADER_READ_TIMEOUT", "300ms")]).await;
+    let mut tcp = TcpStream::connect(gw.addr).await.unwrap();
+    let took = trickle_a_head_until_closed(&mut tcp).await;
     assert!(
         took >= Duration::from_millis(250),
         "closed too early: {took:?}"
@@ -114,64 +134,17 @@ async fn a_slow_second_head_on_a_kept_alive_connection_is_cut_at_the_timeout() {
         ("CLAUDE_TOWER_IDLE_TIMEOUT", "30s"),
     ])
     .await;
-    let mut tcp = TcpStream::connect(gw.addr).await.unwrap();
-    tcp.write_all(b"GET /healthz HTTP/1.1\r\nhost: gw\r\n\r\n")
-        .await
-        .unwrap();
-    let mut buf = [0u8; 1024];
-    let n = tcp.read(&mut buf).await.unwrap();
-    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
-    // Twice over, so a second head's timer (a fresh one) is what is tested.
-    for round in 0..2 {
-        let began = Instant::now();
-        let (mut rd, mut wr) = tcp.split();
-        let trickle = async {
-            wr.write_all(b"POST /v1/messages HTTP/1.1\r\nhost: gw\r\n")
-                .await
-                .ok();
-            for i in 0.. {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                if wr
-                    .write_all(format!("x-slow-{i}: a\r\n").as_bytes())
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-            }
-        };
-        let closed = async {
-            let mut buf = [0u8; 256];
-            while let Ok(n) = rd.read(&mut buf).await {
-                if n == 0 {
-                    break;
-                }
-            }
-        };
-        tokio::select! {
-            () = closed => {},
-            () = trickle => {},
-            () = tokio::time::sleep(Duration::from_secs(5)) => panic!("still open after 5 s"),
+    // After one request, then after two: each head has a timer of its own.
+    for requests in 1..=2 {
+        let mut tcp = TcpStream::connect(gw.addr).await.unwrap();
+        for _ in 0..requests {
+            healthz(&mut tcp).await;
         }
-        let took = began.elapsed();
+        let took = trickle_a_head_until_closed(&mut tcp).await;
         assert!(
             took >= Duration::from_millis(250),
-            "closed too early: {took:?}"
+            "closed too early after {requests} request(s): {took:?}"
         );
-        if round == 0 {
-            // The next round on a new connection that also served a request.
-            tcp = TcpStream::connect(gw.addr).await.unwrap();
-            tcp.write_all(b"GET /healthz HTTP/1.1\r\nhost: gw\r\n\r\n")
-                .await
-                .unwrap();
-            let n = tcp.read(&mut buf).await.unwrap();
-            assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
-            tcp.write_all(b"GET /healthz HTTP/1.1\r\nhost: gw\r\n\r\n")
-                .await
-                .unwrap();
-            let n = tcp.read(&mut buf).await.unwrap();
-            assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
-        }
     }
     assert!(gw.requests().is_empty(), "no head was ever completed");
 }
@@ -184,12 +157,7 @@ async fn a_kept_alive_http1_connection_waits_for_its_next_request_up_to_the_head
     ])
     .await;
     let mut tcp = TcpStream::connect(gw.addr).await.unwrap();
-    tcp.write_all(b"GET /healthz HTTP/1.1\r\nhost: gw\r\n\r\n")
-        .await
-        .unwrap();
-    let mut buf = [0u8; 1024];
-    let n = tcp.read(&mut buf).await.unwrap();
-    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    healthz(&mut tcp).await;
     let began = Instant::now();
     tokio::time::timeout(Duration::from_secs(5), until_closed(&mut tcp))
         .await

@@ -50,38 +50,35 @@ pub const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connecti
 pub const PROXY_AUTHENTICATION_INFO: HeaderName =
     HeaderName::from_static("proxy-authentication-info");
 
+/// The request's hop-by-hop names, then `$more`: one list for
+/// [`REQUEST_HOP_HEADERS`] and the longer one Auth strips in one pass.
+macro_rules! request_hop_headers {
+    ($($more:expr),*) => {
+        [
+            KEEP_ALIVE,
+            PROXY_CONNECTION,
+            TE,
+            TRANSFER_ENCODING,
+            UPGRADE,
+            PROXY_AUTHORIZATION,
+            PROXY_AUTHENTICATE,
+            COOKIE,
+            $($more),*
+        ]
+    };
+}
+
 /// Dropped from every request before it goes upstream (besides `Connection`
 /// and what it names).
-pub const REQUEST_HOP_HEADERS: [HeaderName; 8] = [
-    KEEP_ALIVE,
-    PROXY_CONNECTION,
-    TE,
-    TRANSFER_ENCODING,
-    UPGRADE,
-    PROXY_AUTHORIZATION,
-    PROXY_AUTHENTICATE,
-    COOKIE,
-];
+pub const REQUEST_HOP_HEADERS: [HeaderName; 8] = request_hop_headers!();
 
 /// What [`Auth`](crate::Auth) drops from a request on its way to the route,
 /// found in one pass: [`REQUEST_HOP_HEADERS`], `Host` (it names the gateway,
 /// not the route), then the caller's credentials
 /// ([`CREDENTIAL_HEADERS`](claude_tower_core::headers::CREDENTIAL_HEADERS)),
 /// which a passthrough route keeps.
-const REQUEST_DROPPED: [HeaderName; 12] = [
-    KEEP_ALIVE,
-    PROXY_CONNECTION,
-    TE,
-    TRANSFER_ENCODING,
-    UPGRADE,
-    PROXY_AUTHORIZATION,
-    PROXY_AUTHENTICATE,
-    COOKIE,
-    HOST,
-    X_API_KEY,
-    API_KEY,
-    AUTHORIZATION,
-];
+const REQUEST_DROPPED: [HeaderName; 12] =
+    request_hop_headers!(HOST, X_API_KEY, API_KEY, AUTHORIZATION);
 
 /// [`REQUEST_DROPPED`] up to the credentials: the hop-by-hop headers and
 /// `Host` (checked by a test).
