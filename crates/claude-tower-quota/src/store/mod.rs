@@ -14,7 +14,6 @@ use serde::Serialize;
 use crate::time::{Timestamp, micros};
 use crate::{Period, Policy, QuotaKey, TokenQuota};
 
-#[cfg(feature = "redis")]
 /// A map of [`QuotaKey`]s that uses the hash each key carries.
 pub(crate) type KeyMap<V> = HashMap<QuotaKey, V, BuildHasherDefault<CarriedHash>>;
 
@@ -40,6 +39,7 @@ impl Hasher for CarriedHash {
     }
 }
 
+#[cfg(feature = "redis")]
 pub(crate) mod lease;
 pub(crate) mod memory;
 #[cfg(feature = "redis")]
