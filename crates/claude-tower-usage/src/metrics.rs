@@ -234,21 +234,12 @@ impl MetricsSink {
         attrs
     }
 
-    /// The kept series of `key`, made (and kept, while there is room) on
-    /// first sight; `None` past [`MAX_SERIES`].
-    fn series(&self, key: &Key<'_>) -> Option<Arc<Series>> {
-        let hash = self.hasher.hash_one(key);
-        {
-            let table = self.series.read().unwrap_or_else(PoisonError::into_inner);
-            if let Some(series) = table.find(hash, |s| s.key.borrow() == *key) {
-                return Some(Arc::clone(series));
-            }
-            if table.len() >= MAX_SERIES {
-                return None;
-            }
-        }
+    /// Makes the series of `key` (hashed to `hash`), not found under the read
+    /// lock, and keeps it while there is room; `None` past [`MAX_SERIES`].
+    fn make_series(&self, key: &Key<'_>, hash: u64) -> Option<Arc<Series>> {
         let made = Arc::new(Series::new(key, self.attributes(key)));
         let mut table = self.series.write().unwrap_or_else(PoisonError::into_inner);
+        // Another record may have made it since the read lock was let go.
         if let Some(series) = table.find(hash, |s| s.key.borrow() == *key) {
             return Some(Arc::clone(series));
         }
@@ -264,17 +255,25 @@ impl MetricsSink {
 impl UsageSink for MetricsSink {
     fn record(&self, record: &UsageRecord) {
         let key = Key::of(record);
-        // NOTE: a known series is recorded under the read lock: nothing
-        // outlives the record, so no clone of its `Arc` is needed.
         let hash = self.hasher.hash_one(key);
-        {
+        let full = {
+            // NOTE: a known series is recorded under the read lock: nothing
+            // outlives the record, so no clone of its `Arc` is needed.
             let table = self.series.read().unwrap_or_else(PoisonError::into_inner);
             if let Some(series) = table.find(hash, |s| s.key.borrow() == key) {
                 series.record(&self.instruments, record);
                 return;
             }
-        }
-        match self.series(&key) {
+            table.len() >= MAX_SERIES
+        };
+        // A new label combination: kept while there is room, else recorded
+        // through a series of its own that is not kept.
+        let kept = if full {
+            None
+        } else {
+            self.make_series(&key, hash)
+        };
+        match kept {
             Some(series) => series.record(&self.instruments, record),
             None => Series::new(&key, self.attributes(&key)).record(&self.instruments, record),
         }
