@@ -105,10 +105,6 @@ fn length_mask(names: &[HeaderName]) -> u64 {
         .fold(0, |mask, name| mask | 1 << name.as_str().len())
 }
 
-/// The lengths of `Connection` and [`REQUEST_HOP_HEADERS`].
-#[cfg(test)]
-static REQUEST_HOP_LENGTHS: LazyLock<u64> = LazyLock::new(|| length_mask(&REQUEST_HOP_HEADERS));
-
 /// The lengths of `Connection` and [`REQUEST_DROPPED`], credentials kept
 /// and dropped.
 static REQUEST_DROPPED_LENGTHS: LazyLock<[u64; 2]> = LazyLock::new(|| {
@@ -120,12 +116,6 @@ static REQUEST_DROPPED_LENGTHS: LazyLock<[u64; 2]> = LazyLock::new(|| {
 
 /// The lengths of `Connection` and [`RESPONSE_HOP_HEADERS`].
 static RESPONSE_HOP_LENGTHS: LazyLock<u64> = LazyLock::new(|| length_mask(&RESPONSE_HOP_HEADERS));
-
-/// Drops the hop-by-hop headers of a request about to go upstream.
-#[cfg(test)]
-fn strip_request(headers: &mut HeaderMap) {
-    strip(headers, &REQUEST_HOP_HEADERS, *REQUEST_HOP_LENGTHS);
-}
 
 /// Drops what a request about to go to the route must not carry: its
 /// hop-by-hop headers, `Host` and, unless `keep_credentials`, the caller's
@@ -254,7 +244,7 @@ mod tests {
             ("anthropic-beta", "context-management-2025-06-27"),
             ("content-type", "application/json"),
         ]);
-        strip_request(&mut headers);
+        strip_request_for_route(&mut headers, true);
         let mut left: Vec<_> = headers.keys().map(HeaderName::as_str).collect();
         left.sort_unstable();
         assert_eq!(left, ["anthropic-beta", "content-type"]);
@@ -328,13 +318,13 @@ mod tests {
             ("keep-alive", "timeout=5"),
             ("x-keep", "1"),
         ]);
-        strip_request(&mut headers);
+        strip_request_for_route(&mut headers, true);
         assert_eq!(headers.len(), 1);
         assert_eq!(headers["x-keep"], "1");
         // Nothing hop-by-hop: nothing changes.
         let before = map(&[("content-type", "application/json"), ("x-api-key", "k")]);
         let mut after = before.clone();
-        strip_request(&mut after);
+        strip_request_for_route(&mut after, true);
         strip_response(&mut after);
         assert_eq!(after, before);
     }
@@ -342,7 +332,7 @@ mod tests {
     #[test]
     fn odd_connection_values_remove_nothing_else() {
         let mut headers = map(&[("connection", ",,, \t,bad name,x/y"), ("x-keep", "1")]);
-        strip_request(&mut headers);
+        strip_request_for_route(&mut headers, true);
         assert!(headers.get("connection").is_none());
         assert_eq!(headers["x-keep"], "1");
     }
