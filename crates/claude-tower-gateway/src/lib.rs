@@ -95,7 +95,7 @@
 //! of them. With the profile, a small request costs 77.4k instructions
 //! instead of 84.1k (the bare passthrough proxy, built alike, 45.5k
 //! instead of 49.2k), and in time, at saturation, 0.87x the gateway's CPU
-//! per answer for 1.13x the answers per second (BENCHMARKS.md, "[perf]
+//! per answer for 1.13x the answers per second (BENCHMARKS.md, "\[perf\]
 //! pass 11"). The cost is build time: a first `cargo build --release` of
 //! the gateway takes a few minutes on two cores, a rebuild about two.
 //! Panics still unwind: one request's panic ends its task, not the
