@@ -235,20 +235,20 @@ impl MetricsSink {
     }
 
     /// Makes the series of `key` (hashed to `hash`), not found under the read
-    /// lock, and keeps it while there is room; `None` past [`MAX_SERIES`].
-    fn make_series(&self, key: &Key<'_>, hash: u64) -> Option<Arc<Series>> {
+    /// lock, and keeps it while there is room; past [`MAX_SERIES`] the series
+    /// made is used once and not kept.
+    fn make_series(&self, key: &Key<'_>, hash: u64) -> Arc<Series> {
         let made = Arc::new(Series::new(key, self.attributes(key)));
         let mut table = self.series.write().unwrap_or_else(PoisonError::into_inner);
         // Another record may have made it since the read lock was let go.
         if let Some(series) = table.find(hash, |s| s.key.borrow() == *key) {
-            return Some(Arc::clone(series));
+            return Arc::clone(series);
         }
-        if table.len() >= MAX_SERIES {
-            return None;
+        if table.len() < MAX_SERIES {
+            let hasher = &self.hasher;
+            table.insert_unique(hash, Arc::clone(&made), |s| hasher.hash_one(s.key.borrow()));
         }
-        let hasher = &self.hasher;
-        table.insert_unique(hash, Arc::clone(&made), |s| hasher.hash_one(s.key.borrow()));
-        Some(made)
+        made
     }
 }
 
@@ -268,14 +268,11 @@ impl UsageSink for MetricsSink {
         };
         // A new label combination: kept while there is room, else recorded
         // through a series of its own that is not kept.
-        let kept = if full {
-            None
+        if full {
+            Series::new(&key, self.attributes(&key)).record(&self.instruments, record);
         } else {
             self.make_series(&key, hash)
-        };
-        match kept {
-            Some(series) => series.record(&self.instruments, record),
-            None => Series::new(&key, self.attributes(&key)).record(&self.instruments, record),
+                .record(&self.instruments, record);
         }
     }
 }
