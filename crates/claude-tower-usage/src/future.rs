@@ -143,7 +143,13 @@ impl Start {
             record.usage = Some(TokenUsage::default());
             Watch::Off
         };
-        let recorder = Recorder::new(Arc::clone(&self.config), record, self.at, watch, hook);
+        let recorder = Box::new(Recorder::new(
+            Arc::clone(&self.config),
+            record,
+            self.at,
+            watch,
+            hook,
+        ));
         Response::from_parts(parts, UsageBody::new(body, recorder))
     }
 
