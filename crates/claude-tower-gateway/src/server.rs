@@ -33,10 +33,11 @@ use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use http::{Request, Response};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
@@ -232,14 +233,17 @@ where
         let counted = activity.clone();
         let service = hyper::service::service_fn(move |req: Request<Incoming>| {
             let guard = InFlight::begin(counted.clone());
-            let app = app.clone();
-            async move {
-                let res = app.call(req).await?;
-                Ok::<_, Infallible>(res.map(|body| CountedBody {
-                    body,
-                    _guard: guard,
-                }))
-            }
+            // NOTE: `map` over a hand-written future, not an `async` block:
+            // a block would hold the request twice (captured, then in the
+            // call), and hyper moves this future into its state.
+            app.call(req).map(move |result| {
+                result.map(|res| {
+                    res.map(|body| CountedBody {
+                        body,
+                        _guard: guard,
+                    })
+                })
+            })
         });
         let mut conn = pin!(self.builder.serve_connection(io, service));
 
@@ -321,10 +325,14 @@ where
 /// does so), and the gateway's service is the whole stack: its clone and
 /// drop touch a dozen reference counts that every connection shares, from
 /// whichever core runs it. An HTTP/1 connection's requests come one after
-/// another, so the connection's own service is taken for a request, driven
-/// to readiness, called, and put back before the response is awaited. The
-/// connection's first request clones it from the template once; after that
-/// only a request that finds it taken (HTTP/2 streams at once) clones it.
+/// another, so a request finds the connection's own service idle, and when
+/// it is ready calls it in place, under the slot's lock, without moving it.
+/// Only a service that is not ready yet is taken out while the request
+/// waits for it (so that no other request polls it and takes the readiness
+/// its waker is registered for), and put back once called. The
+/// connection's first request clones the service from the template; after
+/// that only a request that finds it taken (HTTP/2 streams at once) clones
+/// it.
 struct Reuse<S> {
     slot: Mutex<Slot<S>>,
 }
@@ -347,36 +355,126 @@ impl<S> Reuse<S> {
     }
 
     fn slot(&self) -> MutexGuard<'_, Slot<S>> {
-        // NOTE: nothing runs under the lock that could leave a slot half-set.
+        // NOTE: a panic under the lock (in the service's `poll_ready` or
+        // `call`) ends the connection's task, and with it this `Reuse`.
         self.slot.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The connection's service if no request holds it, else a clone.
-    fn take(&self) -> S
-    where
-        S: Clone,
-    {
-        let mut slot = self.slot();
-        match slot.idle.take() {
-            Some(service) => service,
-            None => slot.template.clone(),
-        }
     }
 
     fn put_back(&self, service: S) {
         self.slot().idle = Some(service);
     }
 
-    async fn call<R>(self: Arc<Self>, request: R) -> Result<S::Response, S::Error>
+    /// Calls the connection's service with `request` once it is ready.
+    fn call<R>(self: &Arc<Self>, request: R) -> ReuseFuture<S, R>
     where
         S: Service<R> + Clone,
     {
-        let mut service = self.take();
-        poll_fn(|cx| service.poll_ready(cx)).await?;
-        let response = service.call(request);
-        self.put_back(service);
-        response.await
+        ReuseFuture {
+            state: State::Ready {
+                reuse: Arc::clone(self),
+                request: Some(request),
+                held: None,
+            },
+        }
     }
+}
+
+pin_project! {
+    /// The future of [`Reuse::call`]: readiness, then the service's future.
+    struct ReuseFuture<S, R>
+    where
+        S: Service<R>,
+    {
+        #[pin]
+        state: State<S, R>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, R>
+    where
+        S: Service<R>,
+    {
+        /// Waiting for a ready service: the connection's own, called in
+        /// place, or one this request holds (`held`: taken while not
+        /// ready, or cloned because another request had it).
+        Ready {
+            reuse: Arc<Reuse<S>>,
+            request: Option<R>,
+            held: Option<S>,
+        },
+        /// Called: the service's future.
+        Called {
+            #[pin]
+            future: S::Future,
+        },
+    }
+}
+
+impl<S, R> Future for ReuseFuture<S, R>
+where
+    S: Service<R> + Clone,
+{
+    type Output = Result<S::Response, S::Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let future = match self.as_mut().project().state.project() {
+                StateProj::Called { future } => return future.poll(cx),
+                StateProj::Ready {
+                    reuse,
+                    request,
+                    held,
+                } => match held {
+                    Some(service) => {
+                        if let Err(err) = ready!(service.poll_ready(cx)) {
+                            // A failed service is not put back.
+                            *held = None;
+                            return Poll::Ready(Err(err));
+                        }
+                        let future = service.call(take_request(request));
+                        if let Some(service) = held.take() {
+                            reuse.put_back(service);
+                        }
+                        future
+                    }
+                    None => {
+                        let mut slot = reuse.slot();
+                        let Some(service) = slot.idle.as_mut() else {
+                            // Another request holds it (or this is the
+                            // connection's first): a clone of its own.
+                            *held = Some(slot.template.clone());
+                            continue;
+                        };
+                        match service.poll_ready(cx) {
+                            Poll::Ready(Ok(())) => service.call(take_request(request)),
+                            Poll::Ready(Err(err)) => {
+                                slot.idle = None;
+                                return Poll::Ready(Err(err));
+                            }
+                            Poll::Pending => {
+                                // Its readiness will wake this request:
+                                // held here until then, so no other
+                                // request takes it.
+                                *held = slot.idle.take();
+                                return Poll::Pending;
+                            }
+                        }
+                    }
+                },
+            };
+            self.as_mut().project().state.set(State::Called { future });
+        }
+    }
+}
+
+/// The request of a [`ReuseFuture`] still waiting for its service.
+fn take_request<R>(request: &mut Option<R>) -> R {
+    // NOTE: the state becomes `Called` right after the one call that takes it.
+    request
+        .take()
+        .expect("a ReuseFuture's request is taken once, by its call")
 }
 
 /// What ended one wait of a connection's loop.
@@ -465,7 +563,7 @@ impl<B: http_body::Body<Data = Bytes>> http_body::Body for CountedBody<B> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
 
     use super::*;
 
@@ -494,22 +592,99 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn requests_in_turn_share_one_service_and_overlapping_ones_clone_it() {
+    async fn requests_in_turn_share_one_service() {
         let clones = Arc::new(AtomicUsize::new(0));
         let reuse = Arc::new(Reuse::new(Counted(clones.clone())));
         for _ in 0..3 {
-            assert_eq!(
-                reuse.clone().call(()).await,
-                Ok(1),
-                "the first takes a clone"
-            );
+            assert_eq!(reuse.call(()).await, Ok(1), "the first takes a clone");
         }
         assert_eq!(clones.load(Ordering::Relaxed), 1);
-        // One request holds the service: the next clones the template.
-        let held = reuse.take();
-        assert_eq!(reuse.clone().call(()).await, Ok(2));
-        reuse.put_back(held);
-        assert_eq!(reuse.clone().call(()).await, Ok(2));
-        assert_eq!(clones.load(Ordering::Relaxed), 2);
+    }
+
+    /// Ready when its gate is open (a failed readiness when `fail` is set);
+    /// answers with its clone number.
+    struct Gated {
+        open: Arc<AtomicBool>,
+        fail: Arc<AtomicBool>,
+        clones: Arc<AtomicUsize>,
+        number: usize,
+    }
+
+    impl Clone for Gated {
+        fn clone(&self) -> Self {
+            Self {
+                open: self.open.clone(),
+                fail: self.fail.clone(),
+                clones: self.clones.clone(),
+                number: self.clones.fetch_add(1, Ordering::Relaxed) + 1,
+            }
+        }
+    }
+
+    impl Service<()> for Gated {
+        type Response = usize;
+        type Error = &'static str;
+        type Future = std::future::Ready<Result<usize, &'static str>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), &'static str>> {
+            if self.fail.load(Ordering::Relaxed) {
+                Poll::Ready(Err("failed"))
+            } else if self.open.load(Ordering::Relaxed) {
+                Poll::Ready(Ok(()))
+            } else {
+                Poll::Pending
+            }
+        }
+
+        fn call(&mut self, (): ()) -> Self::Future {
+            std::future::ready(Ok(self.number))
+        }
+    }
+
+    fn gated() -> (Arc<Reuse<Gated>>, Arc<AtomicBool>, Arc<AtomicBool>) {
+        let open = Arc::new(AtomicBool::new(true));
+        let fail = Arc::new(AtomicBool::new(false));
+        let service = Gated {
+            open: open.clone(),
+            fail: fail.clone(),
+            clones: Arc::new(AtomicUsize::new(0)),
+            number: 0,
+        };
+        (Arc::new(Reuse::new(service)), open, fail)
+    }
+
+    fn poll_once<F: Future + Unpin>(future: &mut F) -> Poll<F::Output> {
+        Pin::new(future).poll(&mut Context::from_waker(std::task::Waker::noop()))
+    }
+
+    #[test]
+    fn a_service_not_ready_is_held_by_its_request_and_put_back_once_called() {
+        let (reuse, open, _) = gated();
+        assert_eq!(poll_once(&mut reuse.call(())), Poll::Ready(Ok(1)));
+        open.store(false, Ordering::Relaxed);
+        let mut waiting = Box::pin(reuse.call(()));
+        assert_eq!(poll_once(&mut waiting), Poll::Pending);
+        // Held by the waiting request: the next one clones its own, which
+        // is not ready either, and is not put back while it waits.
+        let mut next = Box::pin(reuse.call(()));
+        assert_eq!(poll_once(&mut next), Poll::Pending);
+        open.store(true, Ordering::Relaxed);
+        assert_eq!(poll_once(&mut waiting), Poll::Ready(Ok(1)));
+        assert_eq!(poll_once(&mut next), Poll::Ready(Ok(2)));
+        // The last put back is the one the slot keeps.
+        assert_eq!(poll_once(&mut reuse.call(())), Poll::Ready(Ok(2)));
+        assert_eq!(poll_once(&mut reuse.call(())), Poll::Ready(Ok(2)));
+    }
+
+    #[test]
+    fn a_service_that_fails_its_readiness_is_not_reused() {
+        let (reuse, _, fail) = gated();
+        assert_eq!(poll_once(&mut reuse.call(())), Poll::Ready(Ok(1)));
+        fail.store(true, Ordering::Relaxed);
+        assert_eq!(poll_once(&mut reuse.call(())), Poll::Ready(Err("failed")));
+        fail.store(false, Ordering::Relaxed);
+        // Dropped from the slot: the next request clones the template.
+        assert_eq!(poll_once(&mut reuse.call(())), Poll::Ready(Ok(2)));
+        assert_eq!(poll_once(&mut reuse.call(())), Poll::Ready(Ok(2)));
     }
 }
