@@ -177,6 +177,13 @@ impl UsageHook {
         Self(Arc::new(sink))
     }
 
+    /// A hook calling a sink already behind an [`Arc`]: a layer that keeps
+    /// its own reference to the sink (to settle it when no response comes)
+    /// hands the same allocation over.
+    pub fn from_arc<S: UsageSink>(sink: Arc<S>) -> Self {
+        Self(sink)
+    }
+
     /// Hands `record` to the hook's sink.
     pub fn call(&self, record: &UsageRecord) {
         self.0.record(record);

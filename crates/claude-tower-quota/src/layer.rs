@@ -323,20 +323,18 @@ where
     } = admission;
     match (verdict, reservation) {
         (Verdict::Admit, Some(reservation)) => {
-            let admitted = Admitted {
+            let admitted = Arc::new(Settlement {
+                shared: Arc::clone(shared),
+                reservation,
                 standing,
-                settlement: Settlement {
-                    shared: Arc::clone(shared),
-                    reservation,
-                    done: AtomicBool::new(false),
-                },
-            };
+                done: AtomicBool::new(false),
+            });
             ResponseFuture::calling(inner.call(req), Some(admitted), shared.headers)
         }
         (verdict, _) => ResponseFuture {
             headers: shared.headers,
             state: State::Local {
-                answer: Some(LocalAnswer { verdict, standing }),
+                answer: Some(Box::new(LocalAnswer { verdict, standing })),
             },
         },
     }
@@ -370,10 +368,15 @@ pin_project! {
         Calling {
             #[pin]
             future: F,
-            admitted: Option<Admitted>,
+            // Shared with the usage hook once the response comes: the
+            // standing and the reservation are ~300 bytes that every layer
+            // around this one would otherwise move with its future, for
+            // the one allocation the hook needs anyway.
+            admitted: Option<Arc<Settlement>>,
         },
         Local {
-            answer: Option<LocalAnswer>,
+            // Boxed: refusals and local answers only.
+            answer: Option<Box<LocalAnswer>>,
         },
     }
 }
@@ -390,7 +393,7 @@ struct Pending<S, ReqB> {
 }
 
 impl<F, S, ReqB> ResponseFuture<F, S, ReqB> {
-    fn calling(future: F, admitted: Option<Admitted>, headers: HeaderPrecedence) -> Self {
+    fn calling(future: F, admitted: Option<Arc<Settlement>>, headers: HeaderPrecedence) -> Self {
         Self {
             headers,
             state: State::Calling { future, admitted },
@@ -443,8 +446,8 @@ where
                         Err(e) => {
                             // No response: the request failed below us and
                             // billed nothing.
-                            if let Some(a) = admitted.take() {
-                                a.settlement.settle(Some(0));
+                            if let Some(settlement) = admitted.take() {
+                                settlement.settle(Some(0));
                             }
                             Err(e)
                         }
@@ -463,24 +466,15 @@ where
 
 fn finish<B>(
     res: Response<B>,
-    admitted: Option<Admitted>,
+    admitted: Option<Arc<Settlement>>,
     precedence: HeaderPrecedence,
 ) -> Response<ResponseBody<B>> {
     let (mut parts, body) = res.into_parts();
-    if let Some(Admitted {
-        standing,
-        settlement,
-    }) = admitted
-    {
-        write_standing(&mut parts.headers, &standing, precedence);
-        parts.extensions.insert(UsageHook::new(settlement));
+    if let Some(settlement) = admitted {
+        write_standing(&mut parts.headers, &settlement.standing, precedence);
+        parts.extensions.insert(UsageHook::from_arc(settlement));
     }
     Response::from_parts(parts, ResponseBody::upstream(body))
-}
-
-struct Admitted {
-    standing: Standing,
-    settlement: Settlement,
 }
 
 struct LocalAnswer {
@@ -578,9 +572,12 @@ fn write_standing(h: &mut HeaderMap, s: &Standing, precedence: HeaderPrecedence)
 
 /// Settles one admitted request exactly once: from the usage record when the
 /// usage layer calls the hook, else (dropped uncalled) the estimate stands.
+/// It also carries the standing the admission returned, for the response's
+/// headers.
 struct Settlement {
     shared: Arc<Shared>,
     reservation: Reservation,
+    standing: Standing,
     done: AtomicBool,
 }
 
