@@ -567,40 +567,6 @@ mod tests {
 
     use super::*;
 
-    /// Answers with the number of clones made so far.
-    struct Counted(Arc<AtomicUsize>);
-
-    impl Clone for Counted {
-        fn clone(&self) -> Self {
-            self.0.fetch_add(1, Ordering::Relaxed);
-            Self(self.0.clone())
-        }
-    }
-
-    impl Service<()> for Counted {
-        type Response = usize;
-        type Error = Infallible;
-        type Future = std::future::Ready<Result<usize, Infallible>>;
-
-        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-            Poll::Ready(Ok(()))
-        }
-
-        fn call(&mut self, (): ()) -> Self::Future {
-            std::future::ready(Ok(self.0.load(Ordering::Relaxed)))
-        }
-    }
-
-    #[tokio::test]
-    async fn requests_in_turn_share_one_service() {
-        let clones = Arc::new(AtomicUsize::new(0));
-        let reuse = Arc::new(Reuse::new(Counted(clones.clone())));
-        for _ in 0..3 {
-            assert_eq!(reuse.call(()).await, Ok(1), "the first takes a clone");
-        }
-        assert_eq!(clones.load(Ordering::Relaxed), 1);
-    }
-
     /// Ready when its gate is open (a failed readiness when `fail` is set);
     /// answers with its clone number.
     struct Gated {
@@ -641,16 +607,31 @@ mod tests {
         }
     }
 
-    fn gated() -> (Arc<Reuse<Gated>>, Arc<AtomicBool>, Arc<AtomicBool>) {
-        let open = Arc::new(AtomicBool::new(true));
-        let fail = Arc::new(AtomicBool::new(false));
+    /// A `Reuse` over a [`Gated`] service, ready and not failing, and a
+    /// handle on its gate, failure switch and clone count.
+    fn gated() -> (Arc<Reuse<Gated>>, Gated) {
         let service = Gated {
-            open: open.clone(),
-            fail: fail.clone(),
+            open: Arc::new(AtomicBool::new(true)),
+            fail: Arc::new(AtomicBool::new(false)),
             clones: Arc::new(AtomicUsize::new(0)),
             number: 0,
         };
-        (Arc::new(Reuse::new(service)), open, fail)
+        let handle = Gated {
+            open: service.open.clone(),
+            fail: service.fail.clone(),
+            clones: service.clones.clone(),
+            number: 0,
+        };
+        (Arc::new(Reuse::new(service)), handle)
+    }
+
+    #[tokio::test]
+    async fn requests_in_turn_share_one_service() {
+        let (reuse, handle) = gated();
+        for _ in 0..3 {
+            assert_eq!(reuse.call(()).await, Ok(1), "the first takes a clone");
+        }
+        assert_eq!(handle.clones.load(Ordering::Relaxed), 1);
     }
 
     fn poll_once<F: Future + Unpin>(future: &mut F) -> Poll<F::Output> {
@@ -659,7 +640,8 @@ mod tests {
 
     #[test]
     fn a_service_not_ready_is_held_by_its_request_and_put_back_once_called() {
-        let (reuse, open, _) = gated();
+        let (reuse, handle) = gated();
+        let open = &handle.open;
         assert_eq!(poll_once(&mut reuse.call(())), Poll::Ready(Ok(1)));
         open.store(false, Ordering::Relaxed);
         let mut waiting = Box::pin(reuse.call(()));
@@ -678,7 +660,8 @@ mod tests {
 
     #[test]
     fn a_service_that_fails_its_readiness_is_not_reused() {
-        let (reuse, _, fail) = gated();
+        let (reuse, handle) = gated();
+        let fail = &handle.fail;
         assert_eq!(poll_once(&mut reuse.call(())), Poll::Ready(Ok(1)));
         fail.store(true, Ordering::Relaxed);
         assert_eq!(poll_once(&mut reuse.call(())), Poll::Ready(Err("failed")));
